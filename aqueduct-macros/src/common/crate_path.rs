@@ -1,0 +1,39 @@
+//! The path through which generated code reaches the runtime: `::aqueduct` unless the
+//! user renamed the dependency and said so with `crate = "path"`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+
+/// The runtime crate's path. Generated code only ever names `#path::__private::…`.
+#[derive(Clone)]
+pub struct CratePath(syn::Path);
+
+impl CratePath {
+    /// Parses the value of a `crate = "…"` argument.
+    pub fn parse(lit: &syn::LitStr) -> syn::Result<Self> {
+        lit.parse::<syn::Path>().map(Self).map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                "`crate` must be a path, e.g. `crate = \"::aqueduct\"`",
+            )
+        })
+    }
+
+    /// `#path::__private`, the only module generated code uses.
+    pub fn private(&self) -> TokenStream {
+        let path = &self.0;
+        quote!(#path::__private)
+    }
+}
+
+impl Default for CratePath {
+    fn default() -> Self {
+        Self(syn::parse_quote!(::aqueduct))
+    }
+}
+
+impl ToTokens for CratePath {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.0.to_tokens(tokens);
+    }
+}

@@ -1,0 +1,126 @@
+//! Code generation for `#[handler]`: the user's function unchanged, plus a marker type of
+//! the same name implementing `Stage`. Calls into the user's function are wrapped by
+//! runtime helpers (one per signature shape) that catch panics per call.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::parse::HandlerDef;
+use super::signature::Shape;
+
+pub fn expand(def: &HandlerDef) -> TokenStream {
+    let private = def.args.krate.private();
+    let func = &def.func;
+    let name = &func.sig.ident;
+    let name_str = name.to_string();
+    let vis = &func.vis;
+    let sig = &def.signature;
+    let (input, output) = (&sig.input, &sig.output);
+    let state = sig.state.clone().unwrap_or_else(|| syn::parse_quote!(()));
+
+    // The stage's associated types are spanned at the user's types, so "`String` is not a
+    // #[task] type" points at the parameter or return type that says `String`.
+    let input_decl = quote_spanned!(input.span()=> type Input = #input;);
+    let output_decl = quote_spanned!(output.span()=> type Output = #output;);
+
+    let state_arg = sig.state.as_ref().map(|_| quote!(state,));
+    let call = |data: TokenStream| quote!(#name(#state_arg #data));
+    let finish = |call: TokenStream| match &sig.fallible {
+        Some(ret) => quote_spanned!(ret.span()=> #private::error_message(#call)),
+        None if matches!(sig.shape, Shape::InPlaceBatch | Shape::InPlaceEach) => {
+            quote!({ #call; #private::core::result::Result::Ok(()) })
+        }
+        None => quote!(#private::core::result::Result::Ok(#call)),
+    };
+    let body = match sig.shape {
+        Shape::InPlaceBatch => {
+            let run = finish(call(quote!(items)));
+            quote!(#private::in_place_batch(inputs, |items: &mut [#input]| #run))
+        }
+        Shape::InPlaceEach => {
+            let run = finish(call(quote!(item)));
+            quote!(#private::in_place_each(inputs, |item: &mut #input| #run))
+        }
+        Shape::TransformEach => {
+            let run = finish(call(quote!(item)));
+            quote!(#private::transform_each(inputs, |item: #input| #run))
+        }
+        Shape::TransformBatch => {
+            let run = finish(call(quote!(items)));
+            quote!(#private::transform_batch(inputs, |items: #private::Vec<#input>| #run))
+        }
+    };
+    let state_param = if sig.state.is_some() {
+        quote!(state)
+    } else {
+        quote!(_state)
+    };
+
+    let init = match &def.args.init {
+        Some(path) => {
+            quote_spanned!(path.span()=> #private::InitOutput::<#state>::into_state(#path()))
+        }
+        None => quote!(#private::core::result::Result::Ok(())),
+    };
+
+    let usize_lit = |n: u64, span| syn::LitInt::new(&n.to_string(), span);
+    let mut config = Vec::new();
+    if let Some((n, span)) = def.args.batch_size {
+        let n = usize_lit(n, span);
+        config.push(quote!(batch_size: #n,));
+    }
+    if let Some((n, span)) = def.args.nprocs {
+        let n = usize_lit(n, span);
+        config.push(quote!(nprocs: #n,));
+    }
+    if let Some((n, span)) = def.args.queue_size {
+        let n = usize_lit(n, span);
+        config.push(quote!(queue_size: #private::core::option::Option::Some(#n),));
+    }
+    if let Some(ms) = def.args.batch_timeout_ms {
+        config.push(quote!(batch_timeout: #private::core::time::Duration::from_millis(#ms),));
+    }
+    if let Some(ms) = def.args.start_timeout_ms {
+        config.push(quote!(start_timeout: #private::core::time::Duration::from_millis(#ms),));
+    }
+
+    let doc = format!(
+        "Stage marker of the [`{name_str}()`] handler, named in `flow!(… -> {name_str} -> …)`."
+    );
+    quote! {
+        #func
+
+        #[doc = #doc]
+        #[allow(non_camel_case_types)]
+        #[derive(Debug)]
+        #vis struct #name {}
+
+        #[doc(hidden)]
+        #[allow(clippy::needless_lifetimes, clippy::unused_unit)]
+        const _: () = {
+            #[automatically_derived]
+            impl #private::Stage for #name {
+                #input_decl
+                #output_decl
+                type State = #state;
+                const NAME: &'static str = #name_str;
+                const CONFIG: #private::StageConfig = #private::StageConfig {
+                    #(#config)*
+                    ..#private::StageConfig::DEFAULT
+                };
+
+                fn init() -> #private::core::result::Result<#state, #private::String> {
+                    #init
+                }
+
+                fn handle(
+                    #state_param: &mut #state,
+                    inputs: #private::Vec<#input>,
+                ) -> #private::Vec<#private::core::result::Result<#output, #private::String>> {
+                    #body
+                }
+            }
+        };
+    }
+}

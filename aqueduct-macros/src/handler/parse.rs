@@ -1,0 +1,85 @@
+//! `#[handler(…)]` arguments into a typed [`HandlerArgs`], every mistake collected.
+
+use proc_macro2::{Span, TokenStream};
+
+use super::signature::Signature;
+use crate::common::args::{self, parse_args};
+use crate::common::{CratePath, Errors};
+
+/// A validated handler: the function, its arguments and its signature's shape.
+pub struct HandlerDef {
+    pub func: syn::ItemFn,
+    pub args: HandlerArgs,
+    pub signature: Signature,
+}
+
+/// The arguments of `#[handler(…)]`. `None` means "the runtime's default".
+#[derive(Default)]
+pub struct HandlerArgs {
+    pub batch_size: Option<(u64, Span)>,
+    pub batch_timeout_ms: Option<u64>,
+    pub nprocs: Option<(u64, Span)>,
+    pub queue_size: Option<(u64, Span)>,
+    pub start_timeout_ms: Option<u64>,
+    pub init: Option<syn::Path>,
+    pub krate: CratePath,
+}
+
+const KEYS: &[&str] = &[
+    "batch_size",
+    "batch_timeout_ms",
+    "nprocs",
+    "queue_size",
+    "init",
+    "start_timeout_ms",
+    "isolation",
+    "crate",
+];
+const SYNONYMS: &[(&str, &str)] = &[
+    ("workers", "nprocs"),
+    ("processes", "nprocs"),
+    ("procs", "nprocs"),
+    ("threads", "nprocs"),
+    ("max_batch_size", "batch_size"),
+    ("batch", "batch_size"),
+    ("batch_timeout", "batch_timeout_ms"),
+    ("timeout_ms", "batch_timeout_ms"),
+    ("on_start", "init"),
+    ("setup", "init"),
+    ("queue_len", "queue_size"),
+    ("queue_capacity", "queue_size"),
+    ("start_timeout", "start_timeout_ms"),
+];
+
+impl HandlerArgs {
+    pub fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
+        let list = parse_args(tokens, errors);
+        let mut parsed = Self::default();
+        for arg in args::known_args("handler", &list, KEYS, SYNONYMS, errors) {
+            match arg.key.to_string().as_str() {
+                "batch_size" => parsed.batch_size = args::positive_int(arg, errors),
+                "nprocs" => parsed.nprocs = args::positive_int(arg, errors),
+                "queue_size" => parsed.queue_size = args::positive_int(arg, errors),
+                "batch_timeout_ms" => parsed.batch_timeout_ms = args::int(arg, errors),
+                "start_timeout_ms" => parsed.start_timeout_ms = args::int(arg, errors),
+                "init" => parsed.init = args::path(arg, errors),
+                "isolation" => {
+                    if let Some(mode) = args::string(arg, errors) {
+                        if mode.value() != "thread" {
+                            errors.at(mode.span(), format!("unknown isolation `{}`; this version runs workers as threads: `isolation = \"thread\"`", mode.value()));
+                        }
+                    }
+                }
+                "crate" => {
+                    if let Some(path) = args::string(arg, errors)
+                        .and_then(|lit| CratePath::parse(&lit).map_err(|e| errors.push(e)).ok())
+                    {
+                        parsed.krate = path;
+                    }
+                }
+                _ => unreachable!("`known_args` only returns keys from KEYS"),
+            }
+        }
+        parsed
+    }
+}

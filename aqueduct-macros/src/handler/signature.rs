@@ -1,0 +1,189 @@
+//! The accepted handler signatures, recognised syntactically. Anything else is one error
+//! at the function's parameters that lists every accepted form.
+
+use crate::common::Errors;
+
+/// How the handler takes its tasks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `fn(&mut [T])`: one call per batch, tasks changed in place.
+    InPlaceBatch,
+    /// `fn(&mut T)`: one call per task, changed in place.
+    InPlaceEach,
+    /// `fn(T) -> U`: one call per task.
+    TransformEach,
+    /// `fn(Vec<T>) -> Vec<U>`: one call per batch, one output per input.
+    TransformBatch,
+}
+
+/// A handler's signature, reduced to what code generation needs.
+pub struct Signature {
+    pub shape: Shape,
+    /// `T`, the task type the stage takes.
+    pub input: syn::Type,
+    /// `U`, the task type the stage emits (`T` for in-place shapes).
+    pub output: syn::Type,
+    /// The per-worker state type `S` of a `&mut S` first parameter (with `init`).
+    pub state: Option<syn::Type>,
+    /// The return type, if the function returns `Result<_, E>`.
+    pub fallible: Option<syn::Type>,
+}
+
+const FORMS: &str = "expected one of these handler signatures:
+    fn(&mut [T])            in place, one call per batch
+    fn(&mut T)              in place, one call per task
+    fn(T) -> U              transform, one call per task
+    fn(Vec<T>) -> Vec<U>    transform, one call per batch
+where `T` and `U` are `#[task]` types; each form may return `Result<_, E>` with `E: Display`,
+and takes `&mut State` first when `init = …` is set";
+
+impl Signature {
+    pub fn parse(func: &syn::ItemFn, has_init: bool, errors: &mut Errors) -> Option<Self> {
+        let sig = &func.sig;
+        let mut ok = true;
+        let mut reject = |tokens: &dyn quote::ToTokens, message: &str| {
+            errors.spanned(tokens, message);
+            ok = false;
+        };
+        if let Some(token) = &sig.asyncness {
+            reject(token, "handlers run on worker threads or processes and must not be `async`; do blocking work directly, or create a runtime in `init`");
+        }
+        if !sig.generics.params.is_empty() {
+            reject(
+                &sig.generics,
+                "handlers cannot be generic: each stage is one concrete function",
+            );
+        }
+        if let Some(token) = &sig.unsafety {
+            reject(
+                token,
+                "handlers cannot be `unsafe fn`: the runtime calls them without any precondition",
+            );
+        }
+        if let Some(variadic) = &sig.variadic {
+            reject(variadic, FORMS);
+        }
+        let mut params = Vec::new();
+        for input in &sig.inputs {
+            match input {
+                syn::FnArg::Receiver(receiver) => reject(
+                    receiver,
+                    "a handler is a free function; it cannot take `self`",
+                ),
+                syn::FnArg::Typed(typed) => params.push(&*typed.ty),
+            }
+        }
+        if !ok {
+            return None;
+        }
+
+        let expected = if has_init { 2 } else { 1 };
+        if params.len() != expected {
+            let message = match (has_init, params.len()) {
+                (false, 2) => format!("this handler takes two parameters, but only handlers with `init = …` take state first\n{FORMS}"),
+                (true, 1) => "with `init = …` the handler takes the worker's state first: `fn(state: &mut State, tasks: …)`".to_string(),
+                _ => FORMS.to_string(),
+            };
+            if sig.inputs.is_empty() {
+                errors.spanned(&sig.ident, message);
+            } else {
+                errors.spanned(&sig.inputs, message);
+            }
+            return None;
+        }
+
+        let state = if has_init {
+            match params[0] {
+                syn::Type::Reference(r) if r.mutability.is_some() => Some((*r.elem).clone()),
+                other => {
+                    errors.spanned(other, "with `init = …` the first parameter is the worker's state and must be `&mut State`");
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+
+        let data = params[expected - 1];
+        let (shape, input) = match data {
+            syn::Type::Reference(r) if r.mutability.is_some() => match &*r.elem {
+                syn::Type::Slice(slice) => (Shape::InPlaceBatch, (*slice.elem).clone()),
+                elem => (Shape::InPlaceEach, elem.clone()),
+            },
+            syn::Type::Reference(r) => {
+                errors.spanned(r, format!("handlers take tasks by value or by `&mut`, not by shared reference\n{FORMS}"));
+                return None;
+            }
+            other => match generic_arg("Vec", other) {
+                Some(elem) => (Shape::TransformBatch, elem),
+                None => (Shape::TransformEach, other.clone()),
+            },
+        };
+
+        let returned = match &sig.output {
+            syn::ReturnType::Default => None,
+            syn::ReturnType::Type(_, ty) if is_unit(ty) => None,
+            syn::ReturnType::Type(_, ty) => Some((**ty).clone()),
+        };
+        let (ok_type, fallible) = match &returned {
+            Some(ty) => match generic_arg("Result", ty) {
+                Some(ok) => (if is_unit(&ok) { None } else { Some(ok) }, Some(ty.clone())),
+                None => (Some(ty.clone()), None),
+            },
+            None => (None, None),
+        };
+
+        let output = match (shape, ok_type) {
+            (Shape::InPlaceBatch | Shape::InPlaceEach, None) => input.clone(),
+            (Shape::InPlaceBatch | Shape::InPlaceEach, Some(ty)) => {
+                errors.spanned(&ty, "in-place handlers (`&mut [T]` or `&mut T`) return nothing or `Result<(), E>`; to emit another type, take `T` by value and return `U`");
+                return None;
+            }
+            (Shape::TransformEach, Some(ty)) => ty,
+            (Shape::TransformBatch, Some(ty)) => match generic_arg("Vec", &ty) {
+                Some(elem) => elem,
+                None => {
+                    errors.spanned(&ty, "a handler that takes `Vec<T>` returns `Vec<U>` (or `Result<Vec<U>, E>`): one output per input, in order");
+                    return None;
+                }
+            },
+            (Shape::TransformEach | Shape::TransformBatch, None) => {
+                errors.spanned(
+                    data,
+                    format!("a handler that takes tasks by value must return its output\n{FORMS}"),
+                );
+                return None;
+            }
+        };
+        Some(Self {
+            shape,
+            input,
+            output,
+            state,
+            fallible,
+        })
+    }
+}
+
+fn is_unit(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Tuple(t) if t.elems.is_empty())
+}
+
+/// `T` if `ty` is `Name<T, …>` (by the last path segment, so `std::vec::Vec<T>` and
+/// aliases such as `anyhow::Result<T>` count).
+fn generic_arg(name: &str, ty: &syn::Type) -> Option<syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != name {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|arg| match arg {
+        syn::GenericArgument::Type(ty) => Some(ty.clone()),
+        _ => None,
+    })
+}

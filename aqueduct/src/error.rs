@@ -1,0 +1,81 @@
+//! The one error type of the runtime: every way a task or a flow can fail, typed, so
+//! callers can tell a timeout from an overload from a handler failure.
+
+use std::time::Duration;
+
+/// Why a task or a flow operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task did not finish within its timeout. It may still run to completion; its
+    /// result is then discarded and its shared memory released.
+    #[error("task timed out after {after:?}")]
+    Timeout {
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The first stage's queue stayed full for the whole timeout, so the task was never
+    /// accepted. Nothing ran.
+    #[error("stage `{stage}` is overloaded: its queue stayed full for {waited:?}")]
+    Overloaded {
+        /// The stage whose queue was full.
+        stage: &'static str,
+        /// How long `process` waited for room.
+        waited: Duration,
+    },
+    /// The handler returned an error or panicked for this task (or for the batch it was
+    /// in, for handlers that take whole batches). The worker carries on.
+    #[error("handler `{stage}` failed: {message}")]
+    Handler {
+        /// The stage whose handler failed.
+        stage: &'static str,
+        /// The handler's error, or the panic message.
+        message: String,
+    },
+    /// The flow was stopped without waiting for this task.
+    #[error("the flow was stopped before the task finished")]
+    Stopped,
+    /// `process` was called on a flow that is stopping or stopped.
+    #[error("the flow is not running")]
+    NotRunning,
+    /// A stage's workers did not finish `init` within its start timeout.
+    #[error("stage `{stage}` did not start within {after:?}")]
+    StartTimeout {
+        /// The stage that did not start.
+        stage: &'static str,
+        /// Its start timeout.
+        after: Duration,
+    },
+    /// A worker's `init` returned an error or panicked.
+    #[error("stage `{stage}` failed to start: {message}")]
+    Init {
+        /// The stage whose `init` failed.
+        stage: &'static str,
+        /// The error `init` returned, or its panic message.
+        message: String,
+    },
+    /// The shared-memory arena has no free block large enough.
+    #[error("shared-memory arena full: {requested} bytes requested, {free} of {capacity} bytes free (set AQUEDUCT_ARENA_BYTES or call aqueduct::arena::configure to enlarge it)")]
+    ArenaFull {
+        /// Bytes asked for.
+        requested: usize,
+        /// Bytes free in all (possibly fragmented).
+        free: usize,
+        /// The arena's size.
+        capacity: usize,
+    },
+    /// A shared-memory handle does not name a live block: it was released already, or
+    /// its bytes were corrupted.
+    #[error("invalid shared-memory handle: {reason}")]
+    InvalidHandle {
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A configuration value was rejected.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A `*_blocking` method was called from inside an async runtime, where blocking
+    /// would stall the runtime's thread. Use the async method there.
+    #[error("a blocking aqueduct call was made inside an async runtime; use the async method (e.g. `process(..).await`)")]
+    BlockingInAsync,
+}

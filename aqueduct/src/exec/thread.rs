@@ -1,0 +1,97 @@
+//! Workers as threads of this process: `nprocs` named threads, each running `init` once
+//! and then the batches sent to it. Used for `isolation = "thread"`.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use super::{run_batch, BatchResults, Executor};
+use crate::shapes::catch;
+use crate::shm::ownership;
+use crate::{Error, Stage};
+
+struct Job<S: Stage> {
+    inputs: Vec<S::Input>,
+    reply: oneshot::Sender<BatchResults<S::Output>>,
+}
+
+/// The worker threads of one stage.
+pub(crate) struct ThreadExecutor<S: Stage> {
+    workers: Vec<mpsc::Sender<Job<S>>>,
+}
+
+/// What starting the workers yields besides the executor: one `init` outcome per worker
+/// and the threads to join at shutdown.
+pub(crate) struct Started {
+    pub ready: Vec<oneshot::Receiver<Result<(), String>>>,
+    pub threads: Vec<JoinHandle<()>>,
+}
+
+impl<S: Stage> ThreadExecutor<S> {
+    /// Spawns `count` worker threads; each reports its `init` outcome, then serves jobs
+    /// until the executor is dropped.
+    pub(crate) fn spawn(count: usize) -> Result<(Self, Started), Error> {
+        let mut workers = Vec::with_capacity(count);
+        let mut started = Started {
+            ready: Vec::with_capacity(count),
+            threads: Vec::with_capacity(count),
+        };
+        for index in 0..count {
+            let (jobs_tx, jobs_rx) = mpsc::channel::<Job<S>>();
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let thread = std::thread::Builder::new()
+                .name(format!("aqueduct-{}-{index}", S::NAME))
+                .spawn(move || worker_loop::<S>(jobs_rx, ready_tx))
+                .map_err(|e| Error::Init {
+                    stage: S::NAME,
+                    message: format!("cannot spawn worker thread: {e}"),
+                })?;
+            workers.push(jobs_tx);
+            started.ready.push(ready_rx);
+            started.threads.push(thread);
+        }
+        Ok((Self { workers }, started))
+    }
+}
+
+fn worker_loop<S: Stage>(jobs: mpsc::Receiver<Job<S>>, ready: oneshot::Sender<Result<(), String>>) {
+    let mut state = match catch(S::init).and_then(|r| r) {
+        Ok(state) => state,
+        Err(message) => {
+            let _ = ready.send(Err(message));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    for job in jobs {
+        let results = run_batch::<S>(&mut state, job.inputs);
+        if let Err(results) = job.reply.send(results) {
+            results.iter().flatten().for_each(ownership::release);
+        }
+    }
+}
+
+impl<S: Stage> Executor<S> for ThreadExecutor<S>
+where
+    S::Input: Send,
+    S::Output: Send,
+{
+    async fn run(
+        &self,
+        worker: usize,
+        batch: Vec<S::Input>,
+    ) -> Result<BatchResults<S::Output>, Error> {
+        let (reply, results) = oneshot::channel();
+        if let Err(mpsc::SendError(job)) = self.workers[worker].send(Job {
+            inputs: batch,
+            reply,
+        }) {
+            job.inputs.iter().for_each(ownership::release);
+            return Err(Error::Stopped);
+        }
+        // The worker always answers unless its thread is gone (it exited after a failed
+        // `init`, which `start()` reports before any batch is sent).
+        results.await.map_err(|_| Error::Stopped)
+    }
+}

@@ -1,0 +1,126 @@
+//! Batch collection: after a batch's first task, take more until the batch is full or its
+//! time is up. Uses tokio's clock, so tests can drive it with a paused clock.
+
+use std::time::Duration;
+
+use tokio::time::{timeout_at, Instant};
+
+/// Fills a batch that starts with `first`, up to `max` items.
+///
+/// With `wait == 0` it takes only what is already queued (dynamic batching: small batches
+/// at low load, full ones under load, no added latency). Otherwise it waits until
+/// `wait` after the first task arrived, or until the batch is full.
+pub(crate) async fn collect<T>(
+    queue: &async_channel::Receiver<T>,
+    first: T,
+    max: usize,
+    wait: Duration,
+) -> Vec<T> {
+    let mut batch = Vec::with_capacity(max.min(1024));
+    batch.push(first);
+    if wait.is_zero() {
+        while batch.len() < max {
+            match queue.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        return batch;
+    }
+    let deadline = Instant::now() + wait;
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => match timeout_at(deadline, queue.recv()).await {
+                Ok(Ok(item)) => batch.push(item),
+                // Deadline reached, or the queue closed: flush what we have.
+                Ok(Err(_)) | Err(_) => break,
+            },
+        }
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll};
+
+    fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        let waker = std::task::Waker::noop();
+        future.poll(&mut Context::from_waker(waker))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_the_timeout_then_flushes_a_partial_batch() {
+        let (tx, rx) = async_channel::bounded(16);
+        tx.send(2).await.unwrap();
+        let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(50)));
+        assert!(
+            poll_once(batch.as_mut()).is_pending(),
+            "batch waits for more tasks"
+        );
+        tokio::time::advance(Duration::from_millis(49)).await;
+        assert!(
+            poll_once(batch.as_mut()).is_pending(),
+            "still within the batch timeout"
+        );
+        tx.send(3).await.unwrap();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            batch.await,
+            vec![1, 2, 3],
+            "flushed at the timeout with what arrived"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flushes_as_soon_as_the_batch_is_full() {
+        let (tx, rx) = async_channel::bounded(16);
+        let mut batch = pin!(collect(&rx, 1, 3, Duration::from_secs(3600)));
+        assert!(poll_once(batch.as_mut()).is_pending());
+        tx.send(2).await.unwrap();
+        tx.send(3).await.unwrap();
+        tx.send(4).await.unwrap();
+        let started = Instant::now();
+        assert_eq!(batch.await, vec![1, 2, 3]);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no time passed: full batch flushed at once"
+        );
+        assert_eq!(
+            rx.try_recv(),
+            Ok(4),
+            "the extra task stays queued for the next batch"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_timeout_takes_only_what_is_queued() {
+        let (tx, rx) = async_channel::bounded(16);
+        tx.send(2).await.unwrap();
+        let mut batch = pin!(collect(&rx, 1, 8, Duration::ZERO));
+        assert_eq!(
+            poll_once(batch.as_mut()),
+            Poll::Ready(vec![1, 2]),
+            "ready on first poll, no waiting"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timer_counts_from_the_first_task_not_from_idle_time() {
+        let (tx, rx) = async_channel::bounded(16);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(20)));
+        assert!(
+            poll_once(batch.as_mut()).is_pending(),
+            "idle time before the first task does not count"
+        );
+        tokio::time::advance(Duration::from_millis(20)).await;
+        drop(tx);
+        assert_eq!(batch.await, vec![1]);
+    }
+}

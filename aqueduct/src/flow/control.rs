@@ -1,0 +1,65 @@
+//! A flow's lifecycle state, shared by its handles and runners.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tokio::sync::watch;
+
+/// Where a flow is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowState {
+    /// Accepting tasks.
+    Running,
+    /// `stop()` was called; no new tasks are accepted, accepted ones may still finish.
+    Stopping,
+    /// Every stage has shut down (or was halted).
+    Stopped,
+}
+
+pub(crate) struct Control {
+    state: AtomicU8,
+    /// Set when the flow halts without finishing its tasks; waiting callers and runners
+    /// watch it.
+    halted: watch::Sender<bool>,
+}
+
+impl Control {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: AtomicU8::new(0),
+            halted: watch::Sender::new(false),
+        }
+    }
+
+    pub(crate) fn state(&self) -> FlowState {
+        match self.state.load(Ordering::Acquire) {
+            0 => FlowState::Running,
+            1 => FlowState::Stopping,
+            _ => FlowState::Stopped,
+        }
+    }
+
+    /// Moves from running to stopping; `false` if the flow was not running.
+    pub(crate) fn begin_stop(&self) -> bool {
+        self.state
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub(crate) fn set_stopped(&self) {
+        self.state.store(2, Ordering::Release);
+    }
+
+    pub(crate) fn halt(&self) {
+        self.halted.send_replace(true);
+    }
+
+    pub(crate) fn is_halted(&self) -> bool {
+        *self.halted.borrow()
+    }
+
+    /// Resolves once the flow is halted.
+    pub(crate) async fn halted(&self) {
+        let mut watcher = self.halted.subscribe();
+        let _ = watcher.wait_for(|halted| *halted).await;
+    }
+}

@@ -1,0 +1,47 @@
+//! Where a stage's outputs go: the next stage's queue, or back to the caller.
+
+use std::future::Future;
+
+use super::builder::Link;
+use super::envelope::Envelope;
+use crate::task::{Task, TaskField};
+
+/// Receives a stage's successful outputs. Awaiting `push` is how backpressure travels
+/// upstream: a full next stage holds the worker that produced the output.
+#[doc(hidden)]
+pub trait Downstream<T: TaskField, R>: Send + Sync + 'static {
+    fn push(&self, envelope: Envelope<T, R>) -> impl Future<Output = ()> + Send;
+}
+
+/// Sends outputs into the next stage's input queue.
+pub(crate) struct Forward<In: TaskField, R> {
+    queue: async_channel::Sender<Envelope<In, R>>,
+}
+
+impl<In: TaskField, R> Forward<In, R> {
+    pub(crate) fn new(queue: async_channel::Sender<Envelope<In, R>>) -> Self {
+        Self { queue }
+    }
+}
+
+impl<Out, In, R> Downstream<Out, R> for Forward<In, R>
+where
+    Out: Task + Link<In>,
+    In: Task,
+    R: Send + 'static,
+{
+    async fn push(&self, mut envelope: Envelope<Out, R>) {
+        let task = envelope.take_task().link();
+        // A closed queue means the flow was halted; the envelope is dropped with its task.
+        let _ = self.queue.send(envelope.with_task(task)).await;
+    }
+}
+
+/// Answers the caller: the last stage's outputs are the flow's results.
+pub(crate) struct Deliver;
+
+impl<R: Task> Downstream<R, R> for Deliver {
+    async fn push(&self, envelope: Envelope<R, R>) {
+        envelope.deliver();
+    }
+}

@@ -1,0 +1,244 @@
+//! The running flow: a cheap, cloneable handle for submitting tasks and stopping.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::{sleep_until, timeout_at, Instant};
+
+use super::control::Control;
+pub use super::control::FlowState;
+use super::envelope::Envelope;
+use super::owned::Owned;
+use super::stats::{StageCounters, StageStats};
+use crate::shm::ownership;
+use crate::{Error, Task};
+
+/// A started pipeline taking `In` tasks and returning `Out` tasks.
+///
+/// Cloning is cheap and every clone drives the same flow, so one flow can serve many
+/// concurrent requests. Dropping the last handle closes the flow's input; tasks already
+/// accepted still finish.
+pub struct Flow<In: Task, Out: Task> {
+    inner: Arc<Inner<In, Out>>,
+}
+
+impl<In: Task, Out: Task> Clone for Flow<In, Out> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<In: Task, Out: Task> std::fmt::Debug for Flow<In, Out> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flow")
+            .field("state", &self.state())
+            .field("stages", &self.stats())
+            .finish()
+    }
+}
+
+/// Everything `start()` produced.
+pub(crate) struct FlowParts<In: Task, Out: Task> {
+    pub input: async_channel::Sender<Envelope<In, Out>>,
+    pub control: Arc<Control>,
+    pub timeout: Duration,
+    pub first_stage: &'static str,
+    pub counters: Vec<Arc<StageCounters>>,
+    pub runners: Vec<tokio::task::JoinHandle<()>>,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+struct Inner<In: Task, Out: Task> {
+    input: async_channel::Sender<Envelope<In, Out>>,
+    control: Arc<Control>,
+    timeout: Duration,
+    first_stage: &'static str,
+    counters: Vec<Arc<StageCounters>>,
+    runners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    handle: tokio::runtime::Handle,
+    runtime: OnceLock<OwnedRuntime>,
+}
+
+impl<In: Task, Out: Task> Flow<In, Out> {
+    pub(crate) fn new(parts: FlowParts<In, Out>) -> Self {
+        let inner = Inner {
+            input: parts.input,
+            control: parts.control,
+            timeout: parts.timeout,
+            first_stage: parts.first_stage,
+            counters: parts.counters,
+            runners: Mutex::new(parts.runners),
+            threads: Mutex::new(parts.threads),
+            handle: tokio::runtime::Handle::current(),
+            runtime: OnceLock::new(),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub(crate) fn own_runtime(&self, runtime: tokio::runtime::Runtime) {
+        let _ = self.inner.runtime.set(OwnedRuntime(Some(runtime)));
+    }
+
+    /// Runs `task` through every stage, with the flow's default timeout (5 s unless set
+    /// on the builder). Never blocks the runtime: the work happens on the stages' workers.
+    pub async fn process(&self, task: In) -> Result<Owned<Out>, Error> {
+        self.process_timeout(task, self.inner.timeout).await
+    }
+
+    /// [`Flow::process`] with an explicit timeout, covering both the wait for room in the
+    /// first stage's queue ([`Error::Overloaded`] if none came) and the processing
+    /// ([`Error::Timeout`]).
+    pub async fn process_timeout(&self, task: In, timeout: Duration) -> Result<Owned<Out>, Error> {
+        let inner = &*self.inner;
+        if inner.control.state() != FlowState::Running {
+            ownership::release(&task);
+            return Err(Error::NotRunning);
+        }
+        if let Err(error) = ownership::validate(&task) {
+            ownership::release(&task);
+            return Err(error);
+        }
+        let deadline = Instant::now() + timeout;
+        let (reply, receiver) = oneshot::channel();
+        let mut receiver = ResultSlot(receiver);
+        match inner.input.try_send(Envelope::new(task, reply, deadline)) {
+            Ok(()) => {}
+            Err(async_channel::TrySendError::Closed(_)) => return Err(Error::NotRunning),
+            Err(async_channel::TrySendError::Full(envelope)) => {
+                match timeout_at(deadline, inner.input.send(envelope)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(Error::NotRunning),
+                    Err(_) => {
+                        return Err(Error::Overloaded {
+                            stage: inner.first_stage,
+                            waited: timeout,
+                        })
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            outcome = &mut receiver.0 => match outcome {
+                Ok(Ok(task)) => Ok(Owned::new(task)),
+                Ok(Err(error)) => Err(error),
+                // The task was dropped inside the flow: it was halted.
+                Err(_) => Err(Error::Stopped),
+            },
+            () = sleep_until(deadline) => Err(Error::Timeout { after: timeout }),
+            () = inner.control.halted() => Err(Error::Stopped),
+        }
+    }
+
+    /// [`Flow::process`] for code that is not async (a plain thread, `fn main`). Returns
+    /// [`Error::BlockingInAsync`] if called on a thread that runs async tasks.
+    pub fn process_blocking(&self, task: In) -> Result<Owned<Out>, Error> {
+        self.process_timeout_blocking(task, self.inner.timeout)
+    }
+
+    /// [`Flow::process_timeout`] for code that is not async.
+    pub fn process_timeout_blocking(
+        &self,
+        task: In,
+        timeout: Duration,
+    ) -> Result<Owned<Out>, Error> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            ownership::release(&task);
+            return Err(Error::BlockingInAsync);
+        }
+        self.inner
+            .handle
+            .block_on(self.process_timeout(task, timeout))
+    }
+
+    /// Stops the flow. New `process` calls get [`Error::NotRunning`] at once.
+    ///
+    /// Graceful: every task already accepted runs to completion and is delivered, then
+    /// the workers exit and this returns. Not graceful: every waiting caller gets
+    /// [`Error::Stopped`] at once, queued tasks are dropped unrun, and this returns
+    /// without waiting for batches that are mid-handler (their results are discarded).
+    pub async fn stop(&self, graceful: bool) {
+        let inner = &*self.inner;
+        if !inner.control.begin_stop() {
+            return;
+        }
+        inner.input.close();
+        if graceful {
+            let runners = std::mem::take(&mut *lock(&inner.runners));
+            for runner in runners {
+                let _ = runner.await;
+            }
+            let threads = std::mem::take(&mut *lock(&inner.threads));
+            let _ = tokio::task::spawn_blocking(move || {
+                threads.into_iter().for_each(|t| drop(t.join()))
+            })
+            .await;
+        } else {
+            inner.control.halt();
+        }
+        inner.control.set_stopped();
+    }
+
+    /// [`Flow::stop`] for code that is not async.
+    pub fn stop_blocking(&self, graceful: bool) -> Result<(), Error> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::BlockingInAsync);
+        }
+        self.inner.handle.block_on(self.stop(graceful));
+        Ok(())
+    }
+
+    /// Running, stopping or stopped.
+    pub fn state(&self) -> FlowState {
+        self.inner.control.state()
+    }
+
+    /// Counters of every stage, in flow order.
+    pub fn stats(&self) -> Vec<StageStats> {
+        self.inner.counters.iter().map(|c| c.snapshot()).collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<In: Task, Out: Task> Drop for Inner<In, Out> {
+    fn drop(&mut self) {
+        // Stages drain what they accepted and exit; worker threads end with them.
+        self.input.close();
+    }
+}
+
+/// The receiving end of a task's result. If the caller stops waiting (timeout, halt,
+/// or its future is dropped), a result that arrives anyway is still released.
+struct ResultSlot<Out: Task>(oneshot::Receiver<Result<Out, Error>>);
+
+impl<Out: Task> Drop for ResultSlot<Out> {
+    fn drop(&mut self) {
+        self.0.close();
+        if let Ok(Ok(task)) = self.0.try_recv() {
+            ownership::release(&task);
+        }
+    }
+}
+
+/// A runtime the flow created for blocking use; shut down without blocking when the
+/// flow goes away (which may happen inside another runtime).
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

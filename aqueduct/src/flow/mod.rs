@@ -1,0 +1,21 @@
+//! Flows: typed chains of stages fed by `process()`.
+//!
+//! Per stage there is a bounded input queue and one async *runner* that takes an idle
+//! worker, collects a batch for it (see [`batcher`]), drops tasks whose caller gave up or
+//! whose deadline passed, and hands the batch to the stage's executor. Results go
+//! straight to the next stage's queue, or to the caller for the last stage.
+
+mod batcher;
+mod builder;
+mod control;
+mod downstream;
+mod envelope;
+mod handle;
+mod owned;
+mod runner;
+mod stats;
+
+pub use builder::{Chain, First, FlowBuilder, Link, Then};
+pub use handle::{Flow, FlowState};
+pub use owned::Owned;
+pub use stats::StageStats;

@@ -1,0 +1,87 @@
+//! Per-stage counters, readable while the flow runs (`Flow::stats`). They are the seam
+//! for metrics exporters: plain atomics, no dependency.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of one stage's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageStats {
+    /// Stage name.
+    pub name: &'static str,
+    /// Workers.
+    pub workers: usize,
+    /// Tasks waiting in the stage's input queue now.
+    pub queued: usize,
+    /// Handler calls (batches) dispatched so far.
+    pub batches: u64,
+    /// Tasks dispatched to the handler so far.
+    pub tasks: u64,
+    /// Tasks the handler failed (error or panic).
+    pub failed: u64,
+    /// Tasks dropped before dispatch because their deadline passed or their caller left.
+    pub abandoned: u64,
+}
+
+impl StageStats {
+    /// Mean tasks per handler call.
+    pub fn mean_batch_size(&self) -> f64 {
+        if self.batches == 0 {
+            0.0
+        } else {
+            self.tasks as f64 / self.batches as f64
+        }
+    }
+}
+
+pub(crate) struct StageCounters {
+    pub name: &'static str,
+    pub workers: usize,
+    queued: Box<dyn Fn() -> usize + Send + Sync>,
+    batches: AtomicU64,
+    tasks: AtomicU64,
+    failed: AtomicU64,
+    abandoned: AtomicU64,
+}
+
+impl StageCounters {
+    pub(crate) fn new(
+        name: &'static str,
+        workers: usize,
+        queued: impl Fn() -> usize + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            workers,
+            queued: Box::new(queued),
+            batches: AtomicU64::new(0),
+            tasks: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn batch(&self, size: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.tasks.fetch_add(size as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn abandoned(&self, count: usize) {
+        self.abandoned.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> StageStats {
+        StageStats {
+            name: self.name,
+            workers: self.workers,
+            queued: (self.queued)(),
+            batches: self.batches.load(Ordering::Relaxed),
+            tasks: self.tasks.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            abandoned: self.abandoned.load(Ordering::Relaxed),
+        }
+    }
+}

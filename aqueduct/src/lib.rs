@@ -1,0 +1,29 @@
+#![doc = include_str!("../../README.md")]
+#![warn(missing_docs)]
+
+// Lets the macros' `::aqueduct::…` paths resolve inside this crate's own tests and doctests.
+#[allow(unused_extern_crates)]
+extern crate self as aqueduct;
+
+pub mod arena {
+    //! The process's shared-memory arena: size it before first use, read its usage.
+    pub use crate::shm::arena::{configure, stats, CAPACITY_ENV, DEFAULT_CAPACITY};
+    pub use crate::shm::ArenaStats;
+}
+mod error;
+mod exec;
+mod flow;
+mod shapes;
+mod shm;
+mod stage;
+mod task;
+
+pub use aqueduct_macros::{flow, handler, task};
+pub use error::Error;
+pub use flow::{Flow, FlowBuilder, FlowState, Link, Owned, StageStats};
+pub use shm::{ShmBytes, ShmHandle, ShmStr, ShmVec, ShmView};
+pub use stage::{Stage, StageConfig};
+pub use task::{FieldLayout, Task, TaskField, TaskLayout};
+
+#[doc(hidden)]
+pub mod __private;

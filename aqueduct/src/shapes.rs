@@ -1,0 +1,101 @@
+//! Adapters from each accepted handler signature to [`crate::Stage::handle`]'s
+//! "one result per input" form. Each catches panics at the finest grain its shape allows:
+//! per task for per-task shapes, per batch for batch shapes.
+
+use std::fmt::Display;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Runs `f`, turning a panic into its message.
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_string());
+        format!("panicked: {text}")
+    })
+}
+
+fn fail_all<T>(count: usize, message: &str) -> Vec<Result<T, String>> {
+    (0..count).map(|_| Err(message.to_string())).collect()
+}
+
+/// `fn(&mut [T]) [-> Result<(), E>]`.
+pub fn in_place_batch<T>(
+    mut items: Vec<T>,
+    f: impl FnOnce(&mut [T]) -> Result<(), String>,
+) -> Vec<Result<T, String>> {
+    match catch(|| f(&mut items)).and_then(|r| r) {
+        Ok(()) => items.into_iter().map(Ok).collect(),
+        Err(message) => fail_all(items.len(), &message),
+    }
+}
+
+/// `fn(&mut T) [-> Result<(), E>]`.
+pub fn in_place_each<T>(
+    items: Vec<T>,
+    mut f: impl FnMut(&mut T) -> Result<(), String>,
+) -> Vec<Result<T, String>> {
+    items
+        .into_iter()
+        .map(|mut item| catch(|| f(&mut item)).and_then(|r| r).map(|()| item))
+        .collect()
+}
+
+/// `fn(T) -> U` or `-> Result<U, E>`.
+pub fn transform_each<T, U>(
+    items: Vec<T>,
+    mut f: impl FnMut(T) -> Result<U, String>,
+) -> Vec<Result<U, String>> {
+    items
+        .into_iter()
+        .map(|item| catch(|| f(item)).and_then(|r| r))
+        .collect()
+}
+
+/// `fn(Vec<T>) -> Vec<U>` or `-> Result<Vec<U>, E>`; the output count must match.
+pub fn transform_batch<T, U>(
+    items: Vec<T>,
+    f: impl FnOnce(Vec<T>) -> Result<Vec<U>, String>,
+) -> Vec<Result<U, String>> {
+    let count = items.len();
+    match catch(|| f(items)).and_then(|r| r) {
+        Ok(outputs) if outputs.len() == count => outputs.into_iter().map(Ok).collect(),
+        Ok(outputs) => fail_all(
+            count,
+            &format!(
+                "returned {} outputs for a batch of {count} tasks",
+                outputs.len()
+            ),
+        ),
+        Err(message) => fail_all(count, &message),
+    }
+}
+
+/// A fallible handler's result, with its error rendered.
+pub fn error_message<T, E: Display>(result: Result<T, E>) -> Result<T, String> {
+    result.map_err(|e| e.to_string())
+}
+
+/// What an `init = path` function may return: the state itself, or `Result<State, E>`.
+#[diagnostic::on_unimplemented(
+    message = "`init` must return the handler's state `{S}` or `Result<{S}, E>` with `E: Display`, not `{Self}`",
+    label = "returns `{Self}`"
+)]
+pub trait InitOutput<S> {
+    /// The state, or the error's message.
+    fn into_state(self) -> Result<S, String>;
+}
+
+impl<S> InitOutput<S> for S {
+    fn into_state(self) -> Result<S, String> {
+        Ok(self)
+    }
+}
+
+impl<S, E: Display> InitOutput<S> for Result<S, E> {
+    fn into_state(self) -> Result<S, String> {
+        self.map_err(|e| e.to_string())
+    }
+}

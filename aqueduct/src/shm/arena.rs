@@ -1,0 +1,332 @@
+//! The process-wide arena: one sealed memfd mapped once, carved into buddy blocks.
+//!
+//! All allocator metadata (free lists, reference counts, generations) lives in this
+//! process's private memory, never in the shared mapping, so no other process that maps
+//! the arena can corrupt it; every handle that comes back is checked against it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::buddy::{Buddy, MIN_BLOCK};
+use super::memfd;
+use super::ShmHandle;
+use crate::Error;
+
+/// Default arena size: 1 GiB of address space. Pages are only backed once written.
+pub const DEFAULT_CAPACITY: usize = 1 << 30;
+/// Environment variable that sets the arena size in bytes, read once at first use.
+pub const CAPACITY_ENV: &str = "AQUEDUCT_ARENA_BYTES";
+
+static REQUESTED_CAPACITY: AtomicUsize = AtomicUsize::new(0);
+static GLOBAL: OnceLock<Arena> = OnceLock::new();
+
+/// Sets the arena's size, in bytes (rounded down to a power of two). Must be called
+/// before the first shared-memory allocation; afterwards the arena exists and its size
+/// is fixed, and this returns [`Error::Config`].
+pub fn configure(capacity: usize) -> Result<(), Error> {
+    if capacity < 4096 {
+        return Err(Error::Config(format!(
+            "arena capacity {capacity} is below the minimum of 4096 bytes"
+        )));
+    }
+    REQUESTED_CAPACITY.store(capacity, Ordering::SeqCst);
+    if GLOBAL.get().is_some() {
+        return Err(Error::Config(
+            "the shared-memory arena is already in use; configure it before the first allocation"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Usage figures of the process's arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArenaStats {
+    /// Total size in bytes.
+    pub capacity: usize,
+    /// Bytes in allocated blocks (block sizes, so rounded up to powers of two).
+    pub used: usize,
+    /// Number of allocated blocks.
+    pub blocks: usize,
+}
+
+/// Current usage of the arena (all zeros in use if nothing was ever allocated).
+pub fn stats() -> ArenaStats {
+    Arena::global().map(Arena::stats).unwrap_or(ArenaStats {
+        capacity: 0,
+        used: 0,
+        blocks: 0,
+    })
+}
+
+/// One allocated block's private bookkeeping.
+#[derive(Debug)]
+struct Block {
+    order: u32,
+    len: u64,
+    generation: u64,
+    refs: u32,
+}
+
+#[derive(Debug)]
+struct Books {
+    buddy: Buddy,
+    live: HashMap<u64, Block>,
+    used: usize,
+    next_generation: u64,
+}
+
+/// An arena of shared memory.
+#[derive(Debug)]
+pub struct Arena {
+    map: MmapRaw,
+    capacity: usize,
+    books: Mutex<Books>,
+}
+
+impl Arena {
+    /// The process's arena, created at first use.
+    pub(crate) fn global() -> Result<&'static Arena, Error> {
+        if let Some(arena) = GLOBAL.get() {
+            return Ok(arena);
+        }
+        let requested = match REQUESTED_CAPACITY.load(Ordering::SeqCst) {
+            0 => match std::env::var(CAPACITY_ENV) {
+                Ok(value) => value.trim().parse::<usize>().map_err(|_| {
+                    Error::Config(format!("{CAPACITY_ENV}={value:?} is not a byte count"))
+                })?,
+                Err(_) => DEFAULT_CAPACITY,
+            },
+            n => n,
+        };
+        let arena = Arena::new(requested)?;
+        // Another thread may have won the race; its arena is equally good.
+        Ok(GLOBAL.get_or_init(|| arena))
+    }
+
+    /// A fresh arena of `capacity` bytes, rounded down to a power of two.
+    pub(crate) fn new(capacity: usize) -> Result<Self, Error> {
+        let capacity = 1usize << (usize::BITS - 1 - capacity.max(MIN_BLOCK).leading_zeros());
+        let file = memfd::create_sealed("aqueduct-arena", capacity)
+            .map_err(|e| Error::Config(format!("cannot create the shared-memory arena: {e}")))?;
+        let map = MmapOptions::new()
+            .len(capacity)
+            .map_raw(&file)
+            .map_err(|e| Error::Config(format!("cannot map the shared-memory arena: {e}")))?;
+        let books = Books {
+            buddy: Buddy::new(capacity),
+            live: HashMap::new(),
+            used: 0,
+            next_generation: 1,
+        };
+        Ok(Self {
+            map,
+            capacity,
+            books: Mutex::new(books),
+        })
+    }
+
+    fn books(&self) -> MutexGuard<'_, Books> {
+        // The books are never left half-updated (no panics inside the critical sections),
+        // so a poisoned lock only means another thread panicked elsewhere.
+        self.books
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn stats(&self) -> ArenaStats {
+        let books = self.books();
+        ArenaStats {
+            capacity: self.capacity,
+            used: books.used,
+            blocks: books.live.len(),
+        }
+    }
+
+    /// Allocates a block for `len` bytes (`len > 0`) with one reference, and hands its
+    /// bytes to `fill` before anyone else can see the block.
+    pub(crate) fn alloc_with(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<ShmHandle, Error> {
+        debug_assert!(len > 0);
+        let order = Buddy::order_for(len);
+        let handle = {
+            let mut books = self.books();
+            let offset = books.buddy.alloc(order).ok_or_else(|| Error::ArenaFull {
+                requested: len,
+                free: self.capacity - books.used,
+                capacity: self.capacity,
+            })?;
+            let generation = books.next_generation;
+            books.next_generation += 1;
+            books.used += Buddy::block_size(order);
+            books.live.insert(
+                offset,
+                Block {
+                    order,
+                    len: len as u64,
+                    generation,
+                    refs: 1,
+                },
+            );
+            ShmHandle {
+                offset,
+                len: len as u64,
+                generation,
+            }
+        };
+        // SAFETY: the block `[offset, offset + len)` lies inside the mapping (the buddy
+        // allocator only hands out blocks below `capacity`, and `len` fits the block),
+        // the mapping lives as long as `self`, and the block was just allocated: no other
+        // handle to it exists yet, so this is the only reference to these bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(handle.offset as usize), len)
+        };
+        fill(bytes);
+        Ok(handle)
+    }
+
+    /// Checks that `handle` names a live block exactly as allocated.
+    fn check<'b>(&self, books: &'b mut Books, handle: &ShmHandle) -> Result<&'b mut Block, Error> {
+        let block = books
+            .live
+            .get_mut(&handle.offset)
+            .ok_or_else(|| Error::InvalidHandle {
+                reason: format!("no live block at offset {}", handle.offset),
+            })?;
+        if block.generation != handle.generation || block.len != handle.len {
+            return Err(Error::InvalidHandle {
+                reason: format!(
+                    "stale handle at offset {} (generation {} is now {})",
+                    handle.offset, handle.generation, block.generation
+                ),
+            });
+        }
+        Ok(block)
+    }
+
+    /// Adds a reference to a live block.
+    pub(crate) fn retain(&self, handle: &ShmHandle) -> Result<(), Error> {
+        if handle.is_empty() {
+            return Ok(());
+        }
+        let mut books = self.books();
+        let block = self.check(&mut books, handle)?;
+        block.refs = block
+            .refs
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidHandle {
+                reason: "reference count overflow".into(),
+            })?;
+        Ok(())
+    }
+
+    /// Drops a reference; the block is freed when none remain. A handle that is not live
+    /// (a stale copy the user kept, say) is ignored: its generation no longer matches, so
+    /// it cannot touch a block that was reused.
+    pub(crate) fn release(&self, handle: &ShmHandle) {
+        if handle.is_empty() {
+            return;
+        }
+        let mut books = self.books();
+        let Ok(block) = self.check(&mut books, handle) else {
+            return;
+        };
+        block.refs -= 1;
+        if block.refs == 0 {
+            let order = block.order;
+            books.live.remove(&handle.offset);
+            books.used -= Buddy::block_size(order);
+            books.buddy.free(handle.offset, order);
+        }
+    }
+
+    /// The bytes of a live block. The caller must hold a reference for as long as it uses
+    /// the slice (see `ShmView`).
+    pub(crate) fn bytes(&self, handle: &ShmHandle) -> Result<&[u8], Error> {
+        if handle.is_empty() {
+            return Ok(&[]);
+        }
+        let mut books = self.books();
+        self.check(&mut books, handle)?;
+        // SAFETY: `check` proved the block is live with exactly this offset and length,
+        // so the range lies inside the mapping, which lives as long as `self`. Blocks are
+        // written only by `alloc_with`, before the handle exists, so no `&mut` to these
+        // bytes exists; the caller holds a reference, so the block cannot be freed and
+        // reused while the slice is alive.
+        Ok(unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(handle.offset as usize),
+                handle.len as usize,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_arena_is_a_clear_error_and_frees_make_room() {
+        let arena = Arena::new(4096).unwrap();
+        let a = arena.alloc_with(3000, |b| b.fill(1)).unwrap();
+        match arena.alloc_with(3000, |_| {}) {
+            Err(Error::ArenaFull {
+                requested: 3000,
+                capacity: 4096,
+                ..
+            }) => {}
+            other => panic!("expected ArenaFull, got {other:?}"),
+        }
+        arena.release(&a);
+        assert_eq!(arena.stats().used, 0);
+        assert!(arena.alloc_with(3000, |_| {}).is_ok());
+    }
+
+    #[test]
+    fn stale_and_forged_handles_are_rejected() {
+        let arena = Arena::new(1 << 16).unwrap();
+        let a = arena
+            .alloc_with(10, |b| b.copy_from_slice(b"0123456789"))
+            .unwrap();
+        assert_eq!(arena.bytes(&a).unwrap(), b"0123456789");
+        arena.release(&a);
+        let b = arena.alloc_with(10, |_| {}).unwrap();
+        assert_eq!(a.offset, b.offset, "block is reused");
+        assert!(
+            matches!(arena.bytes(&a), Err(Error::InvalidHandle { .. })),
+            "old handle is stale"
+        );
+        let forged = ShmHandle {
+            offset: 1 << 40,
+            len: 8,
+            generation: 1,
+        };
+        assert!(matches!(
+            arena.retain(&forged),
+            Err(Error::InvalidHandle { .. })
+        ));
+        let longer = ShmHandle { len: 4000, ..b };
+        assert!(
+            arena.bytes(&longer).is_err(),
+            "length must match the allocation"
+        );
+    }
+
+    #[test]
+    fn references_keep_blocks_alive() {
+        let arena = Arena::new(1 << 16).unwrap();
+        let a = arena.alloc_with(100, |_| {}).unwrap();
+        arena.retain(&a).unwrap();
+        arena.release(&a);
+        assert!(arena.bytes(&a).is_ok());
+        arena.release(&a);
+        assert_eq!(arena.stats().blocks, 0);
+    }
+}

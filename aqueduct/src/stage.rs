@@ -1,0 +1,78 @@
+//! What a stage is, as the runtime sees it. `#[handler]` implements [`Stage`] for a marker
+//! type named after the function; implementing it by hand is equally supported.
+
+use std::time::Duration;
+
+use crate::task::Task;
+
+/// How a stage runs: batching, workers, queue and start-up limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageConfig {
+    /// Most tasks per handler call (>= 1).
+    pub batch_size: usize,
+    /// How long a batch may wait to fill after its first task arrived. Zero: take what
+    /// is already queued, up to `batch_size`, and run at once.
+    pub batch_timeout: Duration,
+    /// Worker count (>= 1); each runs `init` once and then takes batches.
+    pub nprocs: usize,
+    /// Capacity of the stage's input queue; `None` means `max(3 * batch_size, 20)`.
+    pub queue_size: Option<usize>,
+    /// How long every worker's `init` may take before `start()` fails.
+    pub start_timeout: Duration,
+}
+
+impl StageConfig {
+    /// The defaults `#[handler]` starts from.
+    pub const DEFAULT: Self = Self {
+        batch_size: 1,
+        batch_timeout: Duration::ZERO,
+        nprocs: 1,
+        queue_size: None,
+        start_timeout: Duration::from_secs(30),
+    };
+
+    /// The input queue's capacity.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_size
+            .unwrap_or((3 * self.batch_size).max(20))
+            .max(1)
+    }
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A pipeline stage: takes batches of `Input` tasks and returns one result per task.
+///
+/// `#[aqueduct::handler]` implements this for a zero-sized marker type with the
+/// function's name, which is what `flow!` names.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aqueduct stage",
+    label = "not a stage",
+    note = "stages are functions annotated with `#[aqueduct::handler]`; `flow!` takes their names"
+)]
+pub trait Stage: 'static {
+    /// The task type the stage takes.
+    type Input: Task;
+    /// The task type the stage emits.
+    type Output: Task;
+    /// Per-worker state built by [`Stage::init`] (a loaded model, a connection).
+    type State: 'static;
+    /// Name used in errors, logs and statistics.
+    const NAME: &'static str;
+    /// Batching, workers and limits.
+    const CONFIG: StageConfig;
+
+    /// Runs once in each worker before it takes work.
+    fn init() -> Result<Self::State, String>;
+
+    /// Handles one batch. Must return exactly one result per input, in order; an `Err`
+    /// fails only that task.
+    fn handle(
+        state: &mut Self::State,
+        inputs: Vec<Self::Input>,
+    ) -> Vec<Result<Self::Output, String>>;
+}

@@ -1,0 +1,157 @@
+//! What a task is: a plain-data value with a fixed layout that can be placed in shared
+//! memory, plus a fingerprint of that layout so two processes can check they agree.
+//!
+//! `#[task]` implements these traits; writing the impls by hand is possible but must
+//! uphold the same promises (see [`TaskField`]'s safety section).
+
+use crate::shm::ShmHandle;
+
+/// A type that may be a field of a `#[task]` struct: plain data whose every bit pattern
+/// is valid, possibly holding handles into the shared arena.
+///
+/// # Safety
+/// `visit_handles` must report every [`ShmHandle`] stored in the value, and
+/// `HAS_HANDLES` must be `true` if any can be stored. The runtime frees shared memory by
+/// these reports, so a hidden handle dangles.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a field of a `#[task]` struct",
+    label = "not plain data that can live in shared memory",
+    note = "allowed field types: integers, floats, fixed arrays of them, other `#[task]` structs, and `aqueduct::ShmBytes`, `ShmStr`, `ShmVec<T>` for variable-size data",
+    note = "an enum, `bool` or `char` field must be stored as an integer and converted when read"
+)]
+pub unsafe trait TaskField: bytemuck::Pod + Send + Sync + 'static {
+    /// Whether values of this type can hold arena handles.
+    const HAS_HANDLES: bool = false;
+    /// A fingerprint of the type's layout (0 for primitives, whose layout the field's
+    /// type name and size already describe).
+    const FINGERPRINT: u64 = 0;
+
+    /// Calls `visit` with every arena handle held by `self`.
+    #[inline]
+    fn visit_handles(&self, visit: &mut dyn FnMut(ShmHandle)) {
+        let _ = visit;
+    }
+}
+
+macro_rules! plain_fields {
+    ($($ty:ty),*) => {$(
+        // SAFETY: primitive numbers are `Pod` and hold no handles.
+        unsafe impl TaskField for $ty {}
+    )*};
+}
+plain_fields!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
+
+// SAFETY: an array holds exactly its elements' handles, all reported.
+unsafe impl<T: TaskField, const N: usize> TaskField for [T; N] {
+    const HAS_HANDLES: bool = T::HAS_HANDLES;
+    const FINGERPRINT: u64 = T::FINGERPRINT ^ (N as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+
+    fn visit_handles(&self, visit: &mut dyn FnMut(ShmHandle)) {
+        if T::HAS_HANDLES {
+            for item in self {
+                item.visit_handles(visit);
+            }
+        }
+    }
+}
+
+/// A unit of work that flows through stages: a `#[task]` struct.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `#[task]` type",
+    label = "stages take and return `#[task]` structs",
+    note = "add `#[aqueduct::task]` to the struct's definition so it gets a shared-memory layout"
+)]
+pub trait Task: TaskField {
+    /// The field-by-field layout, as compiled.
+    const LAYOUT: TaskLayout;
+    /// A hash of [`Task::LAYOUT`]: equal fingerprints mean byte-compatible layouts.
+    const FINGERPRINT: u64;
+}
+
+/// The layout of a `#[task]` struct, recorded by the macro from the compiled type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskLayout {
+    /// The struct's name.
+    pub name: &'static str,
+    /// `size_of`.
+    pub size: usize,
+    /// `align_of`.
+    pub align: usize,
+    /// Every field, in declaration (and memory) order.
+    pub fields: &'static [FieldLayout],
+}
+
+/// One field of a [`TaskLayout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldLayout {
+    /// Field name.
+    pub name: &'static str,
+    /// Field type, as written.
+    pub ty: &'static str,
+    /// Byte offset in the struct.
+    pub offset: usize,
+    /// `size_of` the field.
+    pub size: usize,
+    /// The field type's own fingerprint (nested tasks, arrays).
+    pub fingerprint: u64,
+}
+
+/// FNV-1a over everything in a layout, usable in constants.
+pub const fn fingerprint(layout: &TaskLayout) -> u64 {
+    let mut hash = Fnv::new()
+        .str(layout.name)
+        .num(layout.size as u64)
+        .num(layout.align as u64);
+    let mut i = 0;
+    while i < layout.fields.len() {
+        let field = &layout.fields[i];
+        hash = hash
+            .str(field.name)
+            .str(field.ty)
+            .num(field.offset as u64)
+            .num(field.size as u64)
+            .num(field.fingerprint);
+        i += 1;
+    }
+    hash.0
+}
+
+struct Fnv(u64);
+
+impl Fnv {
+    const fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    const fn byte(self, b: u8) -> Self {
+        Self((self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    }
+
+    const fn str(mut self, s: &str) -> Self {
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            self = self.byte(bytes[i]);
+            i += 1;
+        }
+        self.byte(0xff)
+    }
+
+    const fn num(mut self, n: u64) -> Self {
+        let bytes = n.to_le_bytes();
+        let mut i = 0;
+        while i < 8 {
+            self = self.byte(bytes[i]);
+            i += 1;
+        }
+        self
+    }
+}
+
+/// Calls `visit` with every arena handle held by `task` (nothing for handle-free types).
+#[inline]
+pub(crate) fn for_each_handle<T: TaskField>(task: &T, visit: &mut dyn FnMut(ShmHandle)) {
+    if T::HAS_HANDLES {
+        task.visit_handles(visit);
+    }
+}
