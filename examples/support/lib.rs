@@ -18,3 +18,60 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
+
+/// A gate that blocks callers of [`Gate::wait`] until [`Gate::open`]: tests use it to hold
+/// a worker inside its handler (or its `init`) for exactly as long as they need, instead
+/// of sleeping and hoping.
+#[derive(Debug, Default)]
+pub struct Gate {
+    open: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    /// A closed gate, usable in a `static`.
+    pub const fn new() -> Self {
+        Self {
+            open: std::sync::Mutex::new(false),
+            changed: std::sync::Condvar::new(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Blocks until the gate is open.
+    pub fn wait(&self) {
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        while !*open {
+            open = self.changed.wait(open).unwrap_or_else(|p| p.into_inner());
+        }
+        self.waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many threads are blocked in [`Gate::wait`] now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Opens the gate for good, releasing every waiter.
+    pub fn open(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Waits (yielding to the async runtime, never sleeping) until `condition` holds.
+/// Panics after `limit` so a broken test fails instead of hanging.
+pub async fn until(limit: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}

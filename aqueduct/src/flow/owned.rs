@@ -15,8 +15,10 @@ pub struct Owned<T: TaskField> {
 }
 
 impl<T: TaskField> Owned<T> {
-    /// Takes ownership of `task`'s arena references.
-    pub(crate) fn new(task: T) -> Self {
+    /// Takes ownership of `task`'s shared memory: dropping the `Owned` frees it. Use it
+    /// for a task that was built (its `ShmBytes` allocated) but will not be submitted;
+    /// a task given to `process()` is owned by the flow instead.
+    pub fn new(task: T) -> Self {
         Self { task }
     }
 
