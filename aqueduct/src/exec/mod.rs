@@ -27,34 +27,39 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<BatchResults<S::Output>, Error>> + Send;
 }
 
-/// Calls the handler on one batch inside a worker, with the reference accounting
-/// described in [`crate::shm::ownership`]: outputs retained, inputs and the call's own
-/// allocations released.
-pub(crate) fn run_batch<S: Stage>(
-    state: &mut S::State,
-    inputs: Vec<S::Input>,
-) -> BatchResults<S::Output> {
+/// Calls the handler on the tasks a worker received, one call per `batch_size` tasks
+/// (the runner may send several single-task batches in one hand-off), with the
+/// reference accounting described in [`crate::shm::ownership`]: outputs retained, inputs
+/// and each call's own allocations released.
+pub(crate) fn run_batch<S: Stage>(state: &mut S::State, inputs: Vec<S::Input>) -> BatchResults<S::Output> {
+    let batch_size = S::CONFIG.batch_size.max(1);
+    if inputs.len() <= batch_size {
+        return run_one_batch::<S>(state, inputs);
+    }
+    let mut results = Vec::with_capacity(inputs.len());
+    let mut rest = inputs.into_iter();
+    loop {
+        let batch: Vec<S::Input> = rest.by_ref().take(batch_size).collect();
+        if batch.is_empty() {
+            return results;
+        }
+        results.extend(run_one_batch::<S>(state, batch));
+    }
+}
+
+fn run_one_batch<S: Stage>(state: &mut S::State, inputs: Vec<S::Input>) -> BatchResults<S::Output> {
     let count = inputs.len();
     let before: Vec<ShmHandle> = inputs.iter().flat_map(ownership::handles_of).collect();
     let (outcome, allocated) = ownership::scoped(|| catch(|| S::handle(state, inputs)));
     let mut results = match outcome {
         Ok(results) if results.len() == count => results,
-        Ok(results) => (0..count)
-            .map(|_| {
-                Err(format!(
-                    "handler returned {} results for {count} tasks",
-                    results.len()
-                ))
-            })
-            .collect(),
+        Ok(results) => (0..count).map(|_| Err(format!("handler returned {} results for {count} tasks", results.len()))).collect(),
         Err(panic) => (0..count).map(|_| Err(panic.clone())).collect(),
     };
     for result in &mut results {
         if let Ok(output) = result {
             if let Err(error) = ownership::retain(output) {
-                *result = Err(format!(
-                    "output holds an unusable shared-memory handle: {error}"
-                ));
+                *result = Err(format!("output holds an unusable shared-memory handle: {error}"));
             }
         }
     }

@@ -321,6 +321,7 @@ fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
         config,
         control: ctx.control.clone(),
         counters: counters.clone(),
+        pace: Arc::default(),
     };
     ctx.runners.push(tokio::spawn(runner.run()));
     ctx.counters.push(counters);

@@ -60,9 +60,10 @@ impl StageCounters {
         }
     }
 
-    pub(crate) fn batch(&self, size: usize) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.tasks.fetch_add(size as u64, Ordering::Relaxed);
+    /// Records `tasks` tasks sent to a worker, to be run as `batches` handler calls.
+    pub(crate) fn dispatched(&self, batches: usize, tasks: usize) {
+        self.batches.fetch_add(batches as u64, Ordering::Relaxed);
+        self.tasks.fetch_add(tasks as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn failed(&self) {

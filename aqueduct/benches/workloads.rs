@@ -1,0 +1,311 @@
+//! Workload benchmarks: the framework's own cost per task, batching, payload sizes,
+//! scaling over workers, and batching on real arithmetic. Each figure is printed as one
+//! `Wn key=value` line, the median of several rounds.
+//!
+//! Run: `cargo bench -p aqueduct --bench workloads` (about 3 minutes on 2 cores).
+//! `bench/python/compare.sh` runs this and the same workloads on the Python Aqueduct
+//! side by side.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aqueduct::{Error, Flow, ShmBytes, ShmVec, Task};
+use tokio::sync::Semaphore;
+
+const ROUNDS: usize = 5;
+const LONG: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------- W1 overhead
+
+#[aqueduct::task]
+struct Small {
+    id: u64,
+    a: u64,
+    b: u64,
+    c: u64,
+    _pad: [u64; 4],
+}
+
+fn small(id: u64) -> Small {
+    Small { id, a: 0, b: 0, c: 0, _pad: [0; 4] }
+}
+
+#[aqueduct::handler(isolation = "thread")]
+fn set_a(task: &mut Small) {
+    task.a = 1;
+}
+#[aqueduct::handler(isolation = "thread")]
+fn set_b(task: &mut Small) {
+    task.b = 2;
+}
+#[aqueduct::handler(isolation = "thread")]
+fn set_c(task: &mut Small) {
+    task.c = 3;
+}
+
+// ---------------------------------------------------------------- W2 batching
+
+const IMAGE_COST: Duration = Duration::from_millis(10);
+
+#[aqueduct::task]
+struct CatImage {
+    pixels: [f32; 3],
+    has_cat: u32,
+}
+
+fn predict(images: &mut [CatImage]) {
+    let cost = if images.len() == 1 { IMAGE_COST } else { IMAGE_COST.mul_f64(images.len() as f64 * 0.7) };
+    std::thread::sleep(cost);
+    images.iter_mut().for_each(|i| i.has_cat = 1);
+}
+
+#[aqueduct::handler(batch_size = 20)]
+fn cats_dynamic(images: &mut [CatImage]) {
+    predict(images);
+}
+#[aqueduct::handler(batch_size = 20, batch_timeout_ms = 50)]
+fn cats_timed(images: &mut [CatImage]) {
+    predict(images);
+}
+
+// ---------------------------------------------------------------- W3 payload
+
+#[aqueduct::task]
+struct Payload {
+    bytes: ShmBytes,
+    last: u64,
+}
+
+#[aqueduct::handler]
+fn read_last_byte(task: &mut Payload) -> Result<(), Error> {
+    task.last = task.bytes.view()?.last().copied().map_or(0, u64::from);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- W4 scaling
+
+#[aqueduct::task]
+struct FibTask {
+    n: u64,
+    value: u64,
+}
+
+fn fib(n: u64) -> u64 {
+    if n < 2 {
+        n
+    } else {
+        fib(n - 1) + fib(n - 2)
+    }
+}
+
+#[aqueduct::handler(nprocs = 1)]
+fn fib_1(task: &mut FibTask) {
+    task.value = fib(task.n);
+}
+#[aqueduct::handler(nprocs = 2)]
+fn fib_2(task: &mut FibTask) {
+    task.value = fib(task.n);
+}
+
+// ---------------------------------------------------------------- W5 real batching
+
+const FEATURES: usize = 512;
+
+#[aqueduct::task]
+struct Features {
+    input: ShmVec<f32>,
+    class: u64,
+}
+
+/// A 512 -> 512 -> 512 -> 10 dense network with fixed pseudo-random weights.
+struct Model {
+    layers: Vec<ndarray::Array2<f32>>,
+}
+
+fn load_model() -> Model {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 2000) as f32 / 1000.0 - 1.0
+    };
+    let shapes = [(FEATURES, FEATURES), (FEATURES, FEATURES), (FEATURES, 10)];
+    Model { layers: shapes.iter().map(|&(i, o)| ndarray::Array2::from_shape_fn((i, o), |_| next() / (i as f32).sqrt())).collect() }
+}
+
+fn classify(model: &Model, inputs: &[Features]) -> Result<Vec<u64>, Error> {
+    let mut batch = ndarray::Array2::<f32>::zeros((inputs.len(), FEATURES));
+    for (mut row, task) in batch.rows_mut().into_iter().zip(inputs) {
+        row.assign(&ndarray::ArrayView1::from(&*task.input.view()?));
+    }
+    for (i, layer) in model.layers.iter().enumerate() {
+        batch = batch.dot(layer);
+        if i + 1 < model.layers.len() {
+            batch.mapv_inplace(|x| x.max(0.0));
+        }
+    }
+    Ok(batch.rows().into_iter().map(|row| row.iter().enumerate().fold((0, f32::MIN), |best, (j, &x)| if x > best.1 { (j, x) } else { best }).0 as u64).collect())
+}
+
+#[aqueduct::handler(init = load_model, batch_size = 1)]
+fn mlp_1(model: &mut Model, tasks: &mut [Features]) -> Result<(), Error> {
+    let classes = classify(model, tasks)?;
+    tasks.iter_mut().zip(classes).for_each(|(t, c)| t.class = c);
+    Ok(())
+}
+#[aqueduct::handler(init = load_model, batch_size = 32)]
+fn mlp_32(model: &mut Model, tasks: &mut [Features]) -> Result<(), Error> {
+    let classes = classify(model, tasks)?;
+    tasks.iter_mut().zip(classes).for_each(|(t, c)| t.class = c);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- driving
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs `count` tasks made by `make` with at most `in_flight` outstanding; tasks/s.
+async fn throughput<In: Task, Out: Task, F>(flow: &Flow<In, Out>, count: usize, in_flight: usize, make: impl Fn(usize) -> F) -> f64
+where
+    F: Future<Output = In> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(in_flight));
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        let flow = flow.clone();
+        let task = make(i);
+        calls.spawn(async move {
+            let result = flow.process_timeout(task.await, LONG).await;
+            drop(permit);
+            result.map(|_| ()).expect("benchmark task failed");
+        });
+    }
+    while calls.join_next().await.is_some() {}
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn w1() {
+    let flow = aqueduct::flow!(set_a -> set_b -> set_c).start().await.unwrap();
+    for i in 0..2000 {
+        flow.process(small(i)).await.unwrap();
+    }
+    let mut rates = Vec::new();
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    for _ in 0..ROUNDS {
+        rates.push(throughput(&flow, 50_000, 256, |i| std::future::ready(small(i as u64))).await);
+        let mut latencies = Vec::with_capacity(5000);
+        for i in 0..5000 {
+            let started = Instant::now();
+            let out = flow.process(small(i)).await.unwrap();
+            latencies.push(started.elapsed().as_secs_f64() * 1e6);
+            assert_eq!((out.a, out.b, out.c), (1, 2, 3));
+        }
+        latencies.sort_by(f64::total_cmp);
+        p50s.push(percentile(&latencies, 0.5));
+        p99s.push(percentile(&latencies, 0.99));
+    }
+    let rate = median(rates);
+    println!("W1 isolation=thread stages=3 tasks_per_s={rate:.0} latency_p50_us={:.1} latency_p99_us={:.1} cost_per_task_per_stage_us={:.2}", median(p50s), median(p99s), 1e6 / rate / 3.0);
+    flow.stop(true).await;
+}
+
+async fn w2() {
+    const IDEAL: f64 = 1.0 / (0.010 * 0.7);
+    for (label, flow) in [
+        ("0", aqueduct::flow!(cats_dynamic).start().await.unwrap()),
+        ("50", aqueduct::flow!(cats_timed).start().await.unwrap()),
+    ] {
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            rates.push(throughput(&flow, 2000, 200, |i| std::future::ready(CatImage { pixels: [i as f32, 2.0, 3.0], has_cat: 0 })).await);
+        }
+        let rate = median(rates);
+        let batch = flow.stats()[0].mean_batch_size();
+        println!("W2 batch_timeout_ms={label} batch_size=20 tasks_per_s={rate:.1} mean_batch_size={batch:.1} efficiency_pct={:.1}", 100.0 * rate / IDEAL);
+        flow.stop(true).await;
+    }
+}
+
+async fn w3() {
+    let flow = aqueduct::flow!(read_last_byte).start().await.unwrap();
+    for (label, size, count) in [("1KB", 1 << 10, 20_000), ("100KB", 100 << 10, 5000), ("1MB", 1 << 20, 1000), ("10MB", 10 << 20, 200)] {
+        let mut rates = Vec::new();
+        for _ in 0..ROUNDS {
+            rates.push(
+                throughput(&flow, count, 32, |i| async move {
+                    // The caller writes each task's bytes once, into fresh shared memory, as a
+                    // service receiving a request body would.
+                    let bytes = ShmBytes::with_len(size, |buf| buf.fill(i as u8)).unwrap();
+                    Payload { bytes, last: 0 }
+                })
+                .await,
+            );
+        }
+        let rate = median(rates);
+        println!("W3 size={label} tasks_per_s={rate:.0} mb_per_s={:.0}", rate * size as f64 / 1e6);
+    }
+    flow.stop(true).await;
+}
+
+async fn w4() {
+    let one = aqueduct::flow!(fib_1).start().await.unwrap();
+    let two = aqueduct::flow!(fib_2).start().await.unwrap();
+    let (mut r1, mut r2) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        r1.push(throughput(&one, 2000, 64, |_| std::future::ready(FibTask { n: 25, value: 0 })).await);
+        r2.push(throughput(&two, 2000, 64, |_| std::future::ready(FibTask { n: 25, value: 0 })).await);
+    }
+    let (r1, r2) = (median(r1), median(r2));
+    println!("W4 isolation=thread fib=25 nprocs1_tasks_per_s={r1:.0} nprocs2_tasks_per_s={r2:.0} ratio={:.2}", r2 / r1);
+}
+
+async fn w5() {
+    let inputs: Vec<Vec<f32>> = (0..64).map(|i| (0..FEATURES).map(|j| ((i * 31 + j * 7) % 100) as f32 / 100.0).collect()).collect();
+    let inputs = Arc::new(inputs);
+    let one = aqueduct::flow!(mlp_1).start().await.unwrap();
+    let batched = aqueduct::flow!(mlp_32).start().await.unwrap();
+    let make = |inputs: Arc<Vec<Vec<f32>>>| move |i: usize| std::future::ready(Features { input: ShmVec::from_slice(&inputs[i % 64]).unwrap(), class: 0 });
+    let (mut r1, mut r32) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        r1.push(throughput(&one, 3000, 128, make(inputs.clone())).await);
+        r32.push(throughput(&batched, 3000, 128, make(inputs.clone())).await);
+    }
+    let (r1, r32) = (median(r1), median(r32));
+    println!("W5 model=mlp512x3 batch1_tasks_per_s={r1:.0} batch32_tasks_per_s={r32:.0} ratio={:.2} mean_batch_size={:.1}", r32 / r1, batched.stats()[0].mean_batch_size());
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a name filter selects workloads: `-- W3 W4`.
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| f.eq_ignore_ascii_case(name));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        if wanted("W1") {
+            w1().await;
+        }
+        if wanted("W2") {
+            w2().await;
+        }
+        if wanted("W3") {
+            w3().await;
+        }
+        if wanted("W4") {
+            w4().await;
+        }
+        if wanted("W5") {
+            w5().await;
+        }
+    });
+}
