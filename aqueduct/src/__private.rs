@@ -14,35 +14,52 @@ pub use crate::shm::ShmHandle;
 pub use crate::stage::{Stage, StageConfig};
 pub use crate::task::{fingerprint, FieldLayout, Task, TaskField, TaskLayout};
 
-/// Asserts (at compile time, spanned at a `#[task]` field's type) that the type may be a
-/// task field.
-pub fn assert_task_field<T: TaskField>() {}
+/// What generated code needs from a `#[task]` field's type. Every use of a field type's
+/// [`TaskField`] impl goes through this one function with the type spanned at the field,
+/// so a type that is not a `TaskField` yields one error there: rustc merges identical
+/// diagnostics, where a use per check would report the same mistake several times.
+pub const fn task_field<T: TaskField>() -> FieldInfo<T> {
+    FieldInfo {
+        has_handles: T::HAS_HANDLES,
+        fingerprint: T::FINGERPRINT,
+        visit_handles: T::visit_handles,
+    }
+}
 
-/// A gap of `N` padding bytes in a `#[task]` layout; only `PaddingBytes<0>` is accepted.
+/// A field type's [`TaskField`] facts, from [`task_field`].
 #[derive(Debug)]
-pub struct PaddingBytes<const N: usize>;
+pub struct FieldInfo<T> {
+    /// [`TaskField::HAS_HANDLES`].
+    pub has_handles: bool,
+    /// [`TaskField::FINGERPRINT`].
+    pub fingerprint: u64,
+    /// [`TaskField::visit_handles`].
+    pub visit_handles: fn(&T, &mut dyn FnMut(ShmHandle)),
+}
 
-/// Implemented only for no padding, so a gap is a compile error at the field after it.
+/// Implemented only for `BYTES == 0`. `Self` is a marker type named after a `#[task]`
+/// field, so the error names the field and the byte count, and points at the field.
 #[diagnostic::on_unimplemented(
-    message = "`#[task]` layouts cannot contain implicit padding: the compiler inserts `{Self}` before this field",
-    label = "padding bytes before this field",
+    message = "`#[task]` layouts cannot contain implicit padding: the compiler inserts {BYTES} padding bytes before field `{Self}`",
+    label = "{BYTES} padding bytes before this field",
     note = "padding bytes are uninitialised memory and cannot be shared between processes",
-    note = "order fields from the largest alignment to the smallest, or fill the gap with an explicit field such as `_pad: [u8; N]`"
+    note = "order fields from the largest alignment to the smallest, or fill the gap with an explicit field such as `_pad: [u8; {BYTES}]`"
 )]
-pub trait NoPaddingBefore {}
-impl NoPaddingBefore for PaddingBytes<0> {}
+pub trait NoPaddingBefore<const BYTES: usize> {}
+impl<Field: ?Sized> NoPaddingBefore<0> for Field {}
 
-/// Implemented only for no padding, so a gap after the last field is a compile error there.
+/// Implemented only for `BYTES == 0`; `Self` is the marker of the last field.
 #[diagnostic::on_unimplemented(
-    message = "`#[task]` layouts cannot contain implicit padding: the compiler appends `{Self}` after this last field",
-    label = "padding bytes after this field",
-    note = "the struct's size is rounded up to its alignment; order fields from the largest alignment to the smallest, or add an explicit `_pad: [u8; N]` field at the end"
+    message = "`#[task]` layouts cannot contain implicit padding: the compiler appends {BYTES} padding bytes after the last field `{Self}`",
+    label = "{BYTES} padding bytes after this field",
+    note = "padding bytes are uninitialised memory and cannot be shared between processes",
+    note = "the struct's size is rounded up to its alignment; order fields from the largest alignment to the smallest, or add an explicit `_pad: [u8; {BYTES}]` field at the end"
 )]
-pub trait NoTrailingPadding {}
-impl NoTrailingPadding for PaddingBytes<0> {}
+pub trait NoTrailingPadding<const BYTES: usize> {}
+impl<Field: ?Sized> NoTrailingPadding<0> for Field {}
 
-/// Asserts no padding before a field.
-pub fn assert_no_padding_before<P: NoPaddingBefore>() {}
+/// Asserts no padding before `Field` (a marker named after the field).
+pub fn assert_no_padding_before<Field: NoPaddingBefore<BYTES>, const BYTES: usize>() {}
 
-/// Asserts no padding after the last field.
-pub fn assert_no_trailing_padding<P: NoTrailingPadding>() {}
+/// Asserts no padding after `Field`, the last field.
+pub fn assert_no_trailing_padding<Field: NoTrailingPadding<BYTES>, const BYTES: usize>() {}

@@ -41,17 +41,19 @@ pub fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Vec<Arg> {
     }
 }
 
-/// Checks keys against `known` and returns the arguments whose key is known and appears
-/// for the first time. Unknown keys get a "did you mean" hint, repeated keys an error at
-/// the repetition.
-pub fn known_args<'a>(
+/// Checks keys against `known` and calls `accept` with each argument whose key is known
+/// and appears for the first time, in source order, so that every error of the list comes
+/// out in the order it was written. Unknown keys get a "did you mean" hint, repeated keys
+/// an error at the repetition.
+pub fn for_each_known(
     macro_name: &str,
-    args: &'a [Arg],
+    args: &[Arg],
     known: &[&str],
     synonyms: &[(&str, &str)],
     errors: &mut Errors,
-) -> Vec<&'a Arg> {
-    let mut accepted: Vec<&Arg> = Vec::new();
+    mut accept: impl FnMut(&Arg, &mut Errors),
+) {
+    let mut seen: Vec<&syn::Ident> = Vec::new();
     for arg in args {
         let key = arg.key.to_string();
         if !known.contains(&key.as_str()) {
@@ -70,13 +72,13 @@ pub fn known_args<'a>(
                     "unknown `{macro_name}` argument `{key}`{hint}\nexpected one of: {expected}"
                 ),
             );
-        } else if accepted.iter().any(|a| a.key == arg.key) {
+        } else if seen.contains(&&arg.key) {
             errors.at(arg.key.span(), format!("`{key}` is set more than once"));
         } else {
-            accepted.push(arg);
+            seen.push(&arg.key);
+            accept(arg, errors);
         }
     }
-    accepted
 }
 
 /// The literal of `value`, if it is one.

@@ -19,10 +19,18 @@ impl CratePath {
         })
     }
 
-    /// `#path::__private`, the only module generated code uses.
-    pub fn private(&self) -> TokenStream {
-        let path = &self.0;
-        quote!(#path::__private)
+    /// `use #path::__private as __aqueduct;`, the one import through which a generated
+    /// block reaches the runtime (as [`CratePath::private`]). A wrong `crate = "…"` path
+    /// is then one unresolved import instead of an error at every use.
+    pub fn import_private(&self) -> TokenStream {
+        let (path, alias) = (&self.0, Self::private());
+        quote!(use #path::__private as #alias;)
+    }
+
+    /// The name of `__private` inside a block that starts with
+    /// [`CratePath::import_private`].
+    pub fn private() -> syn::Ident {
+        quote::format_ident!("__aqueduct")
     }
 }
 

@@ -31,25 +31,25 @@ impl FlowDef {
 }
 
 fn parse_stages(input: ParseStream<'_>) -> syn::Result<Vec<syn::Path>> {
-    let angled = input.peek(syn::Token![<]);
-    if angled {
-        input.parse::<syn::Token![<]>()?;
-    }
+    let open: Option<syn::Token![<]> = input.parse()?;
     let mut stages = vec![stage(input)?];
     loop {
-        if angled && input.peek(syn::Token![>]) {
+        if open.is_some() && input.peek(syn::Token![>]) {
             input.parse::<syn::Token![>]>()?;
             break;
         }
         if input.is_empty() {
-            if angled {
-                return Err(input.error("expected `>` to close `<…>`"));
+            if let Some(open) = open {
+                return Err(syn::Error::new(
+                    open.span,
+                    "this `<` is not closed: expected `>` after the last stage",
+                ));
             }
             break;
         }
         if input.peek(syn::Token![->]) {
             let arrow: syn::Token![->] = input.parse()?;
-            if input.is_empty() || (angled && input.peek(syn::Token![>])) {
+            if input.is_empty() || (open.is_some() && input.peek(syn::Token![>])) {
                 return Err(syn::Error::new_spanned(
                     arrow,
                     "expected a stage after `->`",
@@ -57,10 +57,18 @@ fn parse_stages(input: ParseStream<'_>) -> syn::Result<Vec<syn::Path>> {
             }
             stages.push(stage(input)?);
         } else {
-            let token: proc_macro2::TokenTree = input.parse()?;
+            let is_punct = input.cursor().punct().is_some();
+            let separator = operator(input)?;
+            let instead = if is_punct {
+                format!(", not `{separator}`")
+            } else {
+                String::new()
+            };
             return Err(syn::Error::new_spanned(
-                token,
-                "stages are joined with `->`: `flow!(decode -> detect -> annotate)`",
+                &separator,
+                format!(
+                    "stages are joined with `->`{instead}: `flow!(decode -> detect -> annotate)`"
+                ),
             ));
         }
     }
@@ -71,10 +79,30 @@ fn parse_stages(input: ParseStream<'_>) -> syn::Result<Vec<syn::Path>> {
 }
 
 fn stage(input: ParseStream<'_>) -> syn::Result<syn::Path> {
+    if input.peek(syn::Token![->]) {
+        let arrow: syn::Token![->] = input.parse()?;
+        return Err(syn::Error::new_spanned(
+            arrow,
+            "expected a stage before `->`",
+        ));
+    }
     input.call(syn::Path::parse_mod_style).map_err(|e| {
         syn::Error::new(
             e.span(),
             "expected a stage: the name of a `#[handler]` function",
         )
     })
+}
+
+/// The next token, or the whole operator if it is a punctuation sequence such as `=>`.
+fn operator(input: ParseStream<'_>) -> syn::Result<TokenStream> {
+    let mut tokens = TokenStream::new();
+    loop {
+        let token: proc_macro2::TokenTree = input.parse()?;
+        let joint = matches!(&token, proc_macro2::TokenTree::Punct(p) if p.spacing() == proc_macro2::Spacing::Joint);
+        tokens.extend([token]);
+        if !joint || input.is_empty() {
+            return Ok(tokens);
+        }
+    }
 }

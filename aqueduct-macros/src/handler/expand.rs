@@ -8,9 +8,11 @@ use syn::spanned::Spanned;
 
 use super::parse::HandlerDef;
 use super::signature::Shape;
+use crate::common::CratePath;
 
 pub fn expand(def: &HandlerDef) -> TokenStream {
-    let private = def.args.krate.private();
+    let import = def.args.krate.import_private();
+    let private = CratePath::private();
     let func = &def.func;
     let name = &func.sig.ident;
     let name_str = name.to_string();
@@ -26,8 +28,11 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
 
     let state_arg = sig.state.as_ref().map(|_| quote!(state,));
     let call = |data: TokenStream| quote!(#name(#state_arg #data));
+    // The error type is named explicitly, so "`E` doesn't implement `Display`" points at
+    // `E` in the return type (`_` when the return type is an alias such as `io::Result`).
+    let error = sig.error.as_ref().map_or_else(|| quote!(_), |e| quote!(#e));
     let finish = |call: TokenStream| match &sig.fallible {
-        Some(ret) => quote_spanned!(ret.span()=> #private::error_message(#call)),
+        Some(_) => quote!(#private::error_message::<_, #error>(#call)),
         None if matches!(sig.shape, Shape::InPlaceBatch | Shape::InPlaceEach) => {
             quote!({ #call; #private::core::result::Result::Ok(()) })
         }
@@ -59,6 +64,9 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
 
     let init = match &def.args.init {
         Some(path) => {
+            // Every token at `path`, so a wrong return type is reported there alone.
+            let mut private = private.clone();
+            private.set_span(path.span());
             quote_spanned!(path.span()=> #private::InitOutput::<#state>::into_state(#path()))
         }
         None => quote!(#private::core::result::Result::Ok(())),
@@ -93,12 +101,20 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
 
         #[doc = #doc]
         #[allow(non_camel_case_types)]
-        #[derive(Debug)]
         #vis struct #name {}
 
         #[doc(hidden)]
         #[allow(clippy::needless_lifetimes, clippy::unused_unit)]
         const _: () = {
+            #import
+
+            #[automatically_derived]
+            impl #private::core::fmt::Debug for #name {
+                fn fmt(&self, f: &mut #private::core::fmt::Formatter<'_>) -> #private::core::fmt::Result {
+                    f.write_str(#name_str)
+                }
+            }
+
             #[automatically_derived]
             impl #private::Stage for #name {
                 #input_decl

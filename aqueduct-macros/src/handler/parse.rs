@@ -55,8 +55,13 @@ impl HandlerArgs {
     pub fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
         let list = parse_args(tokens, errors);
         let mut parsed = Self::default();
-        for arg in args::known_args("handler", &list, KEYS, SYNONYMS, errors) {
-            match arg.key.to_string().as_str() {
+        args::for_each_known(
+            "handler",
+            &list,
+            KEYS,
+            SYNONYMS,
+            errors,
+            |arg, errors| match arg.key.to_string().as_str() {
                 "batch_size" => parsed.batch_size = args::positive_int(arg, errors),
                 "nprocs" => parsed.nprocs = args::positive_int(arg, errors),
                 "queue_size" => parsed.queue_size = args::positive_int(arg, errors),
@@ -77,9 +82,9 @@ impl HandlerArgs {
                         parsed.krate = path;
                     }
                 }
-                _ => unreachable!("`known_args` only returns keys from KEYS"),
-            }
-        }
+                _ => unreachable!("`for_each_known` only accepts keys from KEYS"),
+            },
+        );
         parsed
     }
 }

@@ -27,6 +27,8 @@ pub struct Signature {
     pub state: Option<syn::Type>,
     /// The return type, if the function returns `Result<_, E>`.
     pub fallible: Option<syn::Type>,
+    /// `E` of a `Result<_, E>` return type, when written out (not for `io::Result<T>`).
+    pub error: Option<syn::Type>,
 }
 
 const FORMS: &str = "expected one of these handler signatures:
@@ -132,6 +134,9 @@ impl Signature {
             },
             None => (None, None),
         };
+        let error = fallible
+            .as_ref()
+            .and_then(|ty| generic_args("Result", ty).into_iter().nth(1));
 
         let output = match (shape, ok_type) {
             (Shape::InPlaceBatch | Shape::InPlaceEach, None) => input.clone(),
@@ -161,6 +166,7 @@ impl Signature {
             output,
             state,
             fallible,
+            error,
         })
     }
 }
@@ -172,18 +178,25 @@ fn is_unit(ty: &syn::Type) -> bool {
 /// `T` if `ty` is `Name<T, …>` (by the last path segment, so `std::vec::Vec<T>` and
 /// aliases such as `anyhow::Result<T>` count).
 fn generic_arg(name: &str, ty: &syn::Type) -> Option<syn::Type> {
+    generic_args(name, ty).into_iter().next()
+}
+
+/// The type arguments of `ty` if it is `Name<…>` (by the last path segment).
+fn generic_args(name: &str, ty: &syn::Type) -> Vec<syn::Type> {
     let syn::Type::Path(path) = ty else {
-        return None;
+        return Vec::new();
     };
-    let last = path.path.segments.last()?;
-    if last.ident != name {
-        return None;
-    }
+    let Some(last) = path.path.segments.last().filter(|last| last.ident == name) else {
+        return Vec::new();
+    };
     let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
+        return Vec::new();
     };
-    args.args.iter().find_map(|arg| match arg {
-        syn::GenericArgument::Type(ty) => Some(ty.clone()),
-        _ => None,
-    })
+    args.args
+        .iter()
+        .filter_map(|arg| match arg {
+            syn::GenericArgument::Type(ty) => Some(ty.clone()),
+            _ => None,
+        })
+        .collect()
 }

@@ -6,62 +6,60 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::parse::TaskDef;
+use crate::common::CratePath;
 
 pub fn expand(def: &TaskDef) -> TokenStream {
-    let private = def.krate.private();
+    let import = def.krate.import_private();
+    let private = CratePath::private();
     let item = &def.item;
     let name = &item.ident;
     let name_str = name.to_string();
 
     let repr = (!def.has_repr_c).then(|| quote!(#[repr(C)]));
-    let mut missing_derives = Vec::new();
-    if !def.derives_clone {
-        missing_derives.push(quote!(::core::clone::Clone));
-    }
-    if !def.derives_copy {
-        missing_derives.push(quote!(::core::marker::Copy));
-    }
-    let derives = (!missing_derives.is_empty()).then(|| quote!(#[derive(#(#missing_derives),*)]));
+    // What `#[derive(Clone, Copy)]` would generate for a non-generic struct, unless the
+    // user derives them already; written here so the block below holds every runtime path.
+    let clone = (!def.derives_clone).then(|| {
+        quote! {
+            #[automatically_derived]
+            impl #private::core::clone::Clone for #name {
+                #[inline]
+                fn clone(&self) -> Self {
+                    *self
+                }
+            }
+        }
+    });
+    let copy = (!def.derives_copy).then(|| {
+        quote! {
+            #[automatically_derived]
+            impl #private::core::marker::Copy for #name {}
+        }
+    });
 
     let fields: Vec<&syn::Field> = def.fields().collect();
     let idents: Vec<&syn::Ident> = fields.iter().filter_map(|f| f.ident.as_ref()).collect();
     let types: Vec<&syn::Type> = fields.iter().map(|f| &f.ty).collect();
 
+    // Every use of a field type's `TaskField` impl goes through `task_field::<#ty>()`,
+    // spanned at the type, so a field type that is not plain data is one error at the field.
+    let field_info = |ty: &syn::Type| quote_spanned!(ty.span()=> #private::task_field::<#ty>());
     let field_checks = types.iter().map(|ty| {
-        quote_spanned! {ty.span()=>
-            const _: fn() = || { #private::assert_task_field::<#ty>(); };
-        }
+        let info = field_info(ty);
+        quote_spanned!(ty.span()=> const _: #private::FieldInfo<#ty> = #info;)
     });
-
-    // `end(i)`: the offset just past field `i`; padding before field `i` is
-    // `offset(i) - end(i - 1)`, and trailing padding is `size - end(last)`.
-    let end = |i: usize| {
-        let (field, ty) = (idents[i], types[i]);
-        quote!(#private::core::mem::offset_of!(#name, #field) + #private::core::mem::size_of::<#ty>())
-    };
-    let padding_checks = idents.iter().enumerate().map(|(i, field)| {
-        let previous_end = if i == 0 { quote!(0usize) } else { end(i - 1) };
-        quote_spanned! {field.span()=>
-            const _: fn() = || {
-                #private::assert_no_padding_before::<
-                    #private::PaddingBytes<{ #private::core::mem::offset_of!(#name, #field) - (#previous_end) }>,
-                >();
-            };
-        }
+    let has_handles = types.iter().map(|ty| {
+        let info = field_info(ty);
+        quote!(|| #info.has_handles)
     });
-    let trailing_check = idents.last().map(|last| {
-        let last_end = end(idents.len() - 1);
-        quote_spanned! {last.span()=>
-            const _: fn() = || {
-                #private::assert_no_trailing_padding::<
-                    #private::PaddingBytes<{ #private::core::mem::size_of::<#name>() - (#last_end) }>,
-                >();
-            };
-        }
+    let visits = idents.iter().zip(&types).map(|(field, ty)| {
+        let info = field_info(ty);
+        quote!((#info.visit_handles)(&self.#field, visit);)
     });
+    let padding_checks = padding_checks(def, &idents, &types);
 
     let field_layouts = idents.iter().zip(&types).map(|(field, ty)| {
         let field_str = field.to_string();
+        let info = field_info(ty);
         let ty_str = quote!(#ty).to_string();
         quote! {
             #private::FieldLayout {
@@ -69,22 +67,23 @@ pub fn expand(def: &TaskDef) -> TokenStream {
                 ty: #ty_str,
                 offset: #private::core::mem::offset_of!(#name, #field),
                 size: #private::core::mem::size_of::<#ty>(),
-                fingerprint: <#ty as #private::TaskField>::FINGERPRINT,
+                fingerprint: #info.fingerprint,
             }
         }
     });
 
     quote! {
         #repr
-        #derives
         #item
 
         #[doc(hidden)]
         #[allow(clippy::undocumented_unsafe_blocks, clippy::arithmetic_side_effects)]
         const _: () = {
+            #import
+            #clone
+            #copy
             #(#field_checks)*
-            #(#padding_checks)*
-            #trailing_check
+            #padding_checks
 
             // SAFETY: `#[repr(C)]` is set above, every field is asserted to be a
             // `TaskField` (which requires `Pod`), and the assertions above reject any
@@ -98,12 +97,12 @@ pub fn expand(def: &TaskDef) -> TokenStream {
             // SAFETY: `#name` is `Pod` (above) and reports every handle of its fields.
             #[automatically_derived]
             unsafe impl #private::TaskField for #name {
-                const HAS_HANDLES: bool = false #(|| <#types as #private::TaskField>::HAS_HANDLES)*;
+                const HAS_HANDLES: bool = false #(#has_handles)*;
                 const FINGERPRINT: u64 = <#name as #private::Task>::FINGERPRINT;
                 #[inline]
-                fn visit_handles(&self, visit: &mut dyn FnMut(#private::ShmHandle)) {
+                fn visit_handles(&self, visit: &mut dyn #private::core::ops::FnMut(#private::ShmHandle)) {
                     let _ = &visit;
-                    #(#private::TaskField::visit_handles(&self.#idents, visit);)*
+                    #(#visits)*
                 }
             }
 
@@ -117,6 +116,66 @@ pub fn expand(def: &TaskDef) -> TokenStream {
                 };
                 const FINGERPRINT: u64 = #private::fingerprint(&<#name as #private::Task>::LAYOUT);
             }
+        };
+    }
+}
+
+/// Layout assertions: no padding before any field, none after the last. Each names its
+/// field through a marker type `<Struct>::<field>` spanned at the field, so the error
+/// reads "N padding bytes before field `offset`" and points at `offset`.
+fn padding_checks(def: &TaskDef, idents: &[&syn::Ident], types: &[&syn::Type]) -> TokenStream {
+    let private = CratePath::private();
+    let name = &def.item.ident;
+    // Inside the block below, the struct's name is the markers' module; the struct itself
+    // is reached through this alias, declared outside it.
+    let task = quote::format_ident!("__AqueductTask");
+    // `marker(i)`: the path of field `i`'s marker, every token spanned at the field.
+    let marker = |i: usize| {
+        let field: &syn::Ident = idents[i];
+        let mut module = name.clone();
+        module.set_span(field.span());
+        quote_spanned!(field.span()=> #module::#field)
+    };
+    // `end(i)`: the offset just past field `i`; padding before field `i` is
+    // `offset(i) - end(i - 1)`, and trailing padding is `size - end(last)`.
+    let end = |i: usize| {
+        let (field, ty) = (idents[i], types[i]);
+        quote!(#private::core::mem::offset_of!(#task, #field) + #private::core::mem::size_of::<#ty>())
+    };
+    let before = idents.iter().enumerate().map(|(i, field)| {
+        let previous_end = if i == 0 { quote!(0usize) } else { end(i - 1) };
+        let marker = marker(i);
+        quote! {
+            #private::assert_no_padding_before::<
+                #marker,
+                { #private::core::mem::offset_of!(#task, #field) - (#previous_end) },
+            >();
+        }
+    });
+    let trailing = (!idents.is_empty()).then(|| {
+        let last = idents.len() - 1;
+        let (marker, last_end) = (marker(last), end(last));
+        quote! {
+            #private::assert_no_trailing_padding::<
+                #marker,
+                { #private::core::mem::size_of::<#task>() - (#last_end) },
+            >();
+        }
+    });
+    let markers = idents
+        .iter()
+        .map(|field| quote_spanned!(field.span()=> pub(super) struct #field;));
+    quote! {
+        type #task = #name;
+        const _: () = {
+            #[allow(non_snake_case, non_camel_case_types, dead_code)]
+            mod #name {
+                #(#markers)*
+            }
+            const _: fn() = || {
+                #(#before)*
+                #trailing
+            };
         };
     }
 }

@@ -30,13 +30,13 @@ impl TaskDef {
         };
         let mut krate = CratePath::default();
         let list = parse_args(args, errors);
-        for arg in args::known_args("task", &list, &["crate"], &[], errors) {
+        args::for_each_known("task", &list, &["crate"], &[], errors, |arg, errors| {
             if let Some(path) = args::string(arg, errors)
                 .and_then(|lit| CratePath::parse(&lit).map_err(|e| errors.push(e)).ok())
             {
                 krate = path;
             }
-        }
+        });
         let mut has_repr_c = false;
         let (mut derives_clone, mut derives_copy) = (false, false);
         for attr in &item.attrs {

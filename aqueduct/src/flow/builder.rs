@@ -76,7 +76,9 @@ impl FlowBuilder<(), (), ()> {
     }
 }
 
-impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
+// `then` asks only that adjacent stages link (not the whole chain's bounds, which `start`
+// needs), so a first stage that is not a `Stage` is one error, not one more per `then`.
+impl<In, Out, C> FlowBuilder<In, Out, C> {
     /// Appends stage `S`, which must take this flow's current output type.
     pub fn then<S: Stage>(self) -> FlowBuilder<In, S::Output, Then<C, S>>
     where
@@ -88,7 +90,9 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
             _types: PhantomData,
         }
     }
+}
 
+impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
     /// Default timeout of `process()` (5 s unless set).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.options.timeout = timeout;

@@ -1,0 +1,13 @@
+#[aqueduct::task]
+struct Image {
+    id: u64,
+}
+
+#[aqueduct::handler]
+fn decode(image: &mut Image) {
+    image.id += 1;
+}
+
+fn main() {
+    let _ = aqueduct::flow!(decode ->);
+}

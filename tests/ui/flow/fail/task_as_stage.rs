@@ -1,0 +1,14 @@
+// A `#[task]` type is data, not a stage.
+#[aqueduct::task]
+struct Image {
+    id: u64,
+}
+
+#[aqueduct::handler]
+fn decode(image: &mut Image) {
+    image.id += 1;
+}
+
+fn main() {
+    let _ = aqueduct::flow!(decode -> Image);
+}

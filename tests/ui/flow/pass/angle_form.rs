@@ -1,0 +1,19 @@
+#[aqueduct::task]
+struct Image {
+    id: u64,
+}
+
+#[aqueduct::handler]
+fn decode(image: &mut Image) {
+    image.id += 1;
+}
+
+#[aqueduct::handler]
+fn resize(image: Image) -> Image {
+    image
+}
+
+fn main() {
+    let _ = aqueduct::flow!(<decode -> resize>);
+    let _ = aqueduct::flow!(<decode>);
+}

@@ -1,0 +1,6 @@
+#[aqueduct::handler]
+fn identity<T: aqueduct::Task>(task: T) -> T {
+    task
+}
+
+fn main() {}

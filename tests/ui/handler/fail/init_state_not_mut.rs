@@ -1,0 +1,18 @@
+#[aqueduct::task]
+struct Frame {
+    id: u64,
+}
+
+struct Model;
+
+fn load_model() -> Model {
+    Model
+}
+
+#[aqueduct::handler(init = load_model)]
+fn detect(model: &Model, frame: &mut Frame) {
+    let _ = model;
+    frame.id += 1;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[aqueduct::handler]
+struct Scale {
+    factor: u64,
+}
+
+fn main() {}

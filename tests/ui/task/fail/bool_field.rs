@@ -1,0 +1,7 @@
+#[aqueduct::task]
+struct Job {
+    id: u64,
+    done: bool,
+}
+
+fn main() {}

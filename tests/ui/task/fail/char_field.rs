@@ -1,0 +1,7 @@
+#[aqueduct::task]
+struct Key {
+    code: u32,
+    symbol: char,
+}
+
+fn main() {}

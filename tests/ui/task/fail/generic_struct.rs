@@ -1,0 +1,7 @@
+#[aqueduct::task]
+struct Wrapper<T> {
+    id: u64,
+    value: T,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[aqueduct::task]
+enum Command {
+    Start,
+    Stop,
+}
+
+fn main() {}

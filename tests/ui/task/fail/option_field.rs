@@ -1,0 +1,7 @@
+#[aqueduct::task]
+struct Lookup {
+    key: u64,
+    hit: Option<u64>,
+}
+
+fn main() {}

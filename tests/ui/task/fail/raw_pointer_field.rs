@@ -1,0 +1,7 @@
+#[aqueduct::task]
+struct Frame {
+    id: u64,
+    pixels: *const u8,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[aqueduct::task]
+struct Request {
+    id: u64,
+    url: String,
+}
+
+fn main() {}

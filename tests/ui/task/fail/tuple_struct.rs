@@ -1,0 +1,4 @@
+#[aqueduct::task]
+struct Pair(u64, u64);
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[aqueduct::task]
+struct Nothing;
+
+fn main() {}

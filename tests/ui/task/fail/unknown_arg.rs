@@ -1,0 +1,6 @@
+#[aqueduct::task(krate = "::aqueduct")]
+struct Record {
+    id: u64,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[aqueduct::task]
+struct Batch {
+    id: u64,
+    values: Vec<f32>,
+}
+
+fn main() {}
