@@ -4,7 +4,6 @@
 use aqueduct::{arena, Error, ShmBytes};
 
 #[aqueduct::task]
-#[derive(Debug)]
 struct Blob {
     bytes: ShmBytes,
 }

@@ -11,7 +11,6 @@ use aqueduct_suite::{until, Gate};
 const LIMIT: Duration = Duration::from_secs(10);
 
 #[aqueduct::task]
-#[derive(Debug)]
 struct Job {
     id: u64,
     out: u64,

@@ -15,7 +15,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 #[aqueduct::task]
-#[derive(Debug)]
 struct Image {
     id: u64,
     pixels: ShmBytes,

@@ -28,7 +28,13 @@ struct Small {
 }
 
 fn small(id: u64) -> Small {
-    Small { id, a: 0, b: 0, c: 0, _pad: [0; 4] }
+    Small {
+        id,
+        a: 0,
+        b: 0,
+        c: 0,
+        _pad: [0; 4],
+    }
 }
 
 #[aqueduct::handler(isolation = "thread")]
@@ -55,7 +61,11 @@ struct CatImage {
 }
 
 fn predict(images: &mut [CatImage]) {
-    let cost = if images.len() == 1 { IMAGE_COST } else { IMAGE_COST.mul_f64(images.len() as f64 * 0.7) };
+    let cost = if images.len() == 1 {
+        IMAGE_COST
+    } else {
+        IMAGE_COST.mul_f64(images.len() as f64 * 0.7)
+    };
     std::thread::sleep(cost);
     images.iter_mut().for_each(|i| i.has_cat = 1);
 }
@@ -132,7 +142,12 @@ fn load_model() -> Model {
         (seed % 2000) as f32 / 1000.0 - 1.0
     };
     let shapes = [(FEATURES, FEATURES), (FEATURES, FEATURES), (FEATURES, 10)];
-    Model { layers: shapes.iter().map(|&(i, o)| ndarray::Array2::from_shape_fn((i, o), |_| next() / (i as f32).sqrt())).collect() }
+    Model {
+        layers: shapes
+            .iter()
+            .map(|&(i, o)| ndarray::Array2::from_shape_fn((i, o), |_| next() / (i as f32).sqrt()))
+            .collect(),
+    }
 }
 
 fn classify(model: &Model, inputs: &[Features]) -> Result<Vec<u64>, Error> {
@@ -146,7 +161,19 @@ fn classify(model: &Model, inputs: &[Features]) -> Result<Vec<u64>, Error> {
             batch.mapv_inplace(|x| x.max(0.0));
         }
     }
-    Ok(batch.rows().into_iter().map(|row| row.iter().enumerate().fold((0, f32::MIN), |best, (j, &x)| if x > best.1 { (j, x) } else { best }).0 as u64).collect())
+    Ok(batch
+        .rows()
+        .into_iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::MIN),
+                    |best, (j, &x)| if x > best.1 { (j, x) } else { best },
+                )
+                .0 as u64
+        })
+        .collect())
 }
 
 #[aqueduct::handler(init = load_model, batch_size = 1)]
@@ -174,7 +201,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Runs `count` tasks made by `make` with at most `in_flight` outstanding; tasks/s.
-async fn throughput<In: Task, Out: Task, F>(flow: &Flow<In, Out>, count: usize, in_flight: usize, make: impl Fn(usize) -> F) -> f64
+async fn throughput<In: Task, Out: Task, F>(
+    flow: &Flow<In, Out>,
+    count: usize,
+    in_flight: usize,
+    make: impl Fn(usize) -> F,
+) -> f64
 where
     F: Future<Output = In> + Send + 'static,
 {
@@ -196,7 +228,10 @@ where
 }
 
 async fn w1() {
-    let flow = aqueduct::flow!(set_a -> set_b -> set_c).start().await.unwrap();
+    let flow = aqueduct::flow!(set_a -> set_b -> set_c)
+        .start()
+        .await
+        .unwrap();
     for i in 0..2000 {
         flow.process(small(i)).await.unwrap();
     }
@@ -229,7 +264,15 @@ async fn w2() {
     ] {
         let mut rates = Vec::new();
         for _ in 0..3 {
-            rates.push(throughput(&flow, 2000, 200, |i| std::future::ready(CatImage { pixels: [i as f32, 2.0, 3.0], has_cat: 0 })).await);
+            rates.push(
+                throughput(&flow, 2000, 200, |i| {
+                    std::future::ready(CatImage {
+                        pixels: [i as f32, 2.0, 3.0],
+                        has_cat: 0,
+                    })
+                })
+                .await,
+            );
         }
         let rate = median(rates);
         let batch = flow.stats()[0].mean_batch_size();
@@ -240,7 +283,12 @@ async fn w2() {
 
 async fn w3() {
     let flow = aqueduct::flow!(read_last_byte).start().await.unwrap();
-    for (label, size, count) in [("1KB", 1 << 10, 20_000), ("100KB", 100 << 10, 5000), ("1MB", 1 << 20, 1000), ("10MB", 10 << 20, 200)] {
+    for (label, size, count) in [
+        ("1KB", 1 << 10, 20_000),
+        ("100KB", 100 << 10, 5000),
+        ("1MB", 1 << 20, 1000),
+        ("10MB", 10 << 20, 200),
+    ] {
         let mut rates = Vec::new();
         for _ in 0..ROUNDS {
             rates.push(
@@ -254,7 +302,10 @@ async fn w3() {
             );
         }
         let rate = median(rates);
-        println!("W3 size={label} tasks_per_s={rate:.0} mb_per_s={:.0}", rate * size as f64 / 1e6);
+        println!(
+            "W3 size={label} tasks_per_s={rate:.0} mb_per_s={:.0}",
+            rate * size as f64 / 1e6
+        );
     }
     flow.stop(true).await;
 }
@@ -264,19 +315,42 @@ async fn w4() {
     let two = aqueduct::flow!(fib_2).start().await.unwrap();
     let (mut r1, mut r2) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        r1.push(throughput(&one, 2000, 64, |_| std::future::ready(FibTask { n: 25, value: 0 })).await);
-        r2.push(throughput(&two, 2000, 64, |_| std::future::ready(FibTask { n: 25, value: 0 })).await);
+        r1.push(
+            throughput(&one, 2000, 64, |_| {
+                std::future::ready(FibTask { n: 25, value: 0 })
+            })
+            .await,
+        );
+        r2.push(
+            throughput(&two, 2000, 64, |_| {
+                std::future::ready(FibTask { n: 25, value: 0 })
+            })
+            .await,
+        );
     }
     let (r1, r2) = (median(r1), median(r2));
     println!("W4 isolation=thread fib=25 nprocs1_tasks_per_s={r1:.0} nprocs2_tasks_per_s={r2:.0} ratio={:.2}", r2 / r1);
 }
 
 async fn w5() {
-    let inputs: Vec<Vec<f32>> = (0..64).map(|i| (0..FEATURES).map(|j| ((i * 31 + j * 7) % 100) as f32 / 100.0).collect()).collect();
+    let inputs: Vec<Vec<f32>> = (0..64)
+        .map(|i| {
+            (0..FEATURES)
+                .map(|j| ((i * 31 + j * 7) % 100) as f32 / 100.0)
+                .collect()
+        })
+        .collect();
     let inputs = Arc::new(inputs);
     let one = aqueduct::flow!(mlp_1).start().await.unwrap();
     let batched = aqueduct::flow!(mlp_32).start().await.unwrap();
-    let make = |inputs: Arc<Vec<Vec<f32>>>| move |i: usize| std::future::ready(Features { input: ShmVec::from_slice(&inputs[i % 64]).unwrap(), class: 0 });
+    let make = |inputs: Arc<Vec<Vec<f32>>>| {
+        move |i: usize| {
+            std::future::ready(Features {
+                input: ShmVec::from_slice(&inputs[i % 64]).unwrap(),
+                class: 0,
+            })
+        }
+    };
     let (mut r1, mut r32) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         r1.push(throughput(&one, 3000, 128, make(inputs.clone())).await);
@@ -288,9 +362,17 @@ async fn w5() {
 
 fn main() {
     // `cargo bench` passes `--bench`; a name filter selects workloads: `-- W3 W4`.
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| f.eq_ignore_ascii_case(name));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| f.eq_ignore_ascii_case(name));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         if wanted("W1") {
             w1().await;

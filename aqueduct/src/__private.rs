@@ -23,6 +23,20 @@ pub const fn task_field<T: TaskField>() -> FieldInfo<T> {
         has_handles: T::HAS_HANDLES,
         fingerprint: T::FINGERPRINT,
         visit_handles: T::visit_handles,
+        debug: <T as core::fmt::Debug>::fmt,
+    }
+}
+
+/// Formats a field through the `Debug` impl found by [`task_field`], so a field type that
+/// is not plain data is reported once, as such, rather than also as "not `Debug`".
+pub struct FieldDebug<'a, T>(
+    pub &'a T,
+    pub fn(&T, &mut core::fmt::Formatter<'_>) -> core::fmt::Result,
+);
+
+impl<T> core::fmt::Debug for FieldDebug<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        (self.1)(self.0, f)
     }
 }
 
@@ -35,6 +49,8 @@ pub struct FieldInfo<T> {
     pub fingerprint: u64,
     /// [`TaskField::visit_handles`].
     pub visit_handles: fn(&T, &mut dyn FnMut(ShmHandle)),
+    /// The field type's `Debug` (a supertrait of [`TaskField`]).
+    pub debug: fn(&T, &mut core::fmt::Formatter<'_>) -> core::fmt::Result,
 }
 
 /// Implemented only for `BYTES == 0`. `Self` is a marker type named after a `#[task]`

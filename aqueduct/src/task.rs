@@ -19,7 +19,7 @@ use crate::shm::ShmHandle;
     note = "allowed field types: integers, floats, fixed arrays of them, other `#[task]` structs, and `aqueduct::ShmBytes`, `ShmStr`, `ShmVec<T>` for variable-size data",
     note = "an enum, `bool` or `char` field must be stored as an integer and converted when read"
 )]
-pub unsafe trait TaskField: bytemuck::Pod + Send + Sync + 'static {
+pub unsafe trait TaskField: bytemuck::Pod + std::fmt::Debug + Send + Sync + 'static {
     /// Whether values of this type can hold arena handles.
     const HAS_HANDLES: bool = false;
     /// A fingerprint of the type's layout (0 for primitives, whose layout the field's

@@ -43,6 +43,21 @@ pub fn expand(def: &TaskDef) -> TokenStream {
     // Every use of a field type's `TaskField` impl goes through `task_field::<#ty>()`,
     // spanned at the type, so a field type that is not plain data is one error at the field.
     let field_info = |ty: &syn::Type| quote_spanned!(ty.span()=> #private::task_field::<#ty>());
+    // Tasks come back inside `Result`s; `Debug` lets callers `unwrap` and log them.
+    let debug = (!def.derives_debug).then(|| {
+        let names = idents.iter().map(|i| i.to_string());
+        let infos = types.iter().map(|ty| field_info(ty));
+        quote! {
+            #[automatically_derived]
+            impl #private::core::fmt::Debug for #name {
+                fn fmt(&self, f: &mut #private::core::fmt::Formatter<'_>) -> #private::core::fmt::Result {
+                    f.debug_struct(#name_str)
+                        #(.field(#names, &#private::FieldDebug(&self.#idents, (#infos).debug)))*
+                        .finish()
+                }
+            }
+        }
+    });
     let field_checks = types.iter().map(|ty| {
         let info = field_info(ty);
         quote_spanned!(ty.span()=> const _: #private::FieldInfo<#ty> = #info;)
@@ -82,6 +97,7 @@ pub fn expand(def: &TaskDef) -> TokenStream {
             #import
             #clone
             #copy
+            #debug
             #(#field_checks)*
             #padding_checks
 

@@ -11,9 +11,10 @@ pub struct TaskDef {
     pub krate: CratePath,
     /// `true` if the user already wrote `#[repr(C)]`.
     pub has_repr_c: bool,
-    /// `true` if the user already derives `Clone` / `Copy`.
+    /// `true` if the user already derives `Clone` / `Copy` / `Debug`.
     pub derives_clone: bool,
     pub derives_copy: bool,
+    pub derives_debug: bool,
 }
 
 impl TaskDef {
@@ -38,7 +39,7 @@ impl TaskDef {
             }
         });
         let mut has_repr_c = false;
-        let (mut derives_clone, mut derives_copy) = (false, false);
+        let (mut derives_clone, mut derives_copy, mut derives_debug) = (false, false, false);
         for attr in &item.attrs {
             if attr.path().is_ident("repr") {
                 let _ = attr.parse_nested_meta(|meta| {
@@ -53,6 +54,7 @@ impl TaskDef {
                     let last = meta.path.segments.last().map(|s| s.ident.to_string());
                     derives_clone |= last.as_deref() == Some("Clone");
                     derives_copy |= last.as_deref() == Some("Copy");
+                    derives_debug |= last.as_deref() == Some("Debug");
                     Ok(())
                 });
             }
@@ -63,6 +65,7 @@ impl TaskDef {
             has_repr_c,
             derives_clone,
             derives_copy,
+            derives_debug,
         })
     }
 

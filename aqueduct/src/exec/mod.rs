@@ -31,7 +31,10 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
 /// (the runner may send several single-task batches in one hand-off), with the
 /// reference accounting described in [`crate::shm::ownership`]: outputs retained, inputs
 /// and each call's own allocations released.
-pub(crate) fn run_batch<S: Stage>(state: &mut S::State, inputs: Vec<S::Input>) -> BatchResults<S::Output> {
+pub(crate) fn run_batch<S: Stage>(
+    state: &mut S::State,
+    inputs: Vec<S::Input>,
+) -> BatchResults<S::Output> {
     let batch_size = S::CONFIG.batch_size.max(1);
     if inputs.len() <= batch_size {
         return run_one_batch::<S>(state, inputs);
@@ -53,13 +56,22 @@ fn run_one_batch<S: Stage>(state: &mut S::State, inputs: Vec<S::Input>) -> Batch
     let (outcome, allocated) = ownership::scoped(|| catch(|| S::handle(state, inputs)));
     let mut results = match outcome {
         Ok(results) if results.len() == count => results,
-        Ok(results) => (0..count).map(|_| Err(format!("handler returned {} results for {count} tasks", results.len()))).collect(),
+        Ok(results) => (0..count)
+            .map(|_| {
+                Err(format!(
+                    "handler returned {} results for {count} tasks",
+                    results.len()
+                ))
+            })
+            .collect(),
         Err(panic) => (0..count).map(|_| Err(panic.clone())).collect(),
     };
     for result in &mut results {
         if let Ok(output) = result {
             if let Err(error) = ownership::retain(output) {
-                *result = Err(format!("output holds an unusable shared-memory handle: {error}"));
+                *result = Err(format!(
+                    "output holds an unusable shared-memory handle: {error}"
+                ));
             }
         }
     }

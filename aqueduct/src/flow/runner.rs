@@ -61,7 +61,8 @@ where
                 continue;
             }
             let tasks: Vec<S::Input> = batch.iter_mut().map(Envelope::take_task).collect();
-            self.counters.dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
+            self.counters
+                .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
             let (executor, downstream, counters, idle) = (
                 self.executor.clone(),
                 self.downstream.clone(),
@@ -130,7 +131,11 @@ where
 fn record_pace(pace: &AtomicU64, elapsed: Duration, tasks: u64) {
     let sample = (elapsed.as_nanos() as u64 / tasks.max(1)).max(1);
     let old = pace.load(Ordering::Relaxed);
-    let new = if old == 0 { sample } else { (old * 3 + sample) / 4 };
+    let new = if old == 0 {
+        sample
+    } else {
+        (old * 3 + sample) / 4
+    };
     pace.store(new.max(1), Ordering::Relaxed);
 }
 
