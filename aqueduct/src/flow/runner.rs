@@ -51,7 +51,7 @@ where
             let batch = batcher::collect(
                 &self.input,
                 first,
-                self.config.batch_size,
+                self.dispatch_size(),
                 self.config.batch_timeout,
             )
             .await;
@@ -63,20 +63,18 @@ where
             let tasks: Vec<S::Input> = batch.iter_mut().map(Envelope::take_task).collect();
             self.counters
                 .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
-            let (executor, downstream, counters, idle) = (
+            let (executor, downstream, counters, idle, pace) = (
                 self.executor.clone(),
                 self.downstream.clone(),
                 self.counters.clone(),
                 idle_tx.clone(),
+                self.pace.clone(),
             );
             tokio::spawn(async move {
-                deliver::<S, R, D>(
-                    executor.run(worker, tasks).await,
-                    batch,
-                    &*downstream,
-                    &counters,
-                )
-                .await;
+                let (count, started) = (tasks.len() as u64, Instant::now());
+                let outcome = executor.run(worker, tasks).await;
+                record_pace(&pace, started.elapsed(), count);
+                deliver::<S, R, D>(outcome, batch, &*downstream, &counters).await;
                 drop(downstream);
                 let _ = idle.send(worker).await;
             });
