@@ -231,8 +231,10 @@ fn failed_and_cancelled_results_reach_converters() {
             seen(&gated_log, 100 + done.input().n, done);
             None
         })
-        .feed(&checker, nums(1..13))
-        .feed(&gated, nums(0..4));
+        .feed(&checker, nums(1..13));
+    // Fed directly rather than staged, so all four are pending before the run starts;
+    // a run collects (and passes on) the results of inputs fed this way too.
+    gated.feed_all(nums(0..4)).unwrap();
 
     let run = std::thread::spawn(move || {
         let results = graph.run_blocking();

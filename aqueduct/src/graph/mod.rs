@@ -25,6 +25,7 @@ mod progress;
 mod results;
 mod run;
 mod state;
+mod status;
 
 pub use builder::{Graph, DEFAULT_MAX_ROUNDS};
 pub use handle::{InputId, ResultHandle};
@@ -32,4 +33,4 @@ pub use options::{Mode, ProcessorOptions};
 pub use processor::{BlockingResults, Processor, ProcessorBuilder};
 pub use progress::Progress;
 pub use results::{GraphResults, ProcessorSummary};
-pub use state::{ProcessorState, ProcessorStatus};
+pub use status::{ProcessorState, ProcessorStatus};

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use super::handle::ResultHandle;
 use super::processor::Processor;
 use super::results::ProcessorSummary;
-use super::state::ProcessorStatus;
+use super::status::ProcessorStatus;
 use crate::flow::Owned;
 use crate::shm::ownership;
 use crate::{Error, Task};

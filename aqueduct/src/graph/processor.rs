@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::handle::{InputId, ResultHandle};
 use super::options::{Mode, ProcessorOptions, DEFAULT_IN_FLIGHT, NO_TIMEOUT};
-use super::state::{ProcessorState, ProcessorStatus, Shared};
+use super::state::Shared;
+use super::status::{ProcessorState, ProcessorStatus};
 use crate::flow::{Chain, First, Flow, FlowBuilder};
 use crate::shm::ownership;
 use crate::{Error, Stage, Task};

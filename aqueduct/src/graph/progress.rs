@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::results::ProcessorSummary;
-use super::state::ProcessorStatus;
+use super::status::ProcessorStatus;
 use crate::Error;
 
 /// What a graph run prints on stderr.

@@ -2,8 +2,8 @@
 //! inputs waiting to be dispatched, inputs in the flow, finished results waiting to be
 //! taken, and the counters behind [`ProcessorStatus`].
 //!
-//! Inputs are dispatched to the flow only up to an in-flight limit; the rest wait here,
-//! so cancelling them is free and they never reach the flow. Each dispatched input is one
+//! Inputs are dispatched to the flow only up to an in-flight limit, in feed order; the
+//! rest wait here, so cancelling them is free and they never reach the flow. Each dispatched input is one
 //! `Flow::process` call, driven by its own runtime task from a *slot* that cancelling
 //! empties on the spot: dropping the call closes its reply channel at once, so a flow
 //! that has not yet handed the input to a worker drops it unrun (see the flow runner's
@@ -14,7 +14,7 @@ use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -22,48 +22,10 @@ use tokio::task::AbortHandle;
 
 use super::handle::{InputId, ResultHandle};
 use super::options::Mode;
+use super::status::{ProcessorState, ProcessorStatus};
 use crate::flow::{Flow, Owned};
 use crate::shm::ownership;
 use crate::{Error, Task};
-
-/// Where a processor is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcessorState {
-    /// Accepting inputs.
-    Running,
-    /// `stop()` was called: no new inputs; a graceful stop is finishing pending ones.
-    Stopping,
-    /// Stopped; results not yet taken can still be taken.
-    Stopped,
-}
-
-/// A snapshot of a processor's queues and lifetime counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessorStatus {
-    /// Running, stopping or stopped.
-    pub state: ProcessorState,
-    /// Inputs fed but not yet handed to the flow.
-    pub queued: usize,
-    /// Inputs handed to the flow and not finished.
-    pub in_flight: usize,
-    /// Finished results not yet taken.
-    pub ready: usize,
-    /// Inputs fed so far.
-    pub fed: u64,
-    /// Inputs processed successfully so far.
-    pub ok: u64,
-    /// Inputs failed so far.
-    pub failed: u64,
-    /// Inputs cancelled so far.
-    pub cancelled: u64,
-}
-
-impl ProcessorStatus {
-    /// Inputs fed and not finished: queued plus in flight.
-    pub fn pending(&self) -> usize {
-        self.queued + self.in_flight
-    }
-}
 
 type Outcome<Out> = Result<Owned<Out>, Error>;
 type Work<Out> = Pin<Box<dyn Future<Output = Outcome<Out>> + Send>>;
@@ -201,12 +163,17 @@ impl<In: Task, Out: Task> Shared<In, Out> {
                 break;
             };
             let (flow, timeout, task) = (self.flow.clone(), self.timeout, queued.task);
-            // `task` stays owned until the call starts, so a call dropped unpolled
-            // (cancelled at once) still releases the input's shared memory.
-            let work: Work<Out> = Box::pin(async move {
+            // `task` stays owned until the call runs, so a call dropped before its first
+            // poll would still release the input's shared memory.
+            let mut work: Work<Out> = Box::pin(async move {
                 let task = task.into_inner();
                 flow.process_timeout(task, timeout).await
             });
+            if let Poll::Ready(outcome) = self.start(&mut work) {
+                // Refused at once (the flow is stopped, say): finished already.
+                book.finish(ResultHandle::new(InputId(queued.id), queued.kept, outcome));
+                continue;
+            }
             let slot: Slot<Out> = Arc::new(Mutex::new(Some(work)));
             let (shared, driven, id) = (Arc::clone(self), Arc::clone(&slot), queued.id);
             let join = self.flow.runtime().spawn(async move {
@@ -223,6 +190,17 @@ impl<In: Task, Out: Task> Shared<In, Out> {
                 },
             );
         }
+    }
+
+    /// Polls a new call once, here and now, before its driving task is spawned: that
+    /// first poll puts the input into the flow's queue, so inputs enter the flow in
+    /// the order they are dispatched (spawned tasks start in no particular order).
+    /// The driving task polls again as soon as it starts, with its own waker, so
+    /// nothing is lost by this poll's waker doing nothing.
+    fn start(&self, work: &mut Work<Out>) -> Poll<Outcome<Out>> {
+        let _runtime = self.flow.runtime().enter();
+        let waker = Waker::from(Arc::new(NoWake));
+        work.as_mut().poll(&mut Context::from_waker(&waker))
     }
 
     fn complete(self: &Arc<Self>, id: u64, outcome: Outcome<Out>) {
@@ -439,6 +417,13 @@ fn halt<In: Task, Out: Task>(id: u64, running: Running<In, Out>) -> ResultHandle
     drop(work);
     running.abort.abort();
     cancelled(id, running.kept)
+}
+
+/// The waker of a call's first poll: the driving task's first poll follows anyway.
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
 }
 
 /// Polls the call in `slot` to completion; `None` if it was taken out (cancelled).
