@@ -74,6 +74,22 @@ pub enum Error {
     /// A configuration value was rejected.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The input was cancelled (by `cancel`, `cancel_all` or a processor being killed)
+    /// before it finished. Cancelled before dispatch, it never reached the handler.
+    #[error("the input was cancelled")]
+    Cancelled,
+    /// A graph run was stopped because an edge kept feeding its destination past one of
+    /// the run's limits: most likely a cycle whose converters never stop producing.
+    #[error("graph edge `{edge}` kept feeding past the run's limit of {limit} {what}; is a cycle endless?")]
+    EndlessCycle {
+        /// The edge, as `source -> destination`.
+        edge: String,
+        /// The limit that was reached.
+        limit: u64,
+        /// What the limit counts: `"rounds"` (times one input's descendants went round
+        /// the graph) or `"items"` (inputs fed along the edge in one run).
+        what: &'static str,
+    },
     /// A `*_blocking` method was called from inside an async runtime, where blocking
     /// would stall the runtime's thread. Use the async method there.
     #[error("a blocking aqueduct call was made inside an async runtime; use the async method (e.g. `process(..).await`)")]

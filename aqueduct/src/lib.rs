@@ -13,6 +13,7 @@ pub mod arena {
 mod error;
 mod exec;
 mod flow;
+pub mod graph;
 mod shapes;
 mod shm;
 mod stage;

@@ -81,6 +81,12 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         }
     }
 
+    /// The runtime the flow was started on, for layers built on top of flows (graph
+    /// processors) that spawn their own tasks next to the flow's.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.handle
+    }
+
     pub(crate) fn own_runtime(&self, runtime: tokio::runtime::Runtime) {
         let _ = self.inner.runtime.set(OwnedRuntime(Some(runtime)));
     }
