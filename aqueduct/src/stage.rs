@@ -19,6 +19,24 @@ pub struct StageConfig {
     pub queue_size: Option<usize>,
     /// How long every worker's `init` may take before `start()` fails.
     pub start_timeout: Duration,
+    /// Whether workers are processes (the default: a crash or leak is contained) or
+    /// threads of the calling process.
+    pub isolation: Isolation,
+    /// Longest a batch may run on a worker process; a worker still busy after it is
+    /// killed and restarted, and the batch fails with [`crate::Error::WorkerCrashed`].
+    /// `None`: no limit. (Threads cannot be killed, so thread workers ignore it.)
+    pub exec_timeout: Option<Duration>,
+}
+
+/// How a stage's workers are isolated from the calling process and from each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Each worker is a process: this executable re-executed, sharing the arena's memory.
+    /// A worker that crashes, aborts or is killed is restarted; the flow keeps serving.
+    #[default]
+    Process,
+    /// Each worker is a thread of this process (no isolation, lowest latency).
+    Thread,
 }
 
 impl StageConfig {
@@ -29,6 +47,8 @@ impl StageConfig {
         nprocs: 1,
         queue_size: None,
         start_timeout: Duration::from_secs(30),
+        isolation: Isolation::Process,
+        exec_timeout: None,
     };
 
     /// The input queue's capacity.

@@ -35,7 +35,7 @@ impl<T: TaskField, R> Envelope<T, R> {
     /// (nobody to answer) or its deadline passed (answered with a timeout by the caller's
     /// own timer).
     pub(crate) fn is_abandoned(&self, now: Instant) -> bool {
-        self.deadline <= now || self.reply.as_ref().map_or(true, oneshot::Sender::is_closed)
+        self.deadline <= now || self.reply.as_ref().is_none_or(oneshot::Sender::is_closed)
     }
 
     /// Moves the task out for a handler; the envelope no longer owns its references.

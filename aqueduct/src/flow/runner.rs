@@ -82,6 +82,7 @@ where
                 break;
             }
         }
+        self.executor.shutdown().await;
     }
 
     /// Drops tasks that must not reach the handler: all of them once the flow is halted,
