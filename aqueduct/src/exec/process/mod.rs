@@ -248,11 +248,14 @@ async fn supervise<S: Stage>(
                 shared.slots[index].current.send_replace(None);
                 shared.counters.set_pid(index, 0);
                 let signal = status.ok().and_then(|s| s.signal());
+                let restart = !*closing.borrow();
+                if restart {
+                    shared.counters.restarted();
+                }
                 let _ = started.exit.send(Some(Exit { signal }));
-                if *closing.borrow() {
+                if !restart {
                     return;
                 }
-                shared.counters.restarted();
                 if started_at.elapsed() >= STABLE_AFTER {
                     backoff = MIN_BACKOFF;
                     continue;
@@ -444,7 +447,13 @@ where
                 return Err(Error::Stopped);
             };
             let failure = match exchange(shared, &conn, &batch).await {
-                Ok(()) => match take_results::<S>(shared, &conn, &batch) {
+                Ok(()) => match take_results::<S>(
+                    &conn.ctl,
+                    shared.geometry,
+                    &shared.output_handles,
+                    &conn.scratch,
+                    &batch,
+                ) {
                     Ok(results) => {
                         batch.iter().for_each(ownership::release);
                         return Ok(results);
@@ -577,12 +586,12 @@ async fn exchange<T: TaskField>(shared: &Shared, conn: &Conn, batch: &[T]) -> Re
 /// Reads and validates the worker's response to `batch`. On success the outputs own
 /// one reference per handle (scratch blocks copied in, lent handles retained).
 fn take_results<S: Stage>(
-    shared: &Shared,
-    conn: &Conn,
+    ctl: &Region,
+    geometry: Geometry,
+    output_handles: &[usize],
+    scratch: &Scratch,
     batch: &[S::Input],
 ) -> Result<BatchResults<S::Output>, String> {
-    let ctl = &conn.ctl;
-    let geometry = shared.geometry;
     let count = ctl.read_u32(OFF_RESP_COUNT).unwrap_or(u32::MAX) as usize;
     if count != batch.len() {
         return Err(format!(
@@ -600,7 +609,7 @@ fn take_results<S: Stage>(
             STATUS_OK if len == geometry.output_size => {
                 let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
                 ctl.read(at + RESP_HEADER, bytemuck::bytes_of_mut(&mut output));
-                adopt_handles(&mut output, &shared.output_handles, &lent, &conn.scratch)
+                adopt_handles(&mut output, output_handles, &lent, scratch)
                     .map_err(|e| format!("result {i}: {e}"))?;
                 results.push(Ok(output));
                 Ok(())
