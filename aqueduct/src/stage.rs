@@ -29,6 +29,28 @@ pub struct StageConfig {
 }
 
 /// How a stage's workers are isolated from the calling process and from each other.
+///
+/// Worker processes need nothing in `main`: they are this executable re-executed, and
+/// a start-up hook diverts them into the worker loop before `main` (or a test harness,
+/// or a doctest like this one) would run.
+///
+/// ```
+/// #[aqueduct::task]
+/// struct Pid {
+///     pid: u64,
+/// }
+///
+/// #[aqueduct::handler] // `isolation = "process"` is the default
+/// fn whoami(task: &mut Pid) {
+///     task.pid = std::process::id() as u64;
+/// }
+///
+/// let flow = aqueduct::flow!(whoami).start_blocking()?;
+/// let out = flow.process_blocking(Pid { pid: 0 })?;
+/// assert_ne!(out.pid, std::process::id() as u64, "ran in a worker process");
+/// flow.stop_blocking(true)?;
+/// # Ok::<(), aqueduct::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
     /// Each worker is a process: this executable re-executed, sharing the arena's memory.

@@ -2,6 +2,8 @@
 //! control region until the parent asks it to close or disappears.
 
 use std::sync::atomic::{fence, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use super::channel::*;
 use super::spawn::Boot;
@@ -102,6 +104,7 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
 /// close or is gone.
 fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
     let ctl = &boot.ctl;
+    let mut spin = spin_budget();
     loop {
         if ctl.u32(OFF_CLOSING).load(Ordering::Acquire) != 0 {
             return None;
@@ -110,6 +113,13 @@ fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
         if seq > seen {
             return Some(seq);
         }
+        // Just answered a batch: the next request often follows within microseconds, and
+        // catching it here saves a sleep and a wake-up (~10 us each on small VMs). The
+        // spin is short and bounded, and happens only right after work.
+        if spin_until_request(ctl, seen, spin) {
+            continue;
+        }
+        spin = Duration::ZERO;
         // Event count: announce the sleep, then re-check, so a request published in
         // between is either seen here or followed by a wake-up.
         ctl.u32(OFF_WORKER_WAITING).store(1, Ordering::SeqCst);
@@ -127,4 +137,42 @@ fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
             return None;
         }
     }
+}
+
+/// How long a worker spins for the next request after answering one: `AQUEDUCT_SPIN_US`
+/// microseconds (default 0: off). Spinning pays only when cores are idle: measured on a
+/// loaded 2-core VM, a 20 us spin made the 64-byte round trip slower (p50 47-55 us vs 33).
+fn spin_budget() -> Duration {
+    static BUDGET: OnceLock<Duration> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let micros = std::env::var("AQUEDUCT_SPIN_US")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if cores < 2 {
+            Duration::ZERO
+        } else {
+            Duration::from_micros(micros)
+        }
+    })
+}
+
+/// Spins up to `budget` for a request newer than `seen`.
+fn spin_until_request(ctl: &Region, seen: u64, budget: Duration) -> bool {
+    if budget.is_zero() {
+        return false;
+    }
+    let started = Instant::now();
+    while started.elapsed() < budget {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+        if ctl.u64(OFF_REQ_SEQ).load(Ordering::Acquire) > seen
+            || ctl.u32(OFF_CLOSING).load(Ordering::Acquire) != 0
+        {
+            return true;
+        }
+    }
+    false
 }
