@@ -17,6 +17,7 @@
 //!   same way.
 
 mod channel;
+mod logs;
 mod spawn;
 mod worker;
 
@@ -309,6 +310,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
         .arg0(format!("aqueduct-worker:{}:{index}", shared.stage))
         .env(WORKER_ENV, spec.encode())
         .stdin(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (fcntl, prctl, getppid) on plain integers it owns.
@@ -337,6 +339,11 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
         .spawn()
         .map_err(|e| format!("cannot spawn a worker process: {e}"))?;
     let pid = child.id().unwrap_or(0);
+    if let Some(stderr) = child.stderr.take() {
+        if let Ok(fd) = stderr.into_owned_fd() {
+            logs::forward(shared.stage, pid, std::fs::File::from(fd));
+        }
+    }
     let deadline = Instant::now() + shared.config.start_timeout;
     loop {
         match ctl.u32(OFF_STATE).load(Ordering::Acquire) {

@@ -215,6 +215,11 @@ fn refuse(ctl: &Region, resp: &EventFd, why: &str) -> i32 {
 
 /// The worker process's life: checks, attach shared memory, run the stage.
 fn run_worker(spec: OsString) -> i32 {
+    // What std's runtime start-up would have done in `main`: a closed log pipe must be
+    // an error, not a fatal signal.
+    // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    super::logs::install_worker_subscriber();
     let Some(spec) = spec.to_str().and_then(Spec::decode) else {
         eprintln!("aqueduct worker: malformed {WORKER_ENV}; exiting");
         return 4;
