@@ -11,7 +11,7 @@ pub use crate::shapes::{
     error_message, in_place_batch, in_place_each, transform_batch, transform_each, InitOutput,
 };
 pub use crate::shm::ShmHandle;
-pub use crate::stage::{Stage, StageConfig};
+pub use crate::stage::{Isolation, Stage, StageConfig};
 pub use crate::task::{fingerprint, FieldLayout, Task, TaskField, TaskLayout};
 
 /// What generated code needs from a `#[task]` field's type. Every use of a field type's

@@ -90,8 +90,41 @@ pub enum Error {
         /// the graph) or `"items"` (inputs fed along the edge in one run).
         what: &'static str,
     },
+    /// The worker process running the task's batch died (a crash, a signal, an exit, or a
+    /// kill by the runtime after the stage's execution timeout or a protocol violation).
+    /// The task may have been partly executed. The worker is restarted; tasks that had not
+    /// reached it are unaffected.
+    #[error("stage `{stage}`: worker process {pid} died ({}) while the task was in flight", describe_exit(*.signal))]
+    WorkerCrashed {
+        /// The stage whose worker died.
+        stage: &'static str,
+        /// The worker's process id.
+        pid: u32,
+        /// The signal that ended it, if a signal did (`9` for SIGKILL, also used when the
+        /// runtime killed it); `None` for a plain exit.
+        signal: Option<i32>,
+    },
+    /// A worker process answered with data that fails validation (an index, length or
+    /// shared-memory handle out of range). It is not trusted: the worker is killed and
+    /// restarted, and the batch fails with this error.
+    #[error("stage `{stage}`: worker process {pid} sent an invalid response and was restarted: {reason}")]
+    WorkerProtocol {
+        /// The stage whose worker misbehaved.
+        stage: &'static str,
+        /// The worker's process id.
+        pid: u32,
+        /// What was invalid.
+        reason: String,
+    },
     /// A `*_blocking` method was called from inside an async runtime, where blocking
     /// would stall the runtime's thread. Use the async method there.
     #[error("a blocking aqueduct call was made inside an async runtime; use the async method (e.g. `process(..).await`)")]
     BlockingInAsync,
+}
+
+fn describe_exit(signal: Option<i32>) -> String {
+    match signal {
+        Some(signal) => format!("killed by signal {signal}"),
+        None => "exited".to_string(),
+    }
 }

@@ -23,7 +23,7 @@ pub use aqueduct_macros::{flow, handler, task};
 pub use error::Error;
 pub use flow::{Flow, FlowBuilder, FlowState, Link, Owned, StageStats};
 pub use shm::{ShmBytes, ShmHandle, ShmStr, ShmVec, ShmView};
-pub use stage::{Stage, StageConfig};
+pub use stage::{Isolation, Stage, StageConfig};
 pub use task::{FieldLayout, Task, TaskField, TaskLayout};
 
 #[doc(hidden)]

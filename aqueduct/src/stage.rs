@@ -19,6 +19,46 @@ pub struct StageConfig {
     pub queue_size: Option<usize>,
     /// How long every worker's `init` may take before `start()` fails.
     pub start_timeout: Duration,
+    /// Whether workers are processes (the default: a crash or leak is contained) or
+    /// threads of the calling process.
+    pub isolation: Isolation,
+    /// Longest a batch may run on a worker process; a worker still busy after it is
+    /// killed and restarted, and the batch fails with [`crate::Error::WorkerCrashed`].
+    /// `None`: no limit. (Threads cannot be killed, so thread workers ignore it.)
+    pub exec_timeout: Option<Duration>,
+}
+
+/// How a stage's workers are isolated from the calling process and from each other.
+///
+/// Worker processes need nothing in `main`: they are this executable re-executed, and
+/// a start-up hook diverts them into the worker loop before `main` (or a test harness,
+/// or a doctest like this one) would run.
+///
+/// ```
+/// #[aqueduct::task]
+/// struct Pid {
+///     pid: u64,
+/// }
+///
+/// #[aqueduct::handler] // `isolation = "process"` is the default
+/// fn whoami(task: &mut Pid) {
+///     task.pid = std::process::id() as u64;
+/// }
+///
+/// let flow = aqueduct::flow!(whoami).start_blocking()?;
+/// let out = flow.process_blocking(Pid { pid: 0 })?;
+/// assert_ne!(out.pid, std::process::id() as u64, "ran in a worker process");
+/// flow.stop_blocking(true)?;
+/// # Ok::<(), aqueduct::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Each worker is a process: this executable re-executed, sharing the arena's memory.
+    /// A worker that crashes, aborts or is killed is restarted; the flow keeps serving.
+    #[default]
+    Process,
+    /// Each worker is a thread of this process (no isolation, lowest latency).
+    Thread,
 }
 
 impl StageConfig {
@@ -29,6 +69,8 @@ impl StageConfig {
         nprocs: 1,
         queue_size: None,
         start_timeout: Duration::from_secs(30),
+        isolation: Isolation::Process,
+        exec_timeout: None,
     };
 
     /// The input queue's capacity.

@@ -92,6 +92,12 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
     if let Some(ms) = def.args.start_timeout_ms {
         config.push(quote!(start_timeout: #private::core::time::Duration::from_millis(#ms),));
     }
+    if let Some(ms) = def.args.exec_timeout_ms {
+        config.push(quote!(exec_timeout: #private::core::option::Option::Some(#private::core::time::Duration::from_millis(#ms)),));
+    }
+    if def.args.thread_isolation {
+        config.push(quote!(isolation: #private::Isolation::Thread,));
+    }
 
     let doc = format!(
         "Stage marker of the [`{name_str}()`] handler, named in `flow!(… -> {name_str} -> …)`."

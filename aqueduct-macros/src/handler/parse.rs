@@ -21,6 +21,9 @@ pub struct HandlerArgs {
     pub nprocs: Option<(u64, Span)>,
     pub queue_size: Option<(u64, Span)>,
     pub start_timeout_ms: Option<u64>,
+    pub exec_timeout_ms: Option<u64>,
+    /// `true` for `isolation = "thread"`; processes are the default.
+    pub thread_isolation: bool,
     pub init: Option<syn::Path>,
     pub krate: CratePath,
 }
@@ -33,6 +36,7 @@ const KEYS: &[&str] = &[
     "init",
     "start_timeout_ms",
     "isolation",
+    "exec_timeout_ms",
     "crate",
 ];
 const SYNONYMS: &[(&str, &str)] = &[
@@ -67,11 +71,14 @@ impl HandlerArgs {
                 "queue_size" => parsed.queue_size = args::positive_int(arg, errors),
                 "batch_timeout_ms" => parsed.batch_timeout_ms = args::int(arg, errors),
                 "start_timeout_ms" => parsed.start_timeout_ms = args::int(arg, errors),
+                "exec_timeout_ms" => parsed.exec_timeout_ms = args::int(arg, errors),
                 "init" => parsed.init = args::path(arg, errors),
                 "isolation" => {
                     if let Some(mode) = args::string(arg, errors) {
-                        if mode.value() != "thread" {
-                            errors.at(mode.span(), format!("unknown isolation `{}`; this version runs workers as threads: `isolation = \"thread\"`", mode.value()));
+                        match mode.value().as_str() {
+                            "process" => parsed.thread_isolation = false,
+                            "thread" => parsed.thread_isolation = true,
+                            other => errors.at(mode.span(), format!("unknown isolation `{other}`; expected `isolation = \"process\"` (the default) or `isolation = \"thread\"`")),
                         }
                     }
                 }

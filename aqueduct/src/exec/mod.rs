@@ -2,8 +2,10 @@
 //! deadlines, delivery) only sees the [`Executor`] trait, so worker threads and worker
 //! processes are interchangeable behind it.
 
+mod process;
 mod thread;
 
+pub(crate) use process::ProcessExecutor;
 pub(crate) use thread::ThreadExecutor;
 
 use std::future::Future;
@@ -25,6 +27,12 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
         worker: usize,
         batch: Vec<S::Input>,
     ) -> impl Future<Output = Result<BatchResults<S::Output>, Error>> + Send;
+
+    /// Called once the stage has no more batches to run: lets the workers finish and
+    /// waits for them (worker processes exit; threads end when the executor drops).
+    fn shutdown(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Calls the handler on the tasks a worker received, one call per `batch_size` tasks

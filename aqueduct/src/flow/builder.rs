@@ -15,8 +15,8 @@ use super::envelope::Envelope;
 use super::handle::{Flow, FlowParts};
 use super::runner::StageRunner;
 use super::stats::StageCounters;
-use crate::exec::ThreadExecutor;
-use crate::{Error, Stage, Task};
+use crate::exec::{Executor, ProcessExecutor, ThreadExecutor};
+use crate::{Error, Isolation, Stage, StageConfig, Task};
 
 /// Proof that a stage emitting `Self` may feed a stage taking `In`: implemented only
 /// when the two are the same type.
@@ -42,6 +42,7 @@ pub(crate) struct FlowOptions {
     pub timeout: Duration,
     pub queue_size: Option<usize>,
     pub start_timeout: Option<Duration>,
+    pub exec_timeout: Option<Duration>,
 }
 
 /// A flow being assembled: `flow!(a -> b)` is `FlowBuilder::first::<a>().then::<b>()`.
@@ -70,6 +71,7 @@ impl FlowBuilder<(), (), ()> {
                 timeout: Duration::from_secs(5),
                 queue_size: None,
                 start_timeout: None,
+                exec_timeout: None,
             },
             _types: PhantomData,
         }
@@ -108,6 +110,14 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
     /// Start timeout of every stage, overriding each handler's `start_timeout_ms`.
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.options.start_timeout = Some(timeout);
+        self
+    }
+
+    /// Execution timeout of every process-isolated stage, overriding each handler's
+    /// `exec_timeout_ms`: a worker process still running a batch after it is killed and
+    /// restarted, and the batch fails with [`Error::WorkerCrashed`].
+    pub fn exec_timeout(mut self, timeout: Duration) -> Self {
+        self.options.exec_timeout = Some(timeout);
         self
     }
 
@@ -153,7 +163,7 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("aqueduct-runtime")
-            .enable_time()
+            .enable_all()
             .build()
             .map_err(|e| Error::Config(format!("cannot build a runtime for the flow: {e}")))?;
         let flow = runtime.block_on(self.start())?;
@@ -306,19 +316,52 @@ fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
             S::NAME
         )));
     }
+    if let Some(timeout) = ctx.options.exec_timeout {
+        config.exec_timeout = Some(timeout);
+    }
     let (queue, input) = async_channel::bounded(config.queue_capacity());
-    let (executor, started) = ThreadExecutor::<S>::spawn(config.nprocs)?;
+    let probe = input.clone();
+    let counters = StageCounters::new(S::NAME, config.nprocs, move || probe.len());
+    match config.isolation {
+        Isolation::Thread => {
+            let (executor, started) = ThreadExecutor::<S>::spawn(config.nprocs)?;
+            ctx.threads.extend(started.threads);
+            launch::<S, R, D, _>(
+                ctx,
+                downstream,
+                executor,
+                started.ready,
+                config,
+                input,
+                counters,
+            );
+        }
+        Isolation::Process => {
+            let counters = Arc::new(counters.with_processes());
+            let (executor, ready) = ProcessExecutor::<S>::spawn(config, counters.clone())?;
+            launch::<S, R, D, _>(ctx, downstream, executor, ready, config, input, counters);
+        }
+    }
+    Ok(queue)
+}
+
+/// Starts stage `S`'s runner over `executor`.
+fn launch<S: Stage, R: Task, D: Downstream<S::Output, R>, E: Executor<S>>(
+    ctx: &mut StartCtx,
+    downstream: D,
+    executor: E,
+    ready: Vec<oneshot::Receiver<Result<(), String>>>,
+    config: StageConfig,
+    input: async_channel::Receiver<Envelope<S::Input, R>>,
+    counters: impl Into<Arc<StageCounters>>,
+) {
+    let counters = counters.into();
     ctx.readiness.push(Readiness {
         stage: S::NAME,
         timeout: config.start_timeout,
-        ready: started.ready,
+        ready,
     });
-    ctx.threads.extend(started.threads);
-    let probe = input.clone();
-    let counters = Arc::new(StageCounters::new(S::NAME, config.nprocs, move || {
-        probe.len()
-    }));
-    let runner = StageRunner::<S, R, D, ThreadExecutor<S>> {
+    let runner = StageRunner::<S, R, D, E> {
         input,
         downstream: Arc::new(downstream),
         executor: Arc::new(executor),
@@ -330,5 +373,4 @@ fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     ctx.runners.push(tokio::spawn(runner.run()));
     ctx.counters.push(counters);
     ctx.first_stage = S::NAME;
-    Ok(queue)
 }

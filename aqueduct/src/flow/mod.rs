@@ -18,4 +18,5 @@ mod stats;
 pub use builder::{Chain, First, FlowBuilder, Link, Then};
 pub use handle::{Flow, FlowState};
 pub use owned::Owned;
+pub(crate) use stats::StageCounters;
 pub use stats::StageStats;

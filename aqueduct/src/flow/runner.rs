@@ -85,6 +85,7 @@ where
                 break;
             }
         }
+        self.executor.shutdown().await;
     }
 
     /// How many tasks to hand a worker at once. Normally one batch. For a fast stage of

@@ -1,7 +1,7 @@
 //! Per-stage counters, readable while the flow runs (`Flow::stats`). They are the seam
 //! for metrics exporters: plain atomics, no dependency.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// A snapshot of one stage's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,12 @@ pub struct StageStats {
     pub failed: u64,
     /// Tasks dropped before dispatch because their deadline passed or their caller left.
     pub abandoned: u64,
+    /// Worker processes restarted after they died (crashed, were killed, or were killed
+    /// by the runtime for a timeout or an invalid response). Always 0 for threads.
+    pub restarts: u64,
+    /// Process ids of the live worker processes, by worker index (0 while a worker is
+    /// restarting); empty for thread workers.
+    pub worker_pids: Vec<u32>,
 }
 
 impl StageStats {
@@ -41,6 +47,8 @@ pub(crate) struct StageCounters {
     tasks: AtomicU64,
     failed: AtomicU64,
     abandoned: AtomicU64,
+    restarts: AtomicU64,
+    pids: Vec<AtomicU32>,
 }
 
 impl StageCounters {
@@ -57,6 +65,24 @@ impl StageCounters {
             tasks: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            pids: Vec::new(),
+        }
+    }
+
+    /// Counters for a stage whose workers are processes (their pids are reported).
+    pub(crate) fn with_processes(mut self) -> Self {
+        self.pids = (0..self.workers).map(|_| AtomicU32::new(0)).collect();
+        self
+    }
+
+    pub(crate) fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_pid(&self, worker: usize, pid: u32) {
+        if let Some(slot) = self.pids.get(worker) {
+            slot.store(pid, Ordering::Relaxed);
         }
     }
 
@@ -83,6 +109,12 @@ impl StageCounters {
             tasks: self.tasks.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             abandoned: self.abandoned.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            worker_pids: self
+                .pids
+                .iter()
+                .map(|p| p.load(Ordering::Relaxed))
+                .collect(),
         }
     }
 }

@@ -3,8 +3,17 @@
 //! All allocator metadata (free lists, reference counts, generations) lives in this
 //! process's private memory, never in the shared mapping, so no other process that maps
 //! the arena can corrupt it; every handle that comes back is checked against it.
+//!
+//! A worker *process* maps the same memfd (inherited) but has no books: the parent holds
+//! a reference to every block it lent for as long as the worker may read it, so in a
+//! worker a read needs only a bounds check, and retain/release are no-ops. Blocks a
+//! handler creates inside a worker go to the worker's *scratch* area (a second memfd the
+//! parent maps too), tagged with [`SCRATCH_TAG`]; the parent copies them into the arena
+//! when it takes the batch's outputs (see `exec::process`).
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -79,12 +88,84 @@ struct Books {
     next_generation: u64,
 }
 
+/// Offset bit marking a handle into a worker's scratch area rather than the arena.
+pub(crate) const SCRATCH_TAG: u64 = 1 << 62;
+
 /// An arena of shared memory.
 #[derive(Debug)]
 pub struct Arena {
     map: MmapRaw,
     capacity: usize,
-    books: Mutex<Books>,
+    file: File,
+    role: Role,
+}
+
+#[derive(Debug)]
+enum Role {
+    /// The process that owns the arena and keeps its books.
+    Owner(Mutex<Books>),
+    /// A worker process: no books, plus the worker's scratch area for new blocks.
+    Worker(WorkerScratch),
+}
+
+#[derive(Debug)]
+struct WorkerScratch {
+    map: MmapRaw,
+    capacity: usize,
+    /// Bump pointer and the last generation handed out.
+    next: Mutex<(usize, u64)>,
+}
+
+/// Maps the parent's arena inside a worker process, plus the worker's scratch area.
+/// Called once, first thing in a worker; fails if the arena already exists.
+pub(crate) fn attach_worker(
+    arena: File,
+    capacity: usize,
+    scratch: File,
+    scratch_capacity: usize,
+) -> Result<(), Error> {
+    let map = map_file(&arena, capacity)?;
+    let scratch_map = map_file(&scratch, scratch_capacity)?;
+    let attached = Arena {
+        map,
+        capacity,
+        file: arena,
+        role: Role::Worker(WorkerScratch {
+            map: scratch_map,
+            capacity: scratch_capacity,
+            next: Mutex::new((0, 0)),
+        }),
+    };
+    GLOBAL
+        .set(attached)
+        .map_err(|_| Error::Config("the arena was used before the worker attached it".into()))
+}
+
+/// In a worker: forgets every scratch block (the parent has copied the previous batch's
+/// outputs out), so each batch starts with an empty scratch area.
+pub(crate) fn reset_worker_scratch() {
+    if let Some(Arena {
+        role: Role::Worker(scratch),
+        ..
+    }) = GLOBAL.get()
+    {
+        lock(&scratch.next).0 = 0;
+    }
+}
+
+fn map_file(file: &File, len: usize) -> Result<MmapRaw, Error> {
+    MmapOptions::new()
+        .len(len)
+        .map_raw(file)
+        .map_err(|e| Error::Config(format!("cannot map shared memory: {e}")))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded values are never left half-updated (no panics inside the critical
+    // sections), so a poisoned lock only means another thread panicked elsewhere.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Arena {
@@ -112,10 +193,7 @@ impl Arena {
         let capacity = 1usize << (usize::BITS - 1 - capacity.max(MIN_BLOCK).leading_zeros());
         let file = memfd::create_sealed("aqueduct-arena", capacity)
             .map_err(|e| Error::Config(format!("cannot create the shared-memory arena: {e}")))?;
-        let map = MmapOptions::new()
-            .len(capacity)
-            .map_raw(&file)
-            .map_err(|e| Error::Config(format!("cannot map the shared-memory arena: {e}")))?;
+        let map = map_file(&file, capacity)?;
         let books = Books {
             buddy: Buddy::new(capacity),
             live: HashMap::new(),
@@ -125,24 +203,41 @@ impl Arena {
         Ok(Self {
             map,
             capacity,
-            books: Mutex::new(books),
+            file,
+            role: Role::Owner(Mutex::new(books)),
         })
     }
 
-    fn books(&self) -> MutexGuard<'_, Books> {
-        // The books are never left half-updated (no panics inside the critical sections),
-        // so a poisoned lock only means another thread panicked elsewhere.
-        self.books
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The memfd, for worker processes to inherit.
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// The arena's size in bytes.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The books; `None` in a worker process.
+    fn books(&self) -> Option<MutexGuard<'_, Books>> {
+        match &self.role {
+            Role::Owner(books) => Some(lock(books)),
+            Role::Worker(_) => None,
+        }
     }
 
     pub(crate) fn stats(&self) -> ArenaStats {
-        let books = self.books();
-        ArenaStats {
-            capacity: self.capacity,
-            used: books.used,
-            blocks: books.live.len(),
+        match self.books() {
+            Some(books) => ArenaStats {
+                capacity: self.capacity,
+                used: books.used,
+                blocks: books.live.len(),
+            },
+            None => ArenaStats {
+                capacity: self.capacity,
+                used: 0,
+                blocks: 0,
+            },
         }
     }
 
@@ -154,9 +249,13 @@ impl Arena {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<ShmHandle, Error> {
         debug_assert!(len > 0);
+        let books = match &self.role {
+            Role::Owner(books) => books,
+            Role::Worker(scratch) => return scratch.alloc_with(len, fill),
+        };
         let order = Buddy::order_for(len);
         let handle = {
-            let mut books = self.books();
+            let mut books = lock(books);
             let offset = books.buddy.alloc(order).ok_or_else(|| Error::ArenaFull {
                 requested: len,
                 free: self.capacity - books.used,
@@ -215,7 +314,10 @@ impl Arena {
         if handle.is_empty() {
             return Ok(());
         }
-        let mut books = self.books();
+        let Some(mut books) = self.books() else {
+            // A worker holds no references of its own; the parent's cover the call.
+            return self.worker_range(handle).map(|_| ());
+        };
         let block = self.check(&mut books, handle)?;
         block.refs = block
             .refs
@@ -233,7 +335,9 @@ impl Arena {
         if handle.is_empty() {
             return;
         }
-        let mut books = self.books();
+        let Some(mut books) = self.books() else {
+            return;
+        };
         let Ok(block) = self.check(&mut books, handle) else {
             return;
         };
@@ -252,7 +356,15 @@ impl Arena {
         if handle.is_empty() {
             return Ok(&[]);
         }
-        let mut books = self.books();
+        let Some(mut books) = self.books() else {
+            let (base, len) = self.worker_range(handle)?;
+            // SAFETY: `worker_range` proved `[base, base + len)` lies inside a mapping
+            // that lives as long as `self`. The parent lent the block for this call and
+            // holds a reference to it until the worker answers, and blocks are never
+            // written after they were handed out; scratch blocks are written only by
+            // `alloc_with`'s `fill`, before the handle exists.
+            return Ok(unsafe { std::slice::from_raw_parts(base, len) });
+        };
         self.check(&mut books, handle)?;
         // SAFETY: `check` proved the block is live with exactly this offset and length,
         // so the range lies inside the mapping, which lives as long as `self`. Blocks are
@@ -264,6 +376,67 @@ impl Arena {
                 self.map.as_ptr().add(handle.offset as usize),
                 handle.len as usize,
             )
+        })
+    }
+}
+
+impl Arena {
+    /// In a worker: where a handle's bytes are, after a bounds check against the arena
+    /// or the scratch area (there are no books to check it against).
+    fn worker_range(&self, handle: &ShmHandle) -> Result<(*const u8, usize), Error> {
+        let Role::Worker(scratch) = &self.role else {
+            unreachable!("only called in a worker");
+        };
+        let (map, capacity, offset) = if handle.offset & SCRATCH_TAG != 0 {
+            (&scratch.map, scratch.capacity, handle.offset & !SCRATCH_TAG)
+        } else {
+            (&self.map, self.capacity, handle.offset)
+        };
+        match offset.checked_add(handle.len) {
+            Some(end) if end <= capacity as u64 => {
+                // SAFETY: `offset + len <= capacity`, the mapping's length.
+                Ok((
+                    unsafe { map.as_ptr().add(offset as usize) },
+                    handle.len as usize,
+                ))
+            }
+            _ => Err(Error::InvalidHandle {
+                reason: format!(
+                    "block [{offset}, +{}) lies outside the shared mapping of {capacity} bytes",
+                    handle.len
+                ),
+            }),
+        }
+    }
+}
+
+impl WorkerScratch {
+    fn alloc_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<ShmHandle, Error> {
+        let (offset, generation) = {
+            let mut next = lock(&self.next);
+            let offset = next.0;
+            let end = offset
+                .checked_add(len)
+                .filter(|&end| end <= self.capacity)
+                .ok_or(Error::ArenaFull {
+                    requested: len,
+                    free: self.capacity - offset,
+                    capacity: self.capacity,
+                })?;
+            next.0 = end.next_multiple_of(MIN_BLOCK).min(self.capacity);
+            next.1 += 1;
+            (offset, next.1)
+        };
+        // SAFETY: `[offset, offset + len)` is inside the scratch mapping (checked above)
+        // and was just reserved by the bump pointer, so nothing else refers to it until
+        // the handle is returned.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) };
+        fill(bytes);
+        Ok(ShmHandle {
+            offset: offset as u64 | SCRATCH_TAG,
+            len: len as u64,
+            generation,
         })
     }
 }

@@ -12,8 +12,9 @@ pub mod arena;
 mod buddy;
 mod buffers;
 mod handle;
-mod memfd;
+pub(crate) mod memfd;
 pub(crate) mod ownership;
+pub(crate) mod scratch;
 mod view;
 
 pub use arena::ArenaStats;

@@ -1,0 +1,85 @@
+//! A worker process's scratch area, seen from the parent: a sealed memfd that the worker
+//! allocates new blocks in (see [`super::arena`]) and that the parent maps too, so it can
+//! copy the blocks a batch's outputs name into its own arena. Only new data is copied;
+//! handles that a handler passes through from its inputs stay zero-copy.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::arena::{Arena, SCRATCH_TAG};
+use super::{memfd, ShmHandle};
+use crate::Error;
+
+/// The parent's view of one worker's scratch area.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    file: File,
+    map: MmapRaw,
+    capacity: usize,
+}
+
+impl Scratch {
+    /// A new, size-sealed scratch area of `capacity` bytes (address space; pages are only
+    /// backed once the worker writes them).
+    pub(crate) fn create(capacity: usize) -> Result<Self, Error> {
+        let file = memfd::create_sealed("aqueduct-scratch", capacity)
+            .map_err(|e| Error::Config(format!("cannot create a worker scratch area: {e}")))?;
+        let map = MmapOptions::new()
+            .len(capacity)
+            .map_raw(&file)
+            .map_err(|e| Error::Config(format!("cannot map a worker scratch area: {e}")))?;
+        Ok(Self {
+            file,
+            map,
+            capacity,
+        })
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Whether `handle` claims to be a scratch block.
+    pub(crate) fn is_scratch(handle: &ShmHandle) -> bool {
+        handle.offset & SCRATCH_TAG != 0
+    }
+
+    /// Copies the scratch block a worker's `handle` names into a new arena block (holding
+    /// one reference). The handle comes from another process: its range is checked.
+    pub(crate) fn import(&self, handle: &ShmHandle) -> Result<ShmHandle, String> {
+        let offset = handle.offset & !SCRATCH_TAG;
+        let len = handle.len;
+        match offset.checked_add(len) {
+            Some(end) if len > 0 && end <= self.capacity as u64 => {}
+            _ => {
+                return Err(format!(
+                    "scratch block [{offset}, +{len}) lies outside the worker's scratch area of {} bytes",
+                    self.capacity
+                ))
+            }
+        }
+        let arena = Arena::global().map_err(|e| e.to_string())?;
+        arena
+            .alloc_with(len as usize, |dst| {
+                // SAFETY: `[offset, offset + len)` lies inside the scratch mapping (checked
+                // above), which lives as long as `self`; `dst` is a fresh arena block of
+                // exactly `len` bytes, private to this call, so the ranges cannot overlap.
+                // Raw copies are used because the worker process may (if it misbehaves)
+                // write the source concurrently; no reference to it is formed.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.map.as_ptr().add(offset as usize),
+                        dst.as_mut_ptr(),
+                        len as usize,
+                    )
+                }
+            })
+            .map_err(|e| e.to_string())
+    }
+}
