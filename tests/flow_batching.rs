@@ -2,6 +2,10 @@
 //! Workers are held inside their handler with a `Gate`, so queue contents are exact.
 //! (The batch timer itself is also unit-tested with tokio's paused clock in
 //! `aqueduct/src/flow/batcher.rs`.)
+//!
+//! These stages run on worker threads (`isolation = "thread"`) so the test can watch the
+//! handler through statics and gates; batching and admission happen in the runner, above
+//! the executor, and are the same for worker processes.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,7 +35,7 @@ macro_rules! recording_stage {
     ($name:ident, $batches:ident, $gate:ident, $($arg:tt)*) => {
         static $batches: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
         static $gate: Gate = Gate::new();
-        #[aqueduct::handler($($arg)*)]
+        #[aqueduct::handler(isolation = "thread", $($arg)*)]
         fn $name(jobs: &mut [Job]) {
             record(&$batches, &$gate, jobs);
         }

@@ -1,6 +1,9 @@
 //! Failure isolation and lifecycle: a handler error or panic fails only its own tasks,
 //! `init` failures and slow starts are reported with the stage's name, and `stop` keeps
 //! its promises for accepted tasks.
+//!
+//! Stages that the test observes through gates or statics run on worker threads
+//! (`isolation = "thread"`); the others use the default, worker processes.
 
 use std::fmt;
 use std::time::Duration;
@@ -149,7 +152,7 @@ fn slow_init() -> u64 {
     7
 }
 
-#[aqueduct::handler(init = slow_init, start_timeout_ms = 50)]
+#[aqueduct::handler(isolation = "thread", init = slow_init, start_timeout_ms = 50)]
 fn slow_to_start(state: &mut u64, job: &mut Job) {
     job.out = *state;
 }
@@ -184,7 +187,7 @@ async fn init_state_reaches_the_handler() {
 
 static GRACEFUL: Gate = Gate::new();
 
-#[aqueduct::handler]
+#[aqueduct::handler(isolation = "thread")]
 fn wait_at_graceful_gate(job: &mut Job) {
     GRACEFUL.wait();
     job.out = job.id * 10;
@@ -224,7 +227,7 @@ async fn graceful_stop_finishes_every_accepted_task() {
 
 static HALT: Gate = Gate::new();
 
-#[aqueduct::handler]
+#[aqueduct::handler(isolation = "thread")]
 fn wait_at_halt_gate(job: &mut Job) {
     HALT.wait();
     job.out = 1;
@@ -254,7 +257,7 @@ async fn immediate_stop_answers_waiting_callers_with_stopped() {
 
 static SLOW: Gate = Gate::new();
 
-#[aqueduct::handler]
+#[aqueduct::handler(isolation = "thread")]
 fn wait_at_slow_gate(job: &mut Job) {
     SLOW.wait();
     job.out = 1;

@@ -1,5 +1,9 @@
 //! Processors on their own: feeding, streaming results, cancelling, stopping, the
 //! separate/sequential modes, and the blocking API from plain functions.
+//!
+//! Handlers here run on worker threads (`isolation = "thread"`) so tests can hold them at
+//! gates; processor logic is above the executor. `graph_run.rs` and `graph_shm.rs` run
+//! their graphs on worker processes, the default.
 
 mod graph_common;
 
@@ -20,12 +24,12 @@ fn nums(range: std::ops::Range<u64>) -> impl Iterator<Item = Num> {
     range.map(|n| Num { n })
 }
 
-#[aqueduct::handler(nprocs = 2)]
+#[aqueduct::handler(isolation = "thread", nprocs = 2)]
 fn double(item: &mut Num) {
     item.n *= 2;
 }
 
-#[aqueduct::handler(nprocs = 2)]
+#[aqueduct::handler(isolation = "thread", nprocs = 2)]
 fn odd_fails(item: &mut Num) -> Result<(), String> {
     if item.n % 2 == 1 {
         return Err(format!("{} is odd", item.n));
@@ -104,7 +108,7 @@ static CANCEL_GATE: Gate = Gate::new();
 static CANCEL_ENTERED: Latch = Latch::new();
 static CANCEL_SEEN: Record = Record::new();
 
-#[aqueduct::handler]
+#[aqueduct::handler(isolation = "thread")]
 fn held_first(item: &mut Num) {
     CANCEL_SEEN.push(item.n);
     CANCEL_ENTERED.arrive();
@@ -154,7 +158,7 @@ static KILL_GATE: Gate = Gate::new();
 static KILL_ENTERED: Latch = Latch::new();
 static KILL_SEEN: Record = Record::new();
 
-#[aqueduct::handler]
+#[aqueduct::handler(isolation = "thread")]
 fn held_kill(item: &mut Num) {
     KILL_SEEN.push(item.n);
     KILL_ENTERED.arrive();
@@ -187,7 +191,7 @@ fn cancel_all_cancels_running_and_waiting_inputs() {
 static STOP_GATE: Gate = Gate::new();
 static STOP_ENTERED: Latch = Latch::new();
 
-#[aqueduct::handler]
+#[aqueduct::handler(isolation = "thread")]
 fn held_stop(item: &mut Num) {
     STOP_ENTERED.arrive();
     STOP_GATE.wait();
@@ -224,7 +228,7 @@ static SEQ_ORDER: Record = Record::new();
 static SEQ_ACTIVE: AtomicU64 = AtomicU64::new(0);
 static SEQ_MAX_ACTIVE: AtomicU64 = AtomicU64::new(0);
 
-#[aqueduct::handler(nprocs = 4)]
+#[aqueduct::handler(isolation = "thread", nprocs = 4)]
 fn recorded(item: &mut Num) {
     let active = SEQ_ACTIVE.fetch_add(1, Ordering::SeqCst) + 1;
     SEQ_MAX_ACTIVE.fetch_max(active, Ordering::SeqCst);
@@ -266,7 +270,7 @@ async fn sequential_processor_runs_one_at_a_time_in_feed_order() {
 static MEETING: Latch = Latch::new();
 
 /// Succeeds only if three inputs are in the handler at the same time.
-#[aqueduct::handler(nprocs = 3)]
+#[aqueduct::handler(isolation = "thread", nprocs = 3)]
 fn meet(item: &mut Num) -> Result<(), String> {
     MEETING.arrive();
     if MEETING.wait_for(3) {

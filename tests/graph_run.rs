@@ -177,7 +177,8 @@ async fn converters_drop_and_multiply_items() {
 static GRAPH_GATE: Gate = Gate::new();
 static GRAPH_ENTERED: Latch = Latch::new();
 
-#[aqueduct::handler]
+// On a worker thread, so the test can hold it at a gate.
+#[aqueduct::handler(isolation = "thread")]
 fn held(item: &mut Num) {
     GRAPH_ENTERED.arrive();
     GRAPH_GATE.wait();

@@ -19,6 +19,12 @@ pub(crate) type BatchResults<T> = Vec<Result<T, String>>;
 
 /// Runs batches of stage `S` on one of its workers.
 pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
+    /// Most tasks one `run` call may carry (several handler batches at most; see
+    /// [`run_batch`]).
+    fn max_dispatch(&self) -> usize {
+        usize::MAX
+    }
+
     /// Runs `batch` on `worker` (which the caller guarantees is idle). The batch's arena
     /// references pass to the executor; the outputs come back owning theirs. An `Err`
     /// means the worker could not run the batch at all.
@@ -43,9 +49,19 @@ pub(crate) fn run_batch<S: Stage>(
     state: &mut S::State,
     inputs: Vec<S::Input>,
 ) -> BatchResults<S::Output> {
+    in_batches::<S>(state, inputs, run_one_batch::<S>)
+}
+
+/// Splits `inputs` into handler batches of the stage's `batch_size` and concatenates
+/// what `call` returns for each.
+pub(crate) fn in_batches<S: Stage>(
+    state: &mut S::State,
+    inputs: Vec<S::Input>,
+    mut call: impl FnMut(&mut S::State, Vec<S::Input>) -> BatchResults<S::Output>,
+) -> BatchResults<S::Output> {
     let batch_size = S::CONFIG.batch_size.max(1);
     if inputs.len() <= batch_size {
-        return run_one_batch::<S>(state, inputs);
+        return call(state, inputs);
     }
     let mut results = Vec::with_capacity(inputs.len());
     let mut rest = inputs.into_iter();
@@ -54,26 +70,32 @@ pub(crate) fn run_batch<S: Stage>(
         if batch.is_empty() {
             return results;
         }
-        results.extend(run_one_batch::<S>(state, batch));
+        results.extend(call(state, batch));
+    }
+}
+
+/// One handler call; a panic or a wrong number of results fails every task of the call.
+pub(crate) fn call_handler<S: Stage>(
+    state: &mut S::State,
+    inputs: Vec<S::Input>,
+) -> BatchResults<S::Output> {
+    let count = inputs.len();
+    match catch(|| S::handle(state, inputs)) {
+        Ok(results) if results.len() == count => results,
+        Ok(results) => {
+            let message = format!(
+                "handler returned {} results for {count} tasks",
+                results.len()
+            );
+            (0..count).map(|_| Err(message.clone())).collect()
+        }
+        Err(panic) => (0..count).map(|_| Err(panic.clone())).collect(),
     }
 }
 
 fn run_one_batch<S: Stage>(state: &mut S::State, inputs: Vec<S::Input>) -> BatchResults<S::Output> {
-    let count = inputs.len();
     let before: Vec<ShmHandle> = inputs.iter().flat_map(ownership::handles_of).collect();
-    let (outcome, allocated) = ownership::scoped(|| catch(|| S::handle(state, inputs)));
-    let mut results = match outcome {
-        Ok(results) if results.len() == count => results,
-        Ok(results) => (0..count)
-            .map(|_| {
-                Err(format!(
-                    "handler returned {} results for {count} tasks",
-                    results.len()
-                ))
-            })
-            .collect(),
-        Err(panic) => (0..count).map(|_| Err(panic.clone())).collect(),
-    };
+    let (mut results, allocated) = ownership::scoped(|| call_handler::<S>(state, inputs));
     for result in &mut results {
         if let Ok(output) = result {
             if let Err(error) = ownership::retain(output) {

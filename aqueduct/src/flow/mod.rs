@@ -18,5 +18,6 @@ mod stats;
 pub use builder::{Chain, First, FlowBuilder, Link, Then};
 pub use handle::{Flow, FlowState};
 pub use owned::Owned;
+pub(crate) use runner::MAX_RUN;
 pub(crate) use stats::StageCounters;
 pub use stats::StageStats;

@@ -14,6 +14,9 @@ use super::stats::StageCounters;
 use crate::exec::Executor;
 use crate::{Error, Stage, StageConfig, Task};
 
+/// Most single-task batches handed to a worker at once.
+pub(crate) const MAX_RUN: usize = 64;
+
 pub(crate) struct StageRunner<S: Stage, R, D, E> {
     pub input: async_channel::Receiver<Envelope<S::Input, R>>,
     pub downstream: Arc<D>,
@@ -96,15 +99,17 @@ where
     /// gets single tasks), so admission checks stay meaningful; it is also split fairly
     /// across workers.
     fn dispatch_size(&self) -> usize {
-        const MAX_RUN: u64 = 64;
         const RUN_BUDGET: Duration = Duration::from_micros(200);
         let pace = self.pace.load(Ordering::Relaxed);
         if self.config.batch_size > 1 || !self.config.batch_timeout.is_zero() || pace == 0 {
             return self.config.batch_size;
         }
-        let affordable = (RUN_BUDGET.as_nanos() as u64 / pace).clamp(1, MAX_RUN) as usize;
+        let affordable = (RUN_BUDGET.as_nanos() as u64 / pace).clamp(1, MAX_RUN as u64) as usize;
         let fair_share = (self.input.len() + 1).div_ceil(self.config.nprocs);
-        affordable.min(fair_share).max(1)
+        affordable
+            .min(fair_share)
+            .min(self.executor.max_dispatch())
+            .max(1)
     }
 
     /// Drops tasks that must not reach the handler: all of them once the flow is halted,

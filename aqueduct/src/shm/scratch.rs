@@ -52,19 +52,19 @@ impl Scratch {
 
     /// Copies the scratch block a worker's `handle` names into a new arena block (holding
     /// one reference). The handle comes from another process: its range is checked.
-    pub(crate) fn import(&self, handle: &ShmHandle) -> Result<ShmHandle, String> {
+    pub(crate) fn import(&self, handle: &ShmHandle) -> Result<ShmHandle, ImportError> {
         let offset = handle.offset & !SCRATCH_TAG;
         let len = handle.len;
         match offset.checked_add(len) {
             Some(end) if len > 0 && end <= self.capacity as u64 => {}
             _ => {
-                return Err(format!(
+                return Err(ImportError::Invalid(format!(
                     "scratch block [{offset}, +{len}) lies outside the worker's scratch area of {} bytes",
                     self.capacity
-                ))
+                )))
             }
         }
-        let arena = Arena::global().map_err(|e| e.to_string())?;
+        let arena = Arena::global().map_err(ImportError::Arena)?;
         arena
             .alloc_with(len as usize, |dst| {
                 // SAFETY: `[offset, offset + len)` lies inside the scratch mapping (checked
@@ -80,6 +80,15 @@ impl Scratch {
                     )
                 }
             })
-            .map_err(|e| e.to_string())
+            .map_err(ImportError::Arena)
     }
+}
+
+/// Why a worker's block could not be imported.
+#[derive(Debug)]
+pub(crate) enum ImportError {
+    /// The handle is out of range: the worker is misbehaving.
+    Invalid(String),
+    /// The arena has no room for the copy: a resource limit, not the worker's fault.
+    Arena(crate::Error),
 }

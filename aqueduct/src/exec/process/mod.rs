@@ -41,7 +41,7 @@ use super::{BatchResults, Executor};
 use crate::flow::StageCounters;
 use crate::shm::arena::Arena;
 use crate::shm::ownership::{self, handles_of};
-use crate::shm::scratch::Scratch;
+use crate::shm::scratch::{ImportError, Scratch};
 use crate::shm::ShmHandle;
 use crate::task::TaskField;
 use crate::{Error, Stage, StageConfig};
@@ -144,7 +144,12 @@ impl<S: Stage> ProcessExecutor<S> {
             stage: S::NAME,
             config,
             geometry: Geometry {
-                batch_cap: config.batch_size,
+                // Room for a run of single-task batches (see the runner's dispatch size).
+                batch_cap: if config.batch_size == 1 {
+                    crate::flow::MAX_RUN
+                } else {
+                    config.batch_size
+                },
                 input_size: size_of::<S::Input>(),
                 output_size: size_of::<S::Output>(),
             },
@@ -436,6 +441,10 @@ where
     S::Input: Send,
     S::Output: Send,
 {
+    fn max_dispatch(&self) -> usize {
+        self.shared.geometry.batch_cap
+    }
+
     async fn run(
         &self,
         worker: usize,
@@ -541,6 +550,13 @@ async fn kill_and_wait(conn: &Conn) {
 async fn exchange<T: TaskField>(shared: &Shared, conn: &Conn, batch: &[T]) -> Result<(), Failure> {
     let ctl = &conn.ctl;
     let geometry = shared.geometry;
+    if batch.len() > geometry.batch_cap {
+        return Err(Failure::Violation(format!(
+            "aqueduct bug: a dispatch of {} tasks exceeds the worker's {} request slots",
+            batch.len(),
+            geometry.batch_cap
+        )));
+    }
     let seq = conn.seq.fetch_add(1, Ordering::Relaxed) + 1;
     for (i, task) in batch.iter().enumerate() {
         ctl.write(geometry.request_offset(i), bytemuck::bytes_of(task));
@@ -616,9 +632,13 @@ fn take_results<S: Stage>(
             STATUS_OK if len == geometry.output_size => {
                 let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
                 ctl.read(at + RESP_HEADER, bytemuck::bytes_of_mut(&mut output));
-                adopt_handles(&mut output, output_handles, &lent, scratch)
-                    .map_err(|e| format!("result {i}: {e}"))?;
-                results.push(Ok(output));
+                match adopt_handles(&mut output, output_handles, &lent, scratch) {
+                    Ok(()) => results.push(Ok(output)),
+                    // No room in the arena for what the handler made: that task fails,
+                    // as it would have in a worker thread; the worker did nothing wrong.
+                    Err(Rejected::Resources(error)) => results.push(Err(error.to_string())),
+                    Err(Rejected::Invalid(reason)) => return Err(format!("result {i}: {reason}")),
+                }
                 Ok(())
             }
             STATUS_ERR if len <= ERR_CAP.min(geometry.slot_data()) => {
@@ -641,6 +661,14 @@ fn take_results<S: Stage>(
     }
 }
 
+/// Why an output's handles could not be adopted.
+enum Rejected {
+    /// A handle the worker had no right to produce: a protocol violation.
+    Invalid(String),
+    /// No room to copy a block the worker made: fails that task only.
+    Resources(Error),
+}
+
 /// Makes `output`'s handles the parent's own: each must be empty, a block in the
 /// worker's scratch area (copied into the arena), or one of the `lent` handles
 /// (retained). On error, whatever was adopted is released again.
@@ -649,7 +677,7 @@ fn adopt_handles<T: TaskField>(
     offsets: &[usize],
     lent: &[ShmHandle],
     scratch: &Scratch,
-) -> Result<(), String> {
+) -> Result<(), Rejected> {
     let mut adopted = Vec::with_capacity(offsets.len());
     let result = offsets.iter().try_for_each(|&offset| {
         let bytes = bytemuck::bytes_of_mut(output);
@@ -658,17 +686,20 @@ fn adopt_handles<T: TaskField>(
         let owned = if handle.is_empty() {
             ShmHandle::EMPTY
         } else if Scratch::is_scratch(&handle) {
-            scratch.import(&handle)?
+            scratch.import(&handle).map_err(|e| match e {
+                ImportError::Invalid(reason) => Rejected::Invalid(reason),
+                ImportError::Arena(error) => Rejected::Resources(error),
+            })?
         } else if lent.contains(&handle) {
             Arena::global()
                 .and_then(|arena| arena.retain(&handle))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Rejected::Invalid(e.to_string()))?;
             handle
         } else {
-            return Err(format!(
+            return Err(Rejected::Invalid(format!(
                 "handle (offset {}, length {}, generation {}) names no block lent to the worker nor one it created",
                 handle.offset, handle.len, handle.generation
-            ));
+            )));
         };
         slot.copy_from_slice(bytemuck::bytes_of(&owned));
         adopted.push(owned);

@@ -65,17 +65,8 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
             })
             .collect();
         arena::reset_worker_scratch();
-        let results = match catch(|| S::handle(&mut state, inputs)) {
-            Ok(results) if results.len() == count => results,
-            Ok(results) => {
-                let message = format!(
-                    "handler returned {} results for {count} tasks",
-                    results.len()
-                );
-                (0..count).map(|_| Err(message.clone())).collect()
-            }
-            Err(panic) => (0..count).map(|_| Err(panic.clone())).collect(),
-        };
+        let results =
+            crate::exec::in_batches::<S>(&mut state, inputs, crate::exec::call_handler::<S>);
         for (i, result) in results.iter().enumerate() {
             let at = geometry.response_offset(i);
             match result {

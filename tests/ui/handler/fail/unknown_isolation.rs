@@ -3,7 +3,7 @@ struct Frame {
     id: u64,
 }
 
-#[aqueduct::handler(isolation = "process")]
+#[aqueduct::handler(isolation = "fiber")]
 fn scale(frames: &mut [Frame]) {
     frames.iter_mut().for_each(|f| f.id *= 2);
 }
