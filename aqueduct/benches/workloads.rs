@@ -2,7 +2,9 @@
 //! scaling over workers, and batching on real arithmetic. Each figure is printed as one
 //! `Wn key=value` line, the median of several rounds.
 //!
-//! Run: `cargo bench -p aqueduct --bench workloads` (about 3 minutes on 2 cores).
+//! Run: `cargo bench -p aqueduct --bench workloads` (about 4 minutes on 2 cores), or name
+//! workloads: `cargo bench -p aqueduct --bench workloads -- W1 W6`.
+//! Stages run on worker processes (the default) unless a line says `isolation=thread`.
 //! `bench/python/compare.sh` runs this and the same workloads on the Python Aqueduct
 //! side by side.
 
@@ -37,18 +39,16 @@ fn small(id: u64) -> Small {
     }
 }
 
-#[aqueduct::handler(isolation = "thread")]
-fn set_a(task: &mut Small) {
-    task.a = 1;
+macro_rules! no_op_stages {
+    ($isolation:literal: $($name:ident sets $field:ident = $value:literal),*) => {$(
+        #[aqueduct::handler(isolation = $isolation)]
+        fn $name(task: &mut Small) {
+            task.$field = $value;
+        }
+    )*};
 }
-#[aqueduct::handler(isolation = "thread")]
-fn set_b(task: &mut Small) {
-    task.b = 2;
-}
-#[aqueduct::handler(isolation = "thread")]
-fn set_c(task: &mut Small) {
-    task.c = 3;
-}
+no_op_stages!("thread": set_a sets a = 1, set_b sets b = 2, set_c sets c = 3);
+no_op_stages!("process": proc_a sets a = 1, proc_b sets b = 2, proc_c sets c = 3);
 
 // ---------------------------------------------------------------- W2 batching
 
@@ -228,10 +228,11 @@ where
 }
 
 async fn w1() {
-    let flow = aqueduct::flow!(set_a -> set_b -> set_c)
-        .start()
-        .await
-        .unwrap();
+    w1_flow("thread", aqueduct::flow!(set_a -> set_b -> set_c).start().await.unwrap()).await;
+    w1_flow("process", aqueduct::flow!(proc_a -> proc_b -> proc_c).start().await.unwrap()).await;
+}
+
+async fn w1_flow(isolation: &str, flow: Flow<Small, Small>) {
     for i in 0..2000 {
         flow.process(small(i)).await.unwrap();
     }
@@ -240,20 +241,32 @@ async fn w1() {
     let mut p99s = Vec::new();
     for _ in 0..ROUNDS {
         rates.push(throughput(&flow, 50_000, 256, |i| std::future::ready(small(i as u64))).await);
-        let mut latencies = Vec::with_capacity(5000);
-        for i in 0..5000 {
-            let started = Instant::now();
-            let out = flow.process(small(i)).await.unwrap();
-            latencies.push(started.elapsed().as_secs_f64() * 1e6);
-            assert_eq!((out.a, out.b, out.c), (1, 2, 3));
-        }
-        latencies.sort_by(f64::total_cmp);
-        p50s.push(percentile(&latencies, 0.5));
-        p99s.push(percentile(&latencies, 0.99));
+        let (p50, p99) = sequential_latency(&flow, 5000, small).await;
+        p50s.push(p50);
+        p99s.push(p99);
     }
     let rate = median(rates);
-    println!("W1 isolation=thread stages=3 tasks_per_s={rate:.0} latency_p50_us={:.1} latency_p99_us={:.1} cost_per_task_per_stage_us={:.2}", median(p50s), median(p99s), 1e6 / rate / 3.0);
+    println!(
+        "W1 isolation={isolation} stages=3 tasks_per_s={rate:.0} latency_p50_us={:.1} latency_p99_us={:.1} cost_per_task_per_stage_us={:.2}",
+        median(p50s),
+        median(p99s),
+        1e6 / rate / 3.0
+    );
     flow.stop(true).await;
+}
+
+/// p50 and p99, in microseconds, of `count` round trips made one after another.
+async fn sequential_latency<In: Task, Out: Task>(flow: &Flow<In, Out>, count: u64, make: impl Fn(u64) -> In) -> (f64, f64) {
+    let mut latencies = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let task = make(i);
+        let started = Instant::now();
+        let out = flow.process(task).await.unwrap();
+        latencies.push(started.elapsed().as_secs_f64() * 1e6);
+        drop(out);
+    }
+    latencies.sort_by(f64::total_cmp);
+    (percentile(&latencies, 0.5), percentile(&latencies, 0.99))
 }
 
 async fn w2() {
@@ -329,7 +342,7 @@ async fn w4() {
         );
     }
     let (r1, r2) = (median(r1), median(r2));
-    println!("W4 isolation=thread fib=25 nprocs1_tasks_per_s={r1:.0} nprocs2_tasks_per_s={r2:.0} ratio={:.2}", r2 / r1);
+    println!("W4 isolation=process fib=25 nprocs1_tasks_per_s={r1:.0} nprocs2_tasks_per_s={r2:.0} ratio={:.2}", r2 / r1);
 }
 
 async fn w5() {
@@ -360,6 +373,57 @@ async fn w5() {
     println!("W5 model=mlp512x3 batch1_tasks_per_s={r1:.0} batch32_tasks_per_s={r32:.0} ratio={:.2} mean_batch_size={:.1}", r32 / r1, batched.stats()[0].mean_batch_size());
 }
 
+// ---------------------------------------------------------------- W6 hand-off
+
+#[aqueduct::task]
+struct Tiny {
+    id: u64,
+    data: [u64; 7],
+}
+
+#[aqueduct::handler]
+fn echo(task: &mut Tiny) {
+    task.data[0] = task.id;
+}
+
+#[aqueduct::handler(isolation = "thread")]
+fn echo_thread(task: &mut Tiny) {
+    task.data[0] = task.id;
+}
+
+/// One 64-byte task through one stage and back, one at a time; and the same with a
+/// payload that is already in shared memory, 1 KB vs 10 MB: the hand-off copies no
+/// payload, so its cost should not grow with the payload.
+async fn w6() {
+    for (isolation, flow) in [
+        ("process", aqueduct::flow!(echo).start().await.unwrap()),
+        ("thread", aqueduct::flow!(echo_thread).start().await.unwrap()),
+    ] {
+        let tiny = |i| Tiny { id: i, data: [0; 7] };
+        sequential_latency(&flow, 2000, tiny).await;
+        let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let (p50, p99) = sequential_latency(&flow, 20_000, tiny).await;
+            p50s.push(p50);
+            p99s.push(p99);
+        }
+        println!("W6 isolation={isolation} task_bytes=64 round_trip_p50_us={:.1} round_trip_p99_us={:.1}", median(p50s), median(p99s));
+    }
+    let flow = aqueduct::flow!(read_last_byte).start().await.unwrap();
+    let mut p50 = Vec::new();
+    for size in [1usize << 10, 10 << 20] {
+        let bytes = ShmBytes::with_len(size, |buf| buf.fill(7)).unwrap();
+        let mut rounds = Vec::new();
+        for _ in 0..ROUNDS {
+            // Each round trip lends the same pre-filled block (a fresh reference per task).
+            rounds.push(sequential_latency(&flow, 5000, |_| Payload { bytes: bytes.clone_ref().unwrap(), last: 0 }).await.0);
+        }
+        p50.push(median(rounds));
+        drop(aqueduct::Owned::new(Payload { bytes, last: 0 }));
+    }
+    println!("W6 isolation=process handoff_1KB_p50_us={:.1} handoff_10MB_p50_us={:.1} ratio={:.2}", p50[0], p50[1], p50[1] / p50[0]);
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a name filter selects workloads: `-- W3 W4`.
     let filters: Vec<String> = std::env::args()
@@ -388,6 +452,9 @@ fn main() {
         }
         if wanted("W5") {
             w5().await;
+        }
+        if wanted("W6") {
+            w6().await;
         }
     });
 }

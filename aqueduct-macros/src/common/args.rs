@@ -83,9 +83,18 @@ pub fn for_each_known(
 
 /// The literal of `value`, if it is one.
 fn literal(value: &syn::Expr) -> Option<&syn::Lit> {
-    match value {
+    match ungrouped(value) {
         syn::Expr::Lit(expr) => Some(&expr.lit),
         _ => None,
+    }
+}
+
+/// `value` without the invisible group a `macro_rules!` fragment (`$x:literal`,
+/// `$x:path`) is wrapped in, so arguments forwarded by a user's macro are accepted.
+fn ungrouped(value: &syn::Expr) -> &syn::Expr {
+    match value {
+        syn::Expr::Group(group) => ungrouped(&group.expr),
+        other => other,
     }
 }
 
@@ -146,7 +155,7 @@ pub fn string(arg: &Arg, errors: &mut Errors) -> Option<syn::LitStr> {
 
 /// A path (`init = load_model`).
 pub fn path(arg: &Arg, errors: &mut Errors) -> Option<syn::Path> {
-    match &arg.value {
+    match ungrouped(&arg.value) {
         syn::Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
         other => {
             let key = &arg.key;
