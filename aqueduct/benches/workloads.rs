@@ -228,8 +228,22 @@ where
 }
 
 async fn w1() {
-    w1_flow("thread", aqueduct::flow!(set_a -> set_b -> set_c).start().await.unwrap()).await;
-    w1_flow("process", aqueduct::flow!(proc_a -> proc_b -> proc_c).start().await.unwrap()).await;
+    w1_flow(
+        "thread",
+        aqueduct::flow!(set_a -> set_b -> set_c)
+            .start()
+            .await
+            .unwrap(),
+    )
+    .await;
+    w1_flow(
+        "process",
+        aqueduct::flow!(proc_a -> proc_b -> proc_c)
+            .start()
+            .await
+            .unwrap(),
+    )
+    .await;
 }
 
 async fn w1_flow(isolation: &str, flow: Flow<Small, Small>) {
@@ -256,7 +270,11 @@ async fn w1_flow(isolation: &str, flow: Flow<Small, Small>) {
 }
 
 /// p50 and p99, in microseconds, of `count` round trips made one after another.
-async fn sequential_latency<In: Task, Out: Task>(flow: &Flow<In, Out>, count: u64, make: impl Fn(u64) -> In) -> (f64, f64) {
+async fn sequential_latency<In: Task, Out: Task>(
+    flow: &Flow<In, Out>,
+    count: u64,
+    make: impl Fn(u64) -> In,
+) -> (f64, f64) {
     let mut latencies = Vec::with_capacity(count as usize);
     for i in 0..count {
         let task = make(i);
@@ -397,9 +415,15 @@ fn echo_thread(task: &mut Tiny) {
 async fn w6() {
     for (isolation, flow) in [
         ("process", aqueduct::flow!(echo).start().await.unwrap()),
-        ("thread", aqueduct::flow!(echo_thread).start().await.unwrap()),
+        (
+            "thread",
+            aqueduct::flow!(echo_thread).start().await.unwrap(),
+        ),
     ] {
-        let tiny = |i| Tiny { id: i, data: [0; 7] };
+        let tiny = |i| Tiny {
+            id: i,
+            data: [0; 7],
+        };
         sequential_latency(&flow, 2000, tiny).await;
         let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
@@ -416,12 +440,24 @@ async fn w6() {
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
             // Each round trip lends the same pre-filled block (a fresh reference per task).
-            rounds.push(sequential_latency(&flow, 5000, |_| Payload { bytes: bytes.clone_ref().unwrap(), last: 0 }).await.0);
+            rounds.push(
+                sequential_latency(&flow, 5000, |_| Payload {
+                    bytes: bytes.clone_ref().unwrap(),
+                    last: 0,
+                })
+                .await
+                .0,
+            );
         }
         p50.push(median(rounds));
         drop(aqueduct::Owned::new(Payload { bytes, last: 0 }));
     }
-    println!("W6 isolation=process handoff_1KB_p50_us={:.1} handoff_10MB_p50_us={:.1} ratio={:.2}", p50[0], p50[1], p50[1] / p50[0]);
+    println!(
+        "W6 isolation=process handoff_1KB_p50_us={:.1} handoff_10MB_p50_us={:.1} ratio={:.2}",
+        p50[0],
+        p50[1],
+        p50[1] / p50[0]
+    );
 }
 
 fn main() {

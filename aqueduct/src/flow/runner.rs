@@ -66,21 +66,27 @@ where
             let tasks: Vec<S::Input> = batch.iter_mut().map(Envelope::take_task).collect();
             self.counters
                 .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
-            let (executor, downstream, counters, idle, pace) = (
-                self.executor.clone(),
-                self.downstream.clone(),
-                self.counters.clone(),
-                idle_tx.clone(),
-                self.pace.clone(),
-            );
-            tokio::spawn(async move {
-                let (count, started) = (tasks.len() as u64, Instant::now());
-                let outcome = executor.run(worker, tasks).await;
-                record_pace(&pace, started.elapsed(), count);
-                deliver::<S, R, D>(outcome, batch, &*downstream, &counters).await;
-                drop(downstream);
-                let _ = idle.send(worker).await;
-            });
+            let job = Job {
+                worker,
+                tasks,
+                batch,
+                executor: self.executor.clone(),
+                downstream: self.downstream.clone(),
+                counters: self.counters.clone(),
+                pace: self.pace.clone(),
+            };
+            if workers == 1 {
+                // The only worker is busy until this batch is delivered, so no other batch
+                // could form meanwhile: run it here, saving a task spawn and two wake-ups.
+                job.run().await;
+                let _ = idle_tx.try_send(worker);
+            } else {
+                let idle = idle_tx.clone();
+                tokio::spawn(async move {
+                    job.run().await;
+                    let _ = idle.send(worker).await;
+                });
+            }
         }
         // Wait until every worker is idle again: all in-flight batches delivered.
         for _ in 0..workers {
@@ -95,11 +101,11 @@ where
     /// single-task batches without a batch timeout, a run of queued tasks travels together
     /// (each is still its own handler call), so a busy worker gets many tasks per wake-up
     /// instead of one. The run is bounded so that its last task starts within
-    /// `RUN_BUDGET` of dispatch (by the stage's measured pace; a stage not yet measured
+    /// `RUN_BUDGET` (1 ms) of dispatch (by the stage's measured pace; a stage not yet measured
     /// gets single tasks), so admission checks stay meaningful; it is also split fairly
     /// across workers.
     fn dispatch_size(&self) -> usize {
-        const RUN_BUDGET: Duration = Duration::from_micros(200);
+        const RUN_BUDGET: Duration = Duration::from_millis(1);
         let pace = self.pace.load(Ordering::Relaxed);
         if self.config.batch_size > 1 || !self.config.batch_timeout.is_zero() || pace == 0 {
             return self.config.batch_size;
@@ -127,6 +133,32 @@ where
         };
         self.counters.abandoned(before - admitted.len());
         admitted
+    }
+}
+
+/// One dispatched batch: run on its worker, then delivered.
+struct Job<S: Stage, R, D, E> {
+    worker: usize,
+    tasks: Vec<S::Input>,
+    batch: Vec<Envelope<S::Input, R>>,
+    executor: Arc<E>,
+    downstream: Arc<D>,
+    counters: Arc<StageCounters>,
+    pace: Arc<AtomicU64>,
+}
+
+impl<S, R, D, E> Job<S, R, D, E>
+where
+    S: Stage,
+    R: Task,
+    D: Downstream<S::Output, R>,
+    E: Executor<S>,
+{
+    async fn run(self) {
+        let (count, started) = (self.tasks.len() as u64, Instant::now());
+        let outcome = self.executor.run(self.worker, self.tasks).await;
+        record_pace(&self.pace, started.elapsed(), count);
+        deliver::<S, R, D>(outcome, self.batch, &*self.downstream, &self.counters).await;
     }
 }
 
