@@ -28,10 +28,15 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     /// Runs `batch` on `worker` (which the caller guarantees is idle). The batch's arena
     /// references pass to the executor; the outputs come back owning theirs. An `Err`
     /// means the worker could not run the batch at all.
+    ///
+    /// `quiet` says nothing else is waiting for this stage and its handler is fast: an
+    /// executor may then wait for the answer actively rather than sleep, since the wake-up
+    /// would cost more than the wait and there is no other work for the thread.
     fn run(
         &self,
         worker: usize,
         batch: Vec<S::Input>,
+        quiet: bool,
     ) -> impl Future<Output = Result<BatchResults<S::Output>, Error>> + Send;
 
     /// Called once the stage has no more batches to run: lets the workers finish and

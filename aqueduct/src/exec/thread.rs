@@ -81,6 +81,7 @@ where
         &self,
         worker: usize,
         batch: Vec<S::Input>,
+        _quiet: bool,
     ) -> Result<BatchResults<S::Output>, Error> {
         let (reply, results) = oneshot::channel();
         if let Err(mpsc::SendError(job)) = self.workers[worker].send(Job {

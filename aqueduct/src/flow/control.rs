@@ -1,6 +1,6 @@
 //! A flow's lifecycle state, shared by its handles and runners.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
@@ -17,6 +17,8 @@ pub enum FlowState {
 
 pub(crate) struct Control {
     state: AtomicU8,
+    /// `process` calls under way: the flow's load, as runners see it.
+    in_flight: AtomicUsize,
     /// Set when the flow halts without finishing its tasks; waiting callers and runners
     /// watch it.
     halted: watch::Sender<bool>,
@@ -26,8 +28,20 @@ impl Control {
     pub(crate) fn new() -> Self {
         Self {
             state: AtomicU8::new(0),
+            in_flight: AtomicUsize::new(0),
             halted: watch::Sender::new(false),
         }
+    }
+
+    /// Counts a `process` call until the returned guard drops.
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    /// `process` calls under way now.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     pub(crate) fn state(&self) -> FlowState {
@@ -61,5 +75,14 @@ impl Control {
     pub(crate) async fn halted(&self) {
         let mut watcher = self.halted.subscribe();
         let _ = watcher.wait_for(|halted| *halted).await;
+    }
+}
+
+/// One `process` call under way (see [`Control::enter`]).
+pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

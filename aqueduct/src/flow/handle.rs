@@ -110,6 +110,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             ownership::release(&task);
             return Err(error);
         }
+        let _in_flight = inner.control.enter();
         let deadline = Instant::now() + timeout;
         let (reply, receiver) = oneshot::channel();
         let mut receiver = ResultSlot(receiver);

@@ -74,6 +74,7 @@ where
                 downstream: self.downstream.clone(),
                 counters: self.counters.clone(),
                 pace: self.pace.clone(),
+                quiet: self.is_quiet(),
             };
             if workers == 1 {
                 // The only worker is busy until this batch is delivered, so no other batch
@@ -118,6 +119,14 @@ where
             .max(1)
     }
 
+    /// The flow serves a single request and this stage is fast (< 100 us a task): the
+    /// latency regime, where waiting actively for the worker beats a wake-up. Under any
+    /// load this is false, so no thread is spent spinning while there is other work.
+    fn is_quiet(&self) -> bool {
+        let pace = self.pace.load(Ordering::Relaxed);
+        self.control.in_flight() <= 1 && self.input.is_empty() && pace != 0 && pace < 100_000
+    }
+
     /// Drops tasks that must not reach the handler: all of them once the flow is halted,
     /// otherwise those whose caller left or whose deadline passed.
     fn admit(&self, batch: Vec<Envelope<S::Input, R>>) -> Vec<Envelope<S::Input, R>> {
@@ -145,6 +154,8 @@ struct Job<S: Stage, R, D, E> {
     downstream: Arc<D>,
     counters: Arc<StageCounters>,
     pace: Arc<AtomicU64>,
+    /// Nothing else queued and a fast handler: see `Executor::run`.
+    quiet: bool,
 }
 
 impl<S, R, D, E> Job<S, R, D, E>
@@ -156,7 +167,7 @@ where
 {
     async fn run(self) {
         let (count, started) = (self.tasks.len() as u64, Instant::now());
-        let outcome = self.executor.run(self.worker, self.tasks).await;
+        let outcome = self.executor.run(self.worker, self.tasks, self.quiet).await;
         record_pace(&self.pace, started.elapsed(), count);
         deliver::<S, R, D>(outcome, self.batch, &*self.downstream, &self.counters).await;
     }
