@@ -553,16 +553,25 @@ async fn kill_and_wait(conn: &Conn) {
 const QUIET_SPIN: std::time::Duration = std::time::Duration::from_micros(25);
 
 /// Polls the response sequence number for up to `budget`; `true` once `seq` is answered.
+/// The first microseconds spin (a worker already running answers that fast); after that
+/// each poll yields the core, because on a small machine the woken worker may be queued
+/// on this very core and a pure spin would keep it from answering.
 fn answered_within(ctl: &Region, seq: u64, budget: std::time::Duration) -> bool {
-    let until = std::time::Instant::now() + budget;
+    const PURE_SPIN: std::time::Duration = std::time::Duration::from_micros(5);
+    let started = std::time::Instant::now();
     loop {
         if ctl.u64(OFF_RESP_SEQ).load(Ordering::Acquire) == seq {
             return true;
         }
-        if std::time::Instant::now() >= until {
+        let waited = started.elapsed();
+        if waited >= budget {
             return false;
         }
-        std::hint::spin_loop();
+        if waited < PURE_SPIN {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     }
 }
 
