@@ -17,6 +17,7 @@ pub mod graph;
 mod shapes;
 mod shm;
 mod stage;
+mod sync;
 mod task;
 
 pub use aqueduct_macros::{flow, handler, task};

@@ -1,5 +1,6 @@
 //! The running flow: a cheap, cloneable handle for submitting tasks and stopping.
 
+use crate::sync::lock;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -210,12 +211,6 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     pub fn stats(&self) -> Vec<StageStats> {
         self.inner.counters.iter().map(|c| c.snapshot()).collect()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<In: Task, Out: Task> Drop for Inner<In, Out> {

@@ -9,6 +9,7 @@
 //! that has not yet handed the input to a worker drops it unrun (see the flow runner's
 //! `admit`), without racing the runtime's scheduling of an abort.
 
+use crate::sync::lock;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -442,10 +443,4 @@ async fn drive<Out: Task>(slot: &Slot<Out>) -> Option<Outcome<Out>> {
         }
     })
     .await
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -11,6 +11,7 @@
 //! parent maps too), tagged with [`SCRATCH_TAG`]; the parent copies them into the arena
 //! when it takes the batch's outputs (see `exec::process`).
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
@@ -158,14 +159,6 @@ fn map_file(file: &File, len: usize) -> Result<MmapRaw, Error> {
         .len(len)
         .map_raw(file)
         .map_err(|e| Error::Config(format!("cannot map shared memory: {e}")))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded values are never left half-updated (no panics inside the critical
-    // sections), so a poisoned lock only means another thread panicked elsewhere.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Arena {

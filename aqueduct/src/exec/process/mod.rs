@@ -21,6 +21,7 @@ mod logs;
 mod spawn;
 mod worker;
 
+use crate::sync::lock;
 use std::marker::PhantomData;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -186,12 +187,6 @@ impl<S: Stage> Drop for ProcessExecutor<S> {
     fn drop(&mut self) {
         self.shared.closing.send_replace(true);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A started worker: its process and the sender of its exit.
