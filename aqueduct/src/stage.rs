@@ -79,6 +79,14 @@ impl StageConfig {
             .unwrap_or((3 * self.batch_size).max(20))
             .max(1)
     }
+
+    /// Single-task batches with no batch timeout: batches need not form behind a busy
+    /// worker, so the runner sends runs of queued tasks and keeps a second dispatch
+    /// waiting on each worker (see the stage runner). Batching stages keep one dispatch
+    /// per worker, so that their batches fill while the workers are busy.
+    pub(crate) fn pipelined(&self) -> bool {
+        self.batch_size == 1 && self.batch_timeout.is_zero()
+    }
 }
 
 impl Default for StageConfig {

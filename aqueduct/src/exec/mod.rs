@@ -9,10 +9,39 @@ pub(crate) use process::ProcessExecutor;
 pub(crate) use thread::ThreadExecutor;
 
 use std::future::Future;
+use std::time::Duration;
 
 use crate::shapes::catch;
 use crate::shm::{ownership, ShmHandle};
 use crate::{Error, Stage};
+
+/// How long a quiet dispatch polls for its worker's answer before sleeping. A sleeping
+/// thread costs wake-ups of roughly 5-10 us each on small VMs; a fast handler usually
+/// answers within this budget.
+pub(crate) const QUIET_SPIN: Duration = Duration::from_micros(25);
+
+/// Polls `answered` for up to `budget`; `true` once it holds. The first microseconds
+/// spin (a worker already running answers that fast); after that each poll yields the
+/// core, because on a small machine the woken worker may be queued on this very core and
+/// a pure spin would keep it from answering.
+pub(crate) fn answered_within(budget: Duration, mut answered: impl FnMut() -> bool) -> bool {
+    const PURE_SPIN: Duration = Duration::from_micros(5);
+    let started = std::time::Instant::now();
+    loop {
+        if answered() {
+            return true;
+        }
+        let waited = started.elapsed();
+        if waited >= budget {
+            return false;
+        }
+        if waited < PURE_SPIN {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
 
 /// One result per input task: the output, or the handler's error message.
 pub(crate) type BatchResults<T> = Vec<Result<T, String>>;
@@ -25,7 +54,16 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
         usize::MAX
     }
 
-    /// Runs `batch` on `worker` (which the caller guarantees is idle). The batch's arena
+    /// How many dispatches one worker may hold at once (the one it runs and those queued
+    /// behind it). The runner uses more than one only for pipelined stages.
+    fn depth(&self) -> usize {
+        1
+    }
+
+    /// Hands `batch` to `worker` now, before returning, so that a worker receives
+    /// dispatches in the order they were made; the future then waits for the results.
+    /// The caller guarantees the worker holds fewer than `depth()` dispatches (it may be
+    /// busy with an earlier one: this one then waits behind it). The batch's arena
     /// references pass to the executor; the outputs come back owning theirs. An `Err`
     /// means the worker could not run the batch at all.
     ///
@@ -37,7 +75,7 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
         worker: usize,
         batch: Vec<S::Input>,
         quiet: bool,
-    ) -> impl Future<Output = Result<BatchResults<S::Output>, Error>> + Send;
+    ) -> impl Future<Output = Result<BatchResults<S::Output>, Error>> + Send + 'static;
 
     /// Called once the stage has no more batches to run: lets the workers finish and
     /// waits for them (worker processes exit; threads end when the executor drops).

@@ -1,12 +1,13 @@
 //! Workers as threads of this process: `nprocs` named threads, each running `init` once
 //! and then the batches sent to it. Used for `isolation = "thread"`.
 
+use std::future::Future;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::{run_batch, BatchResults, Executor};
+use super::{answered_within, run_batch, BatchResults, Executor, QUIET_SPIN};
 use crate::shapes::catch;
 use crate::shm::ownership;
 use crate::{Error, Stage};
@@ -77,22 +78,46 @@ where
     S::Input: Send,
     S::Output: Send,
 {
-    async fn run(
+    /// A worker's jobs queue up in its channel, so one more can wait behind the running
+    /// one.
+    fn depth(&self) -> usize {
+        2
+    }
+
+    fn run(
         &self,
         worker: usize,
         batch: Vec<S::Input>,
-        _quiet: bool,
-    ) -> Result<BatchResults<S::Output>, Error> {
-        let (reply, results) = oneshot::channel();
-        if let Err(mpsc::SendError(job)) = self.workers[worker].send(Job {
+        quiet: bool,
+    ) -> impl Future<Output = Result<BatchResults<S::Output>, Error>> + Send + 'static {
+        let (reply, mut results) = oneshot::channel();
+        let sent = self.workers[worker].send(Job {
             inputs: batch,
             reply,
-        }) {
-            job.inputs.iter().for_each(ownership::release);
-            return Err(Error::Stopped);
+        });
+        async move {
+            if let Err(mpsc::SendError(job)) = sent {
+                job.inputs.iter().for_each(ownership::release);
+                return Err(Error::Stopped);
+            }
+            // The worker always answers unless its thread is gone (it exited after a
+            // failed `init`, which `start()` reports before any batch is sent).
+            if quiet {
+                let mut early = None;
+                let answered = || match results.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => false,
+                    outcome => {
+                        early = Some(outcome.map_err(|_| Error::Stopped));
+                        true
+                    }
+                };
+                if answered_within(QUIET_SPIN, answered) {
+                    if let Some(outcome) = early {
+                        return outcome;
+                    }
+                }
+            }
+            results.await.map_err(|_| Error::Stopped)
         }
-        // The worker always answers unless its thread is gone (it exited after a failed
-        // `init`, which `start()` reports before any batch is sent).
-        results.await.map_err(|_| Error::Stopped)
     }
 }

@@ -13,6 +13,7 @@ use super::control::Control;
 use super::downstream::{Deliver, Downstream, Forward};
 use super::envelope::Envelope;
 use super::handle::{Flow, FlowParts};
+use super::pace::Pace;
 use super::runner::StageRunner;
 use super::stats::StageCounters;
 use crate::exec::{Executor, ProcessExecutor, ThreadExecutor};
@@ -368,7 +369,7 @@ fn launch<S: Stage, R: Task, D: Downstream<S::Output, R>, E: Executor<S>>(
         config,
         control: ctx.control.clone(),
         counters: counters.clone(),
-        pace: Arc::default(),
+        pace: Arc::new(Pace::new(config.nprocs)),
     };
     ctx.runners.push(tokio::spawn(runner.run()));
     ctx.counters.push(counters);

@@ -12,6 +12,7 @@ mod downstream;
 mod envelope;
 mod handle;
 mod owned;
+mod pace;
 mod runner;
 mod stats;
 

@@ -113,8 +113,16 @@ enum Role {
 struct WorkerScratch {
     map: MmapRaw,
     capacity: usize,
-    /// Bump pointer and the last generation handed out.
-    next: Mutex<(usize, u64)>,
+    /// Bump pointer, the end of the current window, and the last generation handed out.
+    next: Mutex<ScratchCursor>,
+}
+
+#[derive(Debug)]
+struct ScratchCursor {
+    start: usize,
+    next: usize,
+    end: usize,
+    generation: u64,
 }
 
 /// Maps the parent's arena inside a worker process, plus the worker's scratch area.
@@ -134,7 +142,12 @@ pub(crate) fn attach_worker(
         role: Role::Worker(WorkerScratch {
             map: scratch_map,
             capacity: scratch_capacity,
-            next: Mutex::new((0, 0)),
+            next: Mutex::new(ScratchCursor {
+                start: 0,
+                next: 0,
+                end: scratch_capacity,
+                generation: 0,
+            }),
         }),
     };
     GLOBAL
@@ -142,15 +155,20 @@ pub(crate) fn attach_worker(
         .map_err(|_| Error::Config("the arena was used before the worker attached it".into()))
 }
 
-/// In a worker: forgets every scratch block (the parent has copied the previous batch's
-/// outputs out), so each batch starts with an empty scratch area.
-pub(crate) fn reset_worker_scratch() {
+/// In a worker: new blocks go to `window` of the scratch area from now on, which starts
+/// empty. The blocks made there for an earlier request have been copied out by the
+/// parent; those of the request answered just before may still be being copied, which
+/// is why consecutive requests get different windows (see the control region's lanes).
+pub(crate) fn reset_worker_scratch(window: std::ops::Range<usize>) {
     if let Some(Arena {
         role: Role::Worker(scratch),
         ..
     }) = GLOBAL.get()
     {
-        lock(&scratch.next).0 = 0;
+        let mut cursor = lock(&scratch.next);
+        cursor.end = window.end.min(scratch.capacity);
+        cursor.start = window.start.min(cursor.end);
+        cursor.next = cursor.start;
     }
 }
 
@@ -406,19 +424,19 @@ impl Arena {
 impl WorkerScratch {
     fn alloc_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<ShmHandle, Error> {
         let (offset, generation) = {
-            let mut next = lock(&self.next);
-            let offset = next.0;
+            let mut cursor = lock(&self.next);
+            let offset = cursor.next;
             let end = offset
                 .checked_add(len)
-                .filter(|&end| end <= self.capacity)
+                .filter(|&end| end <= cursor.end)
                 .ok_or(Error::ArenaFull {
                     requested: len,
-                    free: self.capacity - offset,
-                    capacity: self.capacity,
+                    free: cursor.end - offset,
+                    capacity: cursor.end - cursor.start,
                 })?;
-            next.0 = end.next_multiple_of(MIN_BLOCK).min(self.capacity);
-            next.1 += 1;
-            (offset, next.1)
+            cursor.next = end.next_multiple_of(MIN_BLOCK).min(cursor.end);
+            cursor.generation += 1;
+            (offset, cursor.generation)
         };
         // SAFETY: `[offset, offset + len)` is inside the scratch mapping (checked above)
         // and was just reserved by the bump pointer, so nothing else refers to it until

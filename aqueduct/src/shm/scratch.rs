@@ -4,6 +4,7 @@
 //! handles that a handler passes through from its inputs stay zero-copy.
 
 use std::fs::File;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -51,16 +52,22 @@ impl Scratch {
     }
 
     /// Copies the scratch block a worker's `handle` names into a new arena block (holding
-    /// one reference). The handle comes from another process: its range is checked.
-    pub(crate) fn import(&self, handle: &ShmHandle) -> Result<ShmHandle, ImportError> {
+    /// one reference). The handle comes from another process: it must lie inside
+    /// `window`, the part of the area the worker allocated in for this answer.
+    pub(crate) fn import(
+        &self,
+        handle: &ShmHandle,
+        window: Range<usize>,
+    ) -> Result<ShmHandle, ImportError> {
         let offset = handle.offset & !SCRATCH_TAG;
         let len = handle.len;
+        let end = window.end.min(self.capacity) as u64;
         match offset.checked_add(len) {
-            Some(end) if len > 0 && end <= self.capacity as u64 => {}
+            Some(stop) if len > 0 && offset >= window.start as u64 && stop <= end => {}
             _ => {
                 return Err(ImportError::Invalid(format!(
-                    "scratch block [{offset}, +{len}) lies outside the worker's scratch area of {} bytes",
-                    self.capacity
+                    "scratch block [{offset}, +{len}) lies outside the worker's scratch area for this answer ([{}, {end}) of {} bytes)",
+                    window.start, self.capacity
                 )))
             }
         }

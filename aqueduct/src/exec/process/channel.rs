@@ -10,15 +10,23 @@
 //! 256   worker_waiting        u32   worker: "about to sleep on the request eventfd"
 //! 320   state                 u32   worker: STARTING / READY / INIT_FAILED / REFUSED
 //! 384   closing               u32   parent: "exit when idle"
-//! 448   req_count, resp_count u32 ×2
 //! 512   msg_len u32, msg [u8; MSG_CAP]   worker: init error or refusal text
-//! 2048  request slots:  batch_cap × input size            (the tasks' `#[task]` bytes)
-//! ...   response slots: batch_cap × (16 + slot_data)       (status, len, output or error)
+//! 2048  lane 0: req_count u32, resp_count u32, tag u64 (the request's seq), then
+//!               request slots:  batch_cap × input size        (the tasks' `#[task]` bytes)
+//!               response slots: batch_cap × (16 + slot_data)   (status, len, output or error)
+//! ...   lane 1 (pipelined stages only), laid out the same way
 //! ```
 //!
-//! A worker has at most one batch in flight (the stage runner only hands a batch to an
-//! idle worker), so the request and response areas are a ring of depth one batch:
-//! sequence numbers are monotonic `u64`s, a slot's contents are written before its
+//! Requests are numbered from 1. The parent writes each into a free lane, tagged with
+//! its number, and the worker answers in the same lane; the lane stays the parent's
+//! until it has read the answer. A worker runs requests strictly in order, one at a
+//! time, finding request `n` by its tag. With two lanes the parent may publish the next
+//! request while the worker runs the current one, so the worker goes from one to the
+//! next without waiting for the parent (see the stage runner's pipelining). Each lane
+//! also has its own part of the worker's scratch area ([`Geometry::scratch_window`]),
+//! so the blocks a handler made for one answer survive while the worker runs the next.
+//!
+//! Sequence numbers are monotonic `u64`s; a slot's contents are written before its
 //! sequence number is published (Release) and read after it is observed (Acquire).
 //! Wake-ups are eventfds under an event-count protocol: the worker announces that it
 //! is about to sleep, re-checks, then sleeps; the parent writes the eventfd only when
@@ -30,6 +38,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
@@ -43,8 +52,6 @@ pub(crate) const OFF_RESP_SEQ: usize = 192;
 pub(crate) const OFF_WORKER_WAITING: usize = 256;
 pub(crate) const OFF_STATE: usize = 320;
 pub(crate) const OFF_CLOSING: usize = 384;
-pub(crate) const OFF_REQ_COUNT: usize = 448;
-pub(crate) const OFF_RESP_COUNT: usize = 452;
 pub(crate) const OFF_MSG_LEN: usize = 512;
 pub(crate) const OFF_MSG: usize = 516;
 pub(crate) const MSG_CAP: usize = 1024;
@@ -63,32 +70,78 @@ pub(crate) const RESP_HEADER: usize = 16;
 /// Longest handler error message carried back (longer ones are truncated).
 pub(crate) const ERR_CAP: usize = 1024;
 
+/// Most lanes a region has: a worker holds at most this many requests at once.
+pub(crate) const MAX_LANES: usize = 2;
+/// Bytes before a lane's request slots (its `req_count` and `resp_count`).
+const LANE_HEADER: usize = 64;
+
 /// Sizes of a worker's slots, fixed at spawn from the stage's types and batch size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geometry {
+    /// Most tasks one request carries.
     pub batch_cap: usize,
     pub input_size: usize,
     pub output_size: usize,
+    /// Requests a worker may hold at once (1 or 2, see the module docs).
+    pub lanes: usize,
 }
 
 impl Geometry {
+    /// Whether the sizes are usable: a worker refuses a geometry that is not.
+    pub(crate) fn is_valid(&self) -> bool {
+        self.batch_cap > 0 && (1..=MAX_LANES).contains(&self.lanes)
+    }
+
     /// Data bytes of one response slot: an output or an error message.
     pub(crate) fn slot_data(&self) -> usize {
         self.output_size.max(ERR_CAP).next_multiple_of(8)
     }
 
-    pub(crate) fn request_offset(&self, index: usize) -> usize {
-        OFF_SLOTS + index * self.input_size
+    fn lane_len(&self) -> usize {
+        self.responses_start() + self.batch_cap * (RESP_HEADER + self.slot_data())
     }
 
-    pub(crate) fn response_offset(&self, index: usize) -> usize {
-        let base = (OFF_SLOTS + self.batch_cap * self.input_size).next_multiple_of(64);
-        base + index * (RESP_HEADER + self.slot_data())
+    fn responses_start(&self) -> usize {
+        (LANE_HEADER + self.batch_cap * self.input_size).next_multiple_of(64)
+    }
+
+    fn lane_offset(&self, lane: usize) -> usize {
+        OFF_SLOTS + lane * self.lane_len().next_multiple_of(64)
+    }
+
+    /// Where a lane's request count is.
+    pub(crate) fn req_count_offset(&self, lane: usize) -> usize {
+        self.lane_offset(lane)
+    }
+
+    /// Where a lane's response count is.
+    pub(crate) fn resp_count_offset(&self, lane: usize) -> usize {
+        self.lane_offset(lane) + 4
+    }
+
+    /// Where a lane's tag is: the number of the request it holds (an atomic `u64`).
+    pub(crate) fn tag_offset(&self, lane: usize) -> usize {
+        self.lane_offset(lane) + 8
+    }
+
+    pub(crate) fn request_offset(&self, lane: usize, index: usize) -> usize {
+        self.lane_offset(lane) + LANE_HEADER + index * self.input_size
+    }
+
+    pub(crate) fn response_offset(&self, lane: usize, index: usize) -> usize {
+        self.lane_offset(lane) + self.responses_start() + index * (RESP_HEADER + self.slot_data())
     }
 
     /// Total bytes of the region.
     pub(crate) fn region_len(&self) -> usize {
-        self.response_offset(self.batch_cap).next_multiple_of(4096)
+        self.lane_offset(self.lanes).next_multiple_of(4096)
+    }
+
+    /// The part of a scratch area of `capacity` bytes that a lane's handler calls
+    /// allocate in: an equal share per lane, page-aligned.
+    pub(crate) fn scratch_window(&self, capacity: usize, lane: usize) -> Range<usize> {
+        let share = (capacity / self.lanes) & !4095;
+        lane * share..(lane + 1) * share
     }
 }
 
@@ -132,10 +185,10 @@ impl Region {
         self.len
     }
 
-    /// The `u64` atomic at `offset` (one of the `OFF_*` header fields).
+    /// The `u64` atomic at `offset` (one of the `OFF_*` header fields, or a lane's tag).
     pub(crate) fn u64(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= OFF_SLOTS);
-        // SAFETY: the offset is 8-aligned inside the header (asserted), the mapping is
+        assert!(offset % 8 == 0 && offset + 8 <= self.len);
+        // SAFETY: the offset is 8-aligned inside the mapping (asserted), which is
         // page-aligned and lives as long as `self`. Both processes access these words
         // only atomically, and every bit pattern is a valid `u64`.
         unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU64) }

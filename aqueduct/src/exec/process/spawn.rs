@@ -138,7 +138,7 @@ impl Spec {
     pub(crate) fn encode(&self) -> String {
         let g = &self.geometry;
         format!(
-            "1;{};{};{};{};{};{};{};{};{};{};{};{};{};{};{}",
+            "1;{};{};{};{};{};{};{};{};{};{};{};{};{};{};{};{}",
             self.build_id,
             self.entry,
             self.stage_hash,
@@ -153,7 +153,8 @@ impl Spec {
             self.scratch_len,
             g.batch_cap,
             g.input_size,
-            g.output_size
+            g.output_size,
+            g.lanes
         )
     }
 
@@ -183,6 +184,7 @@ impl Spec {
                 batch_cap: field(p)?,
                 input_size: field(p)?,
                 output_size: field(p)?,
+                lanes: field(p)?,
             },
         };
         p.next().is_none().then_some(spec)
@@ -296,6 +298,7 @@ mod tests {
                 batch_cap: 8,
                 input_size: 24,
                 output_size: 48,
+                lanes: 2,
             },
         };
         assert_eq!(Spec::decode(&spec.encode()), Some(spec));

@@ -1,3 +1,4 @@
+use super::results::{handle_offsets, take_results, Answer};
 use super::*;
 use crate::{ShmBytes, ShmStr};
 
@@ -36,6 +37,10 @@ impl Stage for Echo {
     }
 }
 
+/// The fixture answers in the second lane, whose scratch window is the second half.
+const LANE: usize = 1;
+const SCRATCH: usize = 1 << 16;
+
 struct Fixture {
     ctl: Region,
     geometry: Geometry,
@@ -50,6 +55,7 @@ impl Fixture {
             batch_cap: 2,
             input_size: size_of::<WithHandles>(),
             output_size: size_of::<WithHandles>(),
+            lanes: 2,
         };
         let batch = vec![WithHandles {
             id: 1,
@@ -61,17 +67,17 @@ impl Fixture {
             ctl: Region::create(geometry.region_len()).unwrap(),
             geometry,
             offsets: handle_offsets::<WithHandles>().unwrap(),
-            scratch: Scratch::create(1 << 16).unwrap(),
+            scratch: Scratch::create(SCRATCH).unwrap(),
             batch,
         };
         // A well-formed answer: the input echoed back.
         fixture.write_slot(0, STATUS_OK, bytemuck::bytes_of(&fixture.batch[0]));
-        fixture.ctl.write_u32(OFF_RESP_COUNT, 1);
+        fixture.ctl.write_u32(geometry.resp_count_offset(LANE), 1);
         fixture
     }
 
     fn write_slot(&self, index: usize, status: u32, data: &[u8]) {
-        let at = self.geometry.response_offset(index);
+        let at = self.geometry.response_offset(LANE, index);
         self.ctl.write_u32(at, status);
         self.ctl.write_u32(at + 4, data.len() as u32);
         self.ctl.write(at + RESP_HEADER, data);
@@ -79,10 +85,13 @@ impl Fixture {
 
     fn take(&self) -> Result<BatchResults<WithHandles>, String> {
         take_results::<Echo>(
-            &self.ctl,
-            self.geometry,
-            &self.offsets,
-            &self.scratch,
+            &Answer {
+                ctl: &self.ctl,
+                geometry: self.geometry,
+                lane: LANE,
+                output_handles: &self.offsets,
+                scratch: &self.scratch,
+            },
             &self.batch,
         )
     }
@@ -98,7 +107,9 @@ fn a_well_formed_response_is_accepted() {
 #[test]
 fn corrupted_response_slots_are_rejected() {
     let wrong_count = Fixture::new();
-    wrong_count.ctl.write_u32(OFF_RESP_COUNT, 2);
+    wrong_count
+        .ctl
+        .write_u32(wrong_count.geometry.resp_count_offset(LANE), 2);
     assert!(wrong_count.take().unwrap_err().contains("2 results"));
 
     let bad_status = Fixture::new();
@@ -110,7 +121,7 @@ fn corrupted_response_slots_are_rejected() {
     assert!(short_output.take().unwrap_err().contains("invalid slot"));
 
     let long_error = Fixture::new();
-    let at = long_error.geometry.response_offset(0);
+    let at = long_error.geometry.response_offset(LANE, 0);
     long_error.ctl.write_u32(at, STATUS_ERR);
     long_error.ctl.write_u32(at + 4, u32::MAX);
     assert!(long_error.take().unwrap_err().contains("invalid slot"));
@@ -123,13 +134,16 @@ fn handles_out_of_range_or_not_lent_are_rejected() {
     let [_, len, generation]: [u64; 3] = bytemuck::cast(output.image);
     assert_eq!((len, generation), (0, 0));
 
-    // A scratch block past the end of the worker's scratch area.
-    output.image = bytemuck::cast([crate::shm::arena::SCRATCH_TAG | (1 << 20), 64u64, 3u64]);
-    fixture.write_slot(0, STATUS_OK, bytemuck::bytes_of(&output));
-    assert!(fixture
-        .take()
-        .unwrap_err()
-        .contains("outside the worker's scratch area"));
+    // A scratch block past the end of the worker's scratch area, and one in the other
+    // lane's half, which the worker may be overwriting for its next request.
+    for offset in [1 << 20, 128] {
+        output.image = bytemuck::cast([crate::shm::arena::SCRATCH_TAG | offset, 64u64, 3u64]);
+        fixture.write_slot(0, STATUS_OK, bytemuck::bytes_of(&output));
+        assert!(fixture
+            .take()
+            .unwrap_err()
+            .contains("outside the worker's scratch area"));
+    }
 
     // An arena handle that was never lent.
     output.image = bytemuck::cast([4096u64, 64u64, 3u64]);
@@ -140,9 +154,11 @@ fn handles_out_of_range_or_not_lent_are_rejected() {
 #[test]
 fn a_scratch_block_is_copied_into_the_arena() {
     let fixture = Fixture::new();
-    // A block a worker allocated in its scratch area (the fresh area reads as zeros).
+    // A block a worker allocated in its lane's half of the scratch area (the fresh area
+    // reads as zeros).
     let mut output = fixture.batch[0];
-    output.image = bytemuck::cast([crate::shm::arena::SCRATCH_TAG | 128, 5u64, 1u64]);
+    let offset = (SCRATCH / 2 + 128) as u64;
+    output.image = bytemuck::cast([crate::shm::arena::SCRATCH_TAG | offset, 5u64, 1u64]);
     fixture.write_slot(0, STATUS_OK, bytemuck::bytes_of(&output));
     let results = fixture.take().unwrap();
     let image = results[0].as_ref().unwrap().image;

@@ -25,7 +25,8 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
         ));
     }
     let geometry = boot.spec.geometry;
-    if geometry.input_size != size_of::<S::Input>()
+    if !geometry.is_valid()
+        || geometry.input_size != size_of::<S::Input>()
         || geometry.output_size != size_of::<S::Output>()
         || geometry.region_len() > boot.ctl.len()
     {
@@ -47,8 +48,21 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
 
     let mut seen = 0u64;
     while let Some(seq) = next_request(&boot, seen) {
+        let ahead = seq - seen;
+        if ahead > geometry.lanes as u64 {
+            eprintln!("aqueduct worker: request {seq} published while {seen} was the last taken and only {} may be outstanding; exiting", geometry.lanes);
+            return 6;
+        }
+        // Requests run in order, even when the parent has published two.
+        let seq = seen + 1;
         seen = seq;
-        let count = ctl.read_u32(OFF_REQ_COUNT).unwrap_or(0) as usize;
+        let Some(lane) = (0..geometry.lanes)
+            .find(|&lane| ctl.u64(geometry.tag_offset(lane)).load(Ordering::Acquire) == seq)
+        else {
+            eprintln!("aqueduct worker: request {seq} is in no lane; exiting");
+            return 6;
+        };
+        let count = ctl.read_u32(geometry.req_count_offset(lane)).unwrap_or(0) as usize;
         if count == 0 || count > geometry.batch_cap {
             eprintln!("aqueduct worker: request of {count} tasks is out of range; exiting");
             return 6;
@@ -58,17 +72,17 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
             .map(|i| {
                 let mut input = <S::Input as bytemuck::Zeroable>::zeroed();
                 ctl.read(
-                    geometry.request_offset(i),
+                    geometry.request_offset(lane, i),
                     bytemuck::bytes_of_mut(&mut input),
                 );
                 input
             })
             .collect();
-        arena::reset_worker_scratch();
+        arena::reset_worker_scratch(geometry.scratch_window(boot.spec.scratch_len, lane));
         let results =
             crate::exec::in_batches::<S>(&mut state, inputs, crate::exec::call_handler::<S>);
         for (i, result) in results.iter().enumerate() {
-            let at = geometry.response_offset(i);
+            let at = geometry.response_offset(lane, i);
             match result {
                 Ok(output) => {
                     let bytes = bytemuck::bytes_of(output);
@@ -84,15 +98,15 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
                 }
             }
         }
-        ctl.write_u32(OFF_RESP_COUNT, count as u32);
+        ctl.write_u32(geometry.resp_count_offset(lane), count as u32);
         ctl.u64(OFF_RESP_SEQ).store(seq, Ordering::Release);
         boot.resp.notify();
     }
     0
 }
 
-/// Waits for a request newer than `seen`; `None` when the parent asked the worker to
-/// close or is gone.
+/// Waits for a request newer than `seen` and returns the newest published; `None` when
+/// the parent asked the worker to close or is gone.
 fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
     let ctl = &boot.ctl;
     let mut spin = spin_budget();

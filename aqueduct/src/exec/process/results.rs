@@ -1,0 +1,189 @@
+//! Reading a worker's answer back: every slot and handle is validated, because the
+//! control region is shared with a process that may be buggy.
+
+use std::ops::Range;
+
+use super::channel::*;
+use crate::exec::BatchResults;
+use crate::shm::arena::Arena;
+use crate::shm::ownership::{self, handles_of};
+use crate::shm::scratch::{ImportError, Scratch};
+use crate::shm::ShmHandle;
+use crate::task::TaskField;
+use crate::{Error, Stage};
+
+/// Where the answer to one request lies.
+pub(super) struct Answer<'a> {
+    pub ctl: &'a Region,
+    pub geometry: Geometry,
+    /// The request's lane: its response slots, and its part of the scratch area.
+    pub lane: usize,
+    /// Byte offsets of the arena handles inside an output task.
+    pub output_handles: &'a [usize],
+    pub scratch: &'a Scratch,
+}
+
+/// Reads and validates the worker's response to `batch`. On success the outputs own
+/// one reference per handle (scratch blocks copied in, lent handles retained).
+pub(super) fn take_results<S: Stage>(
+    answer: &Answer<'_>,
+    batch: &[S::Input],
+) -> Result<BatchResults<S::Output>, String> {
+    let Answer {
+        ctl,
+        geometry,
+        lane,
+        output_handles,
+        scratch,
+    } = *answer;
+    let window = geometry.scratch_window(scratch.capacity(), lane);
+    let count = ctl
+        .read_u32(geometry.resp_count_offset(lane))
+        .unwrap_or(u32::MAX) as usize;
+    if count != batch.len() {
+        return Err(format!(
+            "response holds {count} results for a batch of {} tasks",
+            batch.len()
+        ));
+    }
+    let lent: Vec<ShmHandle> = batch.iter().flat_map(handles_of).collect();
+    let mut results: BatchResults<S::Output> = Vec::with_capacity(count);
+    let outcome = (0..count).try_for_each(|i| {
+        let at = geometry.response_offset(lane, i);
+        let status = ctl.read_u32(at).ok_or("response slot out of range")?;
+        let len = ctl.read_u32(at + 4).ok_or("response slot out of range")? as usize;
+        match status {
+            STATUS_OK if len == geometry.output_size => {
+                let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
+                ctl.read(at + RESP_HEADER, bytemuck::bytes_of_mut(&mut output));
+                let made = Made {
+                    scratch,
+                    window: window.clone(),
+                };
+                match adopt_handles(&mut output, output_handles, &lent, &made) {
+                    Ok(()) => results.push(Ok(output)),
+                    // No room in the arena for what the handler made: that task fails,
+                    // as it would have in a worker thread; the worker did nothing wrong.
+                    Err(Rejected::Resources(error)) => results.push(Err(error.to_string())),
+                    Err(Rejected::Invalid(reason)) => return Err(format!("result {i}: {reason}")),
+                }
+                Ok(())
+            }
+            STATUS_ERR if len <= ERR_CAP.min(geometry.slot_data()) => {
+                let mut text = vec![0; len];
+                ctl.read(at + RESP_HEADER, &mut text);
+                results.push(Err(String::from_utf8_lossy(&text).into_owned()));
+                Ok(())
+            }
+            _ => Err(format!(
+                "result {i}: invalid slot (status {status}, length {len})"
+            )),
+        }
+    });
+    match outcome {
+        Ok(()) => Ok(results),
+        Err(reason) => {
+            results.iter().flatten().for_each(ownership::release);
+            Err(reason)
+        }
+    }
+}
+
+/// Why an output's handles could not be adopted.
+enum Rejected {
+    /// A handle the worker had no right to produce: a protocol violation.
+    Invalid(String),
+    /// No room to copy a block the worker made: fails that task only.
+    Resources(Error),
+}
+
+/// The blocks a worker made for one request: those in `window` of its scratch area.
+struct Made<'a> {
+    scratch: &'a Scratch,
+    window: Range<usize>,
+}
+
+/// Makes `output`'s handles the parent's own: each must be empty, a block the worker
+/// made for this request (copied into the arena), or one of the `lent` handles
+/// (retained). On error, whatever was adopted is released again.
+fn adopt_handles<T: TaskField>(
+    output: &mut T,
+    offsets: &[usize],
+    lent: &[ShmHandle],
+    made: &Made<'_>,
+) -> Result<(), Rejected> {
+    let mut adopted = Vec::with_capacity(offsets.len());
+    let result = offsets.iter().try_for_each(|&offset| {
+        let bytes = bytemuck::bytes_of_mut(output);
+        let slot = &mut bytes[offset..offset + size_of::<ShmHandle>()];
+        let handle: ShmHandle = bytemuck::pod_read_unaligned(slot);
+        let owned = if handle.is_empty() {
+            ShmHandle::EMPTY
+        } else if Scratch::is_scratch(&handle) {
+            made.scratch.import(&handle, made.window.clone()).map_err(|e| match e {
+                ImportError::Invalid(reason) => Rejected::Invalid(reason),
+                ImportError::Arena(error) => Rejected::Resources(error),
+            })?
+        } else if lent.contains(&handle) {
+            Arena::global()
+                .and_then(|arena| arena.retain(&handle))
+                .map_err(|e| Rejected::Invalid(e.to_string()))?;
+            handle
+        } else {
+            return Err(Rejected::Invalid(format!(
+                "handle (offset {}, length {}, generation {}) names no block lent to the worker nor one it created",
+                handle.offset, handle.len, handle.generation
+            )));
+        };
+        slot.copy_from_slice(bytemuck::bytes_of(&owned));
+        adopted.push(owned);
+        Ok(())
+    });
+    if result.is_err() {
+        ownership::release_all(&adopted);
+    }
+    result
+}
+
+/// Byte offsets of the arena handles inside a `T`, found by visiting a probe value
+/// whose every 8-byte word names its own position.
+pub(super) fn handle_offsets<T: TaskField>() -> Result<Vec<usize>, String> {
+    if !T::HAS_HANDLES {
+        return Ok(Vec::new());
+    }
+    const TAG: u64 = 0x5A5A_0000_0000_0000;
+    let mut probe = <T as bytemuck::Zeroable>::zeroed();
+    for (i, word) in bytemuck::bytes_of_mut(&mut probe)
+        .chunks_exact_mut(8)
+        .enumerate()
+    {
+        word.copy_from_slice(&(TAG | i as u64).to_ne_bytes());
+    }
+    let mut offsets = Vec::new();
+    let mut bad = false;
+    crate::task::for_each_handle(&probe, &mut |handle| {
+        if handle.offset & !0xFFFF_FFFF == TAG {
+            offsets.push((handle.offset & 0xFFFF_FFFF) as usize * 8);
+        } else {
+            bad = true;
+        }
+    });
+    let bytes = bytemuck::bytes_of(&probe);
+    let consistent = !bad
+        && offsets.iter().all(|&offset| {
+            offset + size_of::<ShmHandle>() <= bytes.len()
+                && bytemuck::pod_read_unaligned::<ShmHandle>(
+                    &bytes[offset..offset + size_of::<ShmHandle>()],
+                )
+                .offset
+                    == TAG | (offset / 8) as u64
+        });
+    if consistent {
+        Ok(offsets)
+    } else {
+        Err(format!(
+            "`{}` reports shared-memory handles that are not stored in place, so they cannot cross to a worker process",
+            std::any::type_name::<T>()
+        ))
+    }
+}

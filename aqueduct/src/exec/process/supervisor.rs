@@ -1,0 +1,293 @@
+//! One supervisor task per worker: spawns the process, waits for its handshake, owns its
+//! `Child` and awaits its exit (pidfd-based), then restarts it with backoff until the
+//! executor closes.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+
+use super::channel::*;
+use super::spawn::{self, Spec, WORKER_ENV};
+use super::{logs, stage_hash, worker, Conn, Exit, Shared};
+use crate::shm::arena::Arena;
+use crate::shm::scratch::Scratch;
+use crate::Stage;
+
+/// First delay before restarting a worker that died soon after starting; doubles up to
+/// [`MAX_BACKOFF`]. A worker that had been up for [`STABLE_AFTER`] restarts at once.
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const STABLE_AFTER: Duration = Duration::from_secs(1);
+/// How long a worker asked to close may take before it is killed.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A started worker: its process and the sender of its exit.
+struct Started {
+    child: Child,
+    conn: Arc<Conn>,
+    exit: watch::Sender<Option<Exit>>,
+}
+
+/// Keeps worker `index` running until the executor closes.
+pub(super) async fn supervise<S: Stage>(
+    shared: Arc<Shared>,
+    index: usize,
+    ready: oneshot::Sender<Result<(), String>>,
+) {
+    let mut ready = Some(ready);
+    let mut closing = shared.closing.subscribe();
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if *closing.borrow() {
+            return;
+        }
+        let started_at = Instant::now();
+        match start::<S>(&shared, index).await {
+            Err(message) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(message));
+                    return;
+                }
+                eprintln!(
+                    "aqueduct: stage `{}`: restarting worker {index} failed: {message}",
+                    shared.stage
+                );
+            }
+            Ok(mut started) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+                let conn = started.conn.clone();
+                shared.counters.set_pid(index, conn.pid);
+                shared.slots[index].current.send_replace(Some(conn.clone()));
+                let status = tokio::select! {
+                    status = started.child.wait() => status,
+                    () = conn.kill.notified() => {
+                        let _ = started.child.start_kill();
+                        started.child.wait().await
+                    }
+                    () = closed(&mut closing) => {
+                        conn.ctl.u32(OFF_CLOSING).store(1, Ordering::SeqCst);
+                        conn.req.notify();
+                        match timeout(CLOSE_GRACE, started.child.wait()).await {
+                            Ok(status) => status,
+                            Err(_) => {
+                                let _ = started.child.start_kill();
+                                started.child.wait().await
+                            }
+                        }
+                    }
+                };
+                shared.slots[index].current.send_replace(None);
+                shared.counters.set_pid(index, 0);
+                let signal = status.ok().and_then(|s| s.signal());
+                let restart = !*closing.borrow();
+                if restart {
+                    shared.counters.restarted();
+                }
+                let _ = started.exit.send(Some(Exit { signal }));
+                if !restart {
+                    return;
+                }
+                if started_at.elapsed() >= STABLE_AFTER {
+                    backoff = MIN_BACKOFF;
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            () = sleep(backoff) => {}
+            () = closed(&mut closing) => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Spawns worker `index` of stage `S` and waits for its handshake: ready, or the text of
+/// its `init` error or refusal.
+async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, String> {
+    let arena = Arena::global().map_err(|e| e.to_string())?;
+    let geometry = shared.geometry;
+    let ctl = Region::create(geometry.region_len())
+        .map_err(|e| format!("cannot create the worker's control region: {e}"))?;
+    let req = EventFd::create(false).map_err(|e| format!("cannot create an eventfd: {e}"))?;
+    let resp = EventFd::create(true).map_err(|e| format!("cannot create an eventfd: {e}"))?;
+    let scratch = Scratch::create(shared.scratch_capacity).map_err(|e| e.to_string())?;
+    let parent_pid = std::process::id();
+    let spec = Spec {
+        build_id: spawn::build_id(),
+        entry: spawn::handle_of(worker::worker_entry::<S>),
+        stage_hash: stage_hash::<S>(),
+        parent_pid,
+        ctl_fd: ctl.raw_fd(),
+        ctl_len: ctl.len(),
+        req_fd: std::os::fd::AsRawFd::as_raw_fd(&req),
+        resp_fd: std::os::fd::AsRawFd::as_raw_fd(&resp),
+        arena_fd: arena.raw_fd(),
+        arena_len: arena.capacity(),
+        scratch_fd: scratch.raw_fd(),
+        scratch_len: scratch.capacity(),
+        geometry,
+    };
+    let resp = register(resp)?;
+    let inherit = [
+        spec.ctl_fd,
+        spec.req_fd,
+        spec.resp_fd,
+        spec.arena_fd,
+        spec.scratch_fd,
+    ];
+    let mut command = Command::new("/proc/self/exe");
+    command
+        .arg0(format!("aqueduct-worker:{}:{index}", shared.stage))
+        .env(WORKER_ENV, spec.encode())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (fcntl, prctl, getppid) on plain integers it owns.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in inherit {
+                // The fds were created close-on-exec so that other children spawned
+                // concurrently never inherit them; only this child's copies are opened.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Die with the parent. (Fires when the spawning *thread* exits: workers are
+            // spawned from runtime worker threads, and the worker also polls getppid.)
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent_pid {
+                libc::_exit(5);
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot spawn a worker process: {e}"))?;
+    let pid = child.id().unwrap_or(0);
+    if let Some(stderr) = child.stderr.take() {
+        if let Ok(fd) = stderr.into_owned_fd() {
+            logs::forward(shared.stage, pid, std::fs::File::from(fd));
+        }
+    }
+    let deadline = Instant::now() + shared.config.start_timeout;
+    loop {
+        match ctl.u32(OFF_STATE).load(Ordering::Acquire) {
+            STATE_READY => break,
+            STATE_STARTING => {}
+            STATE_INIT_FAILED | STATE_REFUSED => {
+                let message = ctl.read_message();
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(message);
+            }
+            other => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(format!("worker {pid} reported an invalid state {other}"));
+            }
+        }
+        tokio::select! {
+            readable = resp.readable() => match readable {
+                Ok(mut guard) => {
+                    if guard.get_inner().drain().is_err() {
+                        guard.clear_ready();
+                    }
+                }
+                Err(e) => return Err(format!("cannot wait for worker {pid}: {e}")),
+            },
+            status = child.wait() => {
+                // It may have reported before exiting.
+                if ctl.u32(OFF_STATE).load(Ordering::Acquire) != STATE_STARTING {
+                    continue;
+                }
+                return Err(match status {
+                    Ok(status) => format!("worker process {pid} exited during start-up ({status})"),
+                    Err(e) => format!("worker process {pid} was lost during start-up: {e}"),
+                });
+            }
+            () = sleep_until(deadline) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(format!(
+                    "worker process {pid} did not start within {:?}",
+                    shared.config.start_timeout
+                ));
+            }
+        }
+    }
+    let (exit_tx, exit_rx) = watch::channel(None);
+    Ok(Started {
+        child,
+        conn: Arc::new(Conn {
+            pid,
+            ctl,
+            req,
+            resp,
+            scratch,
+            lanes: Mutex::default(),
+            drained: Notify::new(),
+            exit: exit_rx,
+            kill: Notify::new(),
+        }),
+        exit: exit_tx,
+    })
+}
+
+/// Registers the response eventfd with the runtime's reactor.
+fn register(resp: EventFd) -> Result<AsyncFd<EventFd>, String> {
+    // Registration panics when the runtime was built without its IO driver.
+    let registered = std::panic::catch_unwind(move || {
+        // SAFETY: the eventfd is owned by the `AsyncFd` from here on, so it stays open
+        // and is the same descriptor for the `AsyncFd`'s whole life.
+        unsafe { AsyncFd::register_with_interest(resp, Interest::READABLE) }
+    });
+    match registered {
+        Ok(Ok(fd)) => Ok(fd),
+        Ok(Err(e)) => Err(format!("cannot register an eventfd: {e}")),
+        Err(_) => Err("process workers need a tokio runtime with IO enabled (`Builder::enable_all`, as `#[tokio::main]` does)".into()),
+    }
+}
+
+/// Resolves once the executor is closing.
+pub(super) async fn closed(closing: &mut watch::Receiver<bool>) {
+    let _ = closing.wait_for(|closing| *closing).await;
+}
+
+/// The worker's live process, once there is one; `None` if its supervisor is gone.
+pub(super) async fn live(current: &mut watch::Receiver<Option<Arc<Conn>>>) -> Option<Arc<Conn>> {
+    current
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|conn| conn.clone())
+}
+
+pub(super) async fn exited(exit: &mut watch::Receiver<Option<Exit>>) -> Exit {
+    match exit.wait_for(Option::is_some).await {
+        Ok(exit) => exit.unwrap_or(Exit { signal: None }),
+        // The supervisor is gone (the runtime is shutting down); the child was killed.
+        Err(_) => Exit {
+            signal: Some(libc::SIGKILL),
+        },
+    }
+}
+
+pub(super) async fn kill_and_wait(conn: &Conn) {
+    conn.kill.notify_one();
+    exited(&mut conn.exit.clone()).await;
+}

@@ -1,0 +1,165 @@
+//! A fast stage of single-task batches keeps a second dispatch waiting on each worker
+//! process, so the worker goes from one request to the next without waiting for the
+//! parent. These tests load such stages hard enough that the second seat is in use and
+//! check what pipelining could break: blocks a worker made for one answer must survive
+//! while it already runs the next request, and a worker killed with a dispatch queued
+//! behind its current one loses nothing: the queued dispatch runs on the replacement.
+
+use aqueduct::{Error, ShmBytes};
+
+#[aqueduct::task]
+#[derive(Debug)]
+struct Stamp {
+    id: u64,
+    /// Made in the worker: `len_for(id)` bytes, each `byte_for(id, i)`.
+    made: ShmBytes,
+    pid: u64,
+}
+
+fn len_for(id: u64) -> usize {
+    1000 + (id % 97) as usize * 40
+}
+
+fn byte_for(id: u64, i: usize) -> u8 {
+    (id as usize * 31 + i) as u8
+}
+
+fn stamp(id: u64) -> Stamp {
+    Stamp {
+        id,
+        made: ShmBytes::default(),
+        pid: 0,
+    }
+}
+
+/// Each task gets a new block made inside the worker (its scratch area).
+#[aqueduct::handler]
+fn make_block(task: &mut Stamp) -> Result<(), Error> {
+    let id = task.id;
+    task.made = ShmBytes::with_len(len_for(id), |bytes| {
+        bytes
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = byte_for(id, i))
+    })?;
+    task.pid = std::process::id() as u64;
+    Ok(())
+}
+
+/// Runs `ids` through `flow` with many in flight; the outcome of each, in order.
+async fn run_all(
+    flow: &aqueduct::Flow<Stamp, Stamp>,
+    ids: std::ops::Range<u64>,
+) -> Vec<Result<aqueduct::Owned<Stamp>, Error>> {
+    let calls: Vec<_> = ids
+        .map(|id| {
+            let flow = flow.clone();
+            tokio::spawn(async move { flow.process(stamp(id)).await })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(calls.len());
+    for call in calls {
+        outcomes.push(call.await.unwrap());
+    }
+    outcomes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_made_for_one_answer_survive_while_the_worker_runs_the_next() {
+    let flow = aqueduct::flow!(make_block).start().await.unwrap();
+    // Once the stage is measured as fast, every worker has two dispatches in flight.
+    for round in 0..4u64 {
+        let ids = round * 2000..(round + 1) * 2000;
+        for (id, outcome) in ids.zip(run_all(&flow, round * 2000..(round + 1) * 2000).await) {
+            let out = outcome.unwrap_or_else(|e| panic!("task {id} failed: {e}"));
+            assert_eq!(out.id, id);
+            assert_ne!(out.pid, std::process::id() as u64, "ran in a worker");
+            let bytes = out.made.view().unwrap();
+            assert_eq!(bytes.len(), len_for(id), "task {id}: length");
+            if let Some(i) = (0..bytes.len()).find(|&i| bytes[i] != byte_for(id, i)) {
+                panic!(
+                    "task {id}: byte {i} is {} instead of {}: its block was overwritten",
+                    bytes[i],
+                    byte_for(id, i)
+                );
+            }
+        }
+    }
+    let stats = &flow.stats()[0];
+    assert_eq!((stats.tasks, stats.failed, stats.restarts), (8000, 0, 0));
+    flow.stop(true).await;
+}
+
+#[aqueduct::task]
+#[derive(Debug)]
+struct Shot {
+    id: u64,
+    /// Non-zero: the worker aborts (dies by SIGABRT) on this task.
+    fatal: u64,
+    doubled: u64,
+}
+
+#[aqueduct::handler]
+fn double_or_die(task: &mut Shot) {
+    if task.fatal != 0 {
+        std::process::abort();
+    }
+    task.doubled = task.id * 2;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_with_a_dispatch_queued_behind_loses_nothing() {
+    let flow = aqueduct::flow!(double_or_die).start().await.unwrap();
+    // Measure the stage as fast first, so that its second seat is in use.
+    for id in 0..200 {
+        flow.process(Shot {
+            id,
+            fatal: 0,
+            doubled: 0,
+        })
+        .await
+        .unwrap();
+    }
+    const TASKS: u64 = 6000;
+    let fatal = |id: u64| id % 1000 == 500;
+    let calls: Vec<_> = (0..TASKS)
+        .map(|id| {
+            let flow = flow.clone();
+            tokio::spawn(async move {
+                let shot = Shot {
+                    id,
+                    fatal: fatal(id) as u64,
+                    doubled: 0,
+                };
+                flow.process(shot).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    // Per dead worker (by pid): the tasks that failed with it.
+    let mut crashes: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
+    for (id, call) in (0..TASKS).zip(calls) {
+        match call.await.unwrap() {
+            Ok(out) => {
+                assert!(!fatal(id), "task {id} should have killed its worker");
+                assert_eq!(out.doubled, id * 2);
+                ok += 1;
+            }
+            Err(Error::WorkerCrashed { pid, .. }) => crashes.entry(pid).or_default().push(id),
+            Err(other) => panic!("task {id}: unexpected error {other}"),
+        }
+    }
+    let crashed: usize = crashes.values().map(Vec::len).sum();
+    assert_eq!(ok + crashed, TASKS as usize, "every task answered once");
+    let fatal_tasks = (0..TASKS).filter(|&id| fatal(id)).count();
+    assert_eq!(crashes.len(), fatal_tasks, "one dead worker per fatal task");
+    for (pid, ids) in &crashes {
+        // Only the run the worker was executing fails (at most 64 tasks, one of them
+        // fatal); a dispatch queued behind it ran on the replacement.
+        let fatal_in_run = ids.iter().filter(|&&id| fatal(id)).count();
+        assert_eq!(fatal_in_run, 1, "worker {pid} failed {ids:?}");
+        assert!(ids.len() <= 64, "worker {pid} failed {} tasks", ids.len());
+    }
+    assert_eq!(flow.stats()[0].restarts as usize, fatal_tasks);
+    flow.stop(true).await;
+}
