@@ -2,7 +2,7 @@
 //! scaling over workers, and batching on real arithmetic. Each figure is printed as one
 //! `Wn key=value` line, the median of several rounds.
 //!
-//! Run: `cargo bench -p aqueduct --bench workloads` (about 4 minutes on 2 cores), or name
+//! Run: `cargo bench -p aqueduct --bench workloads` (under 3 minutes on 2 cores), or name
 //! workloads: `cargo bench -p aqueduct --bench workloads -- W1 W6`.
 //! Stages run on worker processes (the default) unless a line says `isolation=thread`.
 //! `bench/python/compare.sh` runs this and the same workloads on the Python Aqueduct
@@ -375,7 +375,7 @@ async fn w3() {
 async fn w4() {
     let one = aqueduct::flow!(fib_1).start().await.unwrap();
     let two = aqueduct::flow!(fib_2).start().await.unwrap();
-    // fib(25) is the shared workload (about 0.25 ms here, 20 ms in Python); fib(30) shows
+    // fib(25) is the shared workload (about 0.3 ms here, 15 ms in Python); fib(30) shows
     // scaling when the per-task work dwarfs the fixed hand-off cost, as Python's does.
     //
     // A 2-core VM does not always give two cores' worth of work: the same round also

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the Rust workloads bench and the same workloads on the Python Aqueduct 1.15.0,
-# in one go, and prints a side-by-side table. Not part of CI (it takes ~15 minutes and
+# in one go, and prints a side-by-side table. Not part of CI (it takes ~10 minutes and
 # needs PyPI for the first setup). Figures land in bench/python/results/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
