@@ -2,8 +2,9 @@
 //! process, so the worker goes from one request to the next without waiting for the
 //! parent. These tests load such stages hard enough that the second seat is in use and
 //! check what pipelining could break: blocks a worker made for one answer must survive
-//! while it already runs the next request, and a worker killed with a dispatch queued
-//! behind its current one loses nothing: the queued dispatch runs on the replacement.
+//! while it already runs the next request; a worker killed with a dispatch queued
+//! behind its current one loses nothing (the queued dispatch runs on the replacement);
+//! and one worker still runs tasks in the order they were fed.
 
 use aqueduct::{Error, ShmBytes};
 
@@ -162,4 +163,57 @@ async fn a_worker_killed_with_a_dispatch_queued_behind_loses_nothing() {
     }
     assert_eq!(flow.stats()[0].restarts as usize, fatal_tasks);
     flow.stop(true).await;
+}
+
+#[aqueduct::task]
+#[derive(Debug)]
+struct Order {
+    id: u64,
+    /// How many handler calls this worker process had made, this one included.
+    call: u64,
+    pid: u64,
+}
+
+/// Counts its calls in the worker process and works about 50 us, so that the stage is
+/// measured slow enough to be pipelined.
+#[aqueduct::handler]
+fn count_calls(task: &mut Order) {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_micros(50) {
+        std::hint::spin_loop();
+    }
+    task.call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    task.pid = std::process::id() as u64;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_runs_pipelined_tasks_in_the_order_they_were_fed() {
+    let processor = aqueduct::graph::Processor::of::<count_calls>()
+        .start()
+        .await
+        .unwrap();
+    // Inputs enter the flow in feed order; with two runs in flight per worker, the
+    // worker must still receive them in that order.
+    let fed = (0..4000).map(|id| Order {
+        id,
+        call: 0,
+        pid: 0,
+    });
+    let results = processor.run(fed).await.unwrap();
+    let mut last_call = 0;
+    for (id, done) in (0..).zip(&results) {
+        let out = done
+            .output()
+            .unwrap_or_else(|| panic!("input {id}: {:?}", done.error()));
+        assert_eq!(out.id, id);
+        assert!(
+            out.call > last_call,
+            "input {id} was handled as call {} of its worker, before input {} (call {last_call})",
+            out.call,
+            id - 1
+        );
+        last_call = out.call;
+    }
+    processor.stop(true).await;
 }
