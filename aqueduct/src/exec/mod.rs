@@ -20,20 +20,20 @@ use crate::{Error, Stage};
 /// answers within this budget.
 pub(crate) const QUIET_SPIN: Duration = Duration::from_micros(25);
 
-/// Polls `answered` for up to `budget`; `true` once it holds. The first microseconds
-/// spin (a worker already running answers that fast); after that each poll yields the
-/// core, because on a small machine the woken worker may be queued on this very core and
-/// a pure spin would keep it from answering.
-pub(crate) fn answered_within(budget: Duration, mut answered: impl FnMut() -> bool) -> bool {
+/// Polls `answer` for up to `budget` and returns the first answer it gives. The first
+/// microseconds spin (a worker already running answers that fast); after that each poll
+/// yields the core, because on a small machine the woken worker may be queued on this
+/// very core and a pure spin would keep it from answering.
+pub(crate) fn poll_within<T>(budget: Duration, mut answer: impl FnMut() -> Option<T>) -> Option<T> {
     const PURE_SPIN: Duration = Duration::from_micros(5);
     let started = std::time::Instant::now();
     loop {
-        if answered() {
-            return true;
+        if let Some(answer) = answer() {
+            return Some(answer);
         }
         let waited = started.elapsed();
         if waited >= budget {
-            return false;
+            return None;
         }
         if waited < PURE_SPIN {
             std::hint::spin_loop();

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::{answered_within, run_batch, BatchResults, Executor, QUIET_SPIN};
+use super::{poll_within, run_batch, BatchResults, Executor, QUIET_SPIN};
 use crate::shapes::catch;
 use crate::shm::ownership;
 use crate::{Error, Stage};
@@ -103,18 +103,12 @@ where
             // The worker always answers unless its thread is gone (it exited after a
             // failed `init`, which `start()` reports before any batch is sent).
             if quiet {
-                let mut early = None;
-                let answered = || match results.try_recv() {
-                    Err(oneshot::error::TryRecvError::Empty) => false,
-                    outcome => {
-                        early = Some(outcome.map_err(|_| Error::Stopped));
-                        true
-                    }
-                };
-                if answered_within(QUIET_SPIN, answered) {
-                    if let Some(outcome) = early {
-                        return outcome;
-                    }
+                let early = poll_within(QUIET_SPIN, || match results.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => None,
+                    outcome => Some(outcome.map_err(|_| Error::Stopped)),
+                });
+                if let Some(outcome) = early {
+                    return outcome;
                 }
             }
             results.await.map_err(|_| Error::Stopped)

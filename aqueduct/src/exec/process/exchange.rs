@@ -10,7 +10,7 @@ use tokio::time::{sleep_until, Instant};
 use super::channel::*;
 use super::supervisor::exited;
 use super::{Conn, Shared};
-use crate::exec::{answered_within, QUIET_SPIN};
+use crate::exec::{poll_within, QUIET_SPIN};
 use crate::sync::lock;
 use crate::task::TaskField;
 
@@ -51,7 +51,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
     let (conn, seq) = (&*ticket.conn, ticket.seq);
     let ctl = &conn.ctl;
     let answered = || ctl.u64(OFF_RESP_SEQ).load(Ordering::Acquire) >= seq;
-    if quiet && answered_within(QUIET_SPIN, answered) {
+    if quiet && poll_within(QUIET_SPIN, || answered().then_some(())).is_some() {
         return check_answer(conn);
     }
     let mut deadline = shared.config.exec_timeout.map(|t| Instant::now() + t);
@@ -63,7 +63,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
         let drained = conn.drained.notified();
         tokio::pin!(drained);
         drained.as_mut().enable();
-        if ctl.u64(OFF_RESP_SEQ).load(Ordering::Acquire) >= seq {
+        if answered() {
             return check_answer(conn);
         }
         tokio::select! {
@@ -80,7 +80,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
             },
             exit = exited(&mut exit) => {
                 // A response published just before dying still counts.
-                if ctl.u64(OFF_RESP_SEQ).load(Ordering::Acquire) >= seq {
+                if answered() {
                     return check_answer(conn);
                 }
                 return Err(if ctl.u64(OFF_TAKEN_SEQ).load(Ordering::Acquire) < seq {

@@ -237,12 +237,13 @@ async fn dispatch<S: Stage>(
     quiet: bool,
     mut published: Option<Published>,
 ) -> Result<BatchResults<S::Output>, Error> {
-    let mut current = shared.slots[worker].current.subscribe();
-    let mut closing = shared.closing.subscribe();
     loop {
         let (conn, ticket) = match published.take() {
             Some(published) => published,
             None => {
+                // Only here, off the usual path: the worker was (re)starting.
+                let mut current = shared.slots[worker].current.subscribe();
+                let mut closing = shared.closing.subscribe();
                 let conn = tokio::select! {
                     conn = live(&mut current) => conn,
                     () = closed(&mut closing) => None,

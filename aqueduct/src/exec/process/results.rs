@@ -36,7 +36,10 @@ pub(super) fn take_results<S: Stage>(
         output_handles,
         scratch,
     } = *answer;
-    let window = geometry.scratch_window(scratch.capacity(), lane);
+    let made = Made {
+        scratch,
+        window: geometry.scratch_window(scratch.capacity(), lane),
+    };
     let count = ctl
         .read_u32(geometry.resp_count_offset(lane))
         .unwrap_or(u32::MAX) as usize;
@@ -56,10 +59,6 @@ pub(super) fn take_results<S: Stage>(
             STATUS_OK if len == geometry.output_size => {
                 let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
                 ctl.read(at + RESP_HEADER, bytemuck::bytes_of_mut(&mut output));
-                let made = Made {
-                    scratch,
-                    window: window.clone(),
-                };
                 match adopt_handles(&mut output, output_handles, &lent, &made) {
                     Ok(()) => results.push(Ok(output)),
                     // No room in the arena for what the handler made: that task fails,
