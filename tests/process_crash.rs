@@ -1,7 +1,8 @@
-//! Worker processes that die mid-batch: the batch they were executing fails with
-//! `Error::WorkerCrashed`, tasks queued behind it run on the restarted worker, later
-//! tasks succeed, and the restart is counted. A worker past the execution timeout is
-//! killed the same way.
+//! Worker processes that die mid-batch, in stages with `crash_retry = false`: the batch
+//! they were executing fails with `Error::WorkerCrashed`, tasks queued behind it run on
+//! the restarted worker, later tasks succeed, and the restart is counted. A worker past
+//! the execution timeout is killed the same way. (With `crash_retry` on, the default,
+//! see `process_poison.rs`.)
 //!
 //! Synchronisation is by a named pipe: the hanging handler writes its pid into it, so the
 //! test knows exactly when the worker is inside the batch before it kills it.
@@ -37,14 +38,14 @@ fn hang_if_asked(job: &Job) -> Result<(), aqueduct::Error> {
     Ok(())
 }
 
-#[aqueduct::handler(batch_size = 4, batch_timeout_ms = 60000)]
+#[aqueduct::handler(batch_size = 4, batch_timeout_ms = 60000, crash_retry = false)]
 fn double(job: &mut Job) -> Result<(), aqueduct::Error> {
     hang_if_asked(job)?;
     job.doubled = job.n * 2;
     Ok(())
 }
 
-#[aqueduct::handler(exec_timeout_ms = 300)]
+#[aqueduct::handler(exec_timeout_ms = 300, crash_retry = false)]
 fn slow(job: &mut Job) -> Result<(), aqueduct::Error> {
     hang_if_asked(job)?;
     job.doubled = job.n * 2;

@@ -100,7 +100,9 @@ struct Shot {
     doubled: u64,
 }
 
-#[aqueduct::handler]
+/// Without `crash_retry`, so that a lost run fails as a whole and the test can tell it
+/// from the dispatch queued behind it.
+#[aqueduct::handler(crash_retry = false)]
 fn double_or_die(task: &mut Shot) {
     if task.fatal != 0 {
         std::process::abort();

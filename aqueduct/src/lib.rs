@@ -14,6 +14,7 @@ mod error;
 mod exec;
 mod flow;
 pub mod graph;
+mod hash;
 mod shapes;
 mod shm;
 mod stage;

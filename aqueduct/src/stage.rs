@@ -26,6 +26,15 @@ pub struct StageConfig {
     /// killed and restarted, and the batch fails with [`crate::Error::WorkerCrashed`].
     /// `None`: no limit. (Threads cannot be killed, so thread workers ignore it.)
     pub exec_timeout: Option<Duration>,
+    /// Whether the tasks of a batch whose worker process was lost (it crashed, was
+    /// killed, hung past `exec_timeout` or broke the protocol) run again, each on its
+    /// own, so that only the task that kills its worker fails. A task lost twice fails
+    /// with the error of its second loss. On by default; this makes execution
+    /// at-least-once for a lost batch (a task that ran before its batch-mate crashed the
+    /// worker runs again), so turn it off for handlers with side effects that must not
+    /// repeat. A batch its worker never took is sent to another worker either way: it
+    /// never ran.
+    pub crash_retry: bool,
 }
 
 /// How a stage's workers are isolated from the calling process and from each other.
@@ -71,6 +80,7 @@ impl StageConfig {
         start_timeout: Duration::from_secs(30),
         isolation: Isolation::Process,
         exec_timeout: None,
+        crash_retry: true,
     };
 
     /// The input queue's capacity.

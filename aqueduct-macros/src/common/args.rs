@@ -138,6 +138,21 @@ pub fn int(arg: &Arg, errors: &mut Errors) -> Option<u64> {
     }
 }
 
+/// A boolean literal.
+pub fn boolean(arg: &Arg, errors: &mut Errors) -> Option<bool> {
+    match literal(&arg.value) {
+        Some(syn::Lit::Bool(b)) => Some(b.value),
+        _ => {
+            let key = &arg.key;
+            errors.spanned(
+                &arg.value,
+                format!("`{key}` takes `true` or `false`, e.g. `{key} = false`"),
+            );
+            None
+        }
+    }
+}
+
 /// A string literal.
 pub fn string(arg: &Arg, errors: &mut Errors) -> Option<syn::LitStr> {
     match literal(&arg.value) {

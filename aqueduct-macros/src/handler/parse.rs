@@ -22,6 +22,7 @@ pub struct HandlerArgs {
     pub queue_size: Option<(u64, Span)>,
     pub start_timeout_ms: Option<u64>,
     pub exec_timeout_ms: Option<u64>,
+    pub crash_retry: Option<bool>,
     /// `true` for `isolation = "thread"`; processes are the default.
     pub thread_isolation: bool,
     pub init: Option<syn::Path>,
@@ -37,6 +38,7 @@ const KEYS: &[&str] = &[
     "start_timeout_ms",
     "isolation",
     "exec_timeout_ms",
+    "crash_retry",
     "crate",
 ];
 const SYNONYMS: &[(&str, &str)] = &[
@@ -53,6 +55,9 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("queue_len", "queue_size"),
     ("queue_capacity", "queue_size"),
     ("start_timeout", "start_timeout_ms"),
+    ("exec_timeout", "exec_timeout_ms"),
+    ("retry_crashed", "crash_retry"),
+    ("retry", "crash_retry"),
 ];
 
 impl HandlerArgs {
@@ -72,6 +77,7 @@ impl HandlerArgs {
                 "batch_timeout_ms" => parsed.batch_timeout_ms = args::int(arg, errors),
                 "start_timeout_ms" => parsed.start_timeout_ms = args::int(arg, errors),
                 "exec_timeout_ms" => parsed.exec_timeout_ms = args::int(arg, errors),
+                "crash_retry" => parsed.crash_retry = args::boolean(arg, errors),
                 "init" => parsed.init = args::path(arg, errors),
                 "isolation" => {
                     if let Some(mode) = args::string(arg, errors) {

@@ -46,6 +46,32 @@ pub(crate) fn poll_within<T>(budget: Duration, mut answer: impl FnMut() -> Optio
 /// One result per input task: the output, or the handler's error message.
 pub(crate) type BatchResults<T> = Vec<Result<T, String>>;
 
+/// What became of one dispatch.
+#[derive(Debug)]
+pub(crate) enum Dispatched<I, O> {
+    /// The worker answered: one result per task, in order, each output owning its
+    /// arena references.
+    Answered(BatchResults<O>),
+    /// No handler saw the batch (its worker was down, or died before taking it): the
+    /// tasks come back unrun, owning their references again, to be sent elsewhere.
+    Unrun(Vec<I>),
+    /// The worker was lost while it held the batch (it died, ran past a timeout or broke
+    /// the protocol), so the tasks may have partly run. They come back owning their
+    /// references, with the error that fails them unless the stage retries them.
+    Lost { error: Error, tasks: Vec<I> },
+    /// The batch cannot run (the stage is closing); its references were released.
+    Failed(Error),
+}
+
+impl<I, O> From<Result<BatchResults<O>, Error>> for Dispatched<I, O> {
+    fn from(outcome: Result<BatchResults<O>, Error>) -> Self {
+        match outcome {
+            Ok(results) => Self::Answered(results),
+            Err(error) => Self::Failed(error),
+        }
+    }
+}
+
 /// Runs batches of stage `S` on one of its workers.
 pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     /// Most tasks one `run` call may carry (several handler batches at most; see
@@ -64,8 +90,8 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     /// dispatches in the order they were made; the future then waits for the results.
     /// The caller guarantees the worker holds fewer than `depth()` dispatches (it may be
     /// busy with an earlier one: this one then waits behind it). The batch's arena
-    /// references pass to the executor; the outputs come back owning theirs. An `Err`
-    /// means the worker could not run the batch at all.
+    /// references pass to the executor; the outputs come back owning theirs (see
+    /// [`Dispatched`] for the other ways a dispatch ends).
     ///
     /// `quiet` says nothing else is waiting for this stage and its handler is fast: an
     /// executor may then wait for the answer actively rather than sleep, since the wake-up
@@ -75,7 +101,17 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
         worker: usize,
         batch: Vec<S::Input>,
         quiet: bool,
-    ) -> impl Future<Output = Result<BatchResults<S::Output>, Error>> + Send + 'static;
+    ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static;
+
+    /// Whether `worker` can take a dispatch now (a worker process may be restarting).
+    fn is_up(&self, _worker: usize) -> bool {
+        true
+    }
+
+    /// Resolves once `worker` is up again, or the executor is closing.
+    fn until_up(&self, _worker: usize) -> impl Future<Output = ()> + Send + 'static {
+        async {}
+    }
 
     /// Called once the stage has no more batches to run: lets the workers finish and
     /// waits for them (worker processes exit; threads end when the executor drops).

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::{poll_within, run_batch, BatchResults, Executor, QUIET_SPIN};
+use super::{poll_within, run_batch, BatchResults, Dispatched, Executor, QUIET_SPIN};
 use crate::shapes::catch;
 use crate::shm::ownership;
 use crate::{Error, Stage};
@@ -89,13 +89,13 @@ where
         worker: usize,
         batch: Vec<S::Input>,
         quiet: bool,
-    ) -> impl Future<Output = Result<BatchResults<S::Output>, Error>> + Send + 'static {
+    ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static {
         let (reply, mut results) = oneshot::channel();
         let sent = self.workers[worker].send(Job {
             inputs: batch,
             reply,
         });
-        async move {
+        let outcome = async move {
             if let Err(mpsc::SendError(job)) = sent {
                 job.inputs.iter().for_each(ownership::release);
                 return Err(Error::Stopped);
@@ -112,6 +112,7 @@ where
                 }
             }
             results.await.map_err(|_| Error::Stopped)
-        }
+        };
+        async move { Dispatched::from(outcome.await) }
     }
 }

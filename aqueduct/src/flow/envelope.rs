@@ -1,5 +1,7 @@
 //! A task on its way through the flow, with where its result goes and its deadline.
 
+use std::time::Duration;
+
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -19,23 +21,67 @@ pub struct Envelope<T: TaskField, R> {
     owns: bool,
     reply: Option<Reply<R>>,
     deadline: Instant,
+    /// The caller's timeout, for the error if the deadline passes inside the flow.
+    timeout: Duration,
+    /// How many times a worker was lost while it held this task (at this stage).
+    losses: u32,
+}
+
+/// Why a task is not admitted to a handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unfit {
+    /// Its caller stopped waiting: nobody to answer.
+    Abandoned,
+    /// Its deadline passed.
+    Expired,
 }
 
 impl<T: TaskField, R> Envelope<T, R> {
-    pub(crate) fn new(task: T, reply: Reply<R>, deadline: Instant) -> Self {
+    pub(crate) fn new(task: T, reply: Reply<R>, timeout: Duration) -> Self {
         Self {
             task,
             owns: true,
             reply: Some(reply),
-            deadline,
+            deadline: Instant::now() + timeout,
+            timeout,
+            losses: 0,
         }
     }
 
-    /// Whether the task should be dropped before dispatch: its caller dropped the future
-    /// (nobody to answer) or its deadline passed (answered with a timeout by the caller's
-    /// own timer).
-    pub(crate) fn is_abandoned(&self, now: Instant) -> bool {
-        self.deadline <= now || self.reply.as_ref().is_none_or(oneshot::Sender::is_closed)
+    /// The task's deadline.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Why the task must not reach the handler, if it must not: its caller dropped the
+    /// future, or its deadline passed.
+    pub(crate) fn unfit(&self, now: Instant) -> Option<Unfit> {
+        if self.reply.as_ref().is_none_or(oneshot::Sender::is_closed) {
+            Some(Unfit::Abandoned)
+        } else if self.deadline <= now {
+            Some(Unfit::Expired)
+        } else {
+            None
+        }
+    }
+
+    /// Answers the caller that the task's deadline passed.
+    pub(crate) fn expire(self) {
+        let after = self.timeout;
+        self.fail(Error::Timeout { after });
+    }
+
+    /// Gives the envelope back the task a handler did not (or may not fully) run; the
+    /// envelope owns its references again.
+    pub(crate) fn restore(&mut self, task: T) {
+        self.task = task;
+        self.owns = true;
+    }
+
+    /// Counts one more loss of a worker that held this task; returns the count.
+    pub(crate) fn lost(&mut self) -> u32 {
+        self.losses += 1;
+        self.losses
     }
 
     /// Moves the task out for a handler; the envelope no longer owns its references.
@@ -52,6 +98,8 @@ impl<T: TaskField, R> Envelope<T, R> {
             owns: true,
             reply: self.reply.take(),
             deadline: self.deadline,
+            timeout: self.timeout,
+            losses: 0,
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio::time::{sleep_until, timeout_at};
 
 use super::control::Control;
 pub use super::control::FlowState;
@@ -112,10 +112,11 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             return Err(error);
         }
         let _in_flight = inner.control.enter();
-        let deadline = Instant::now() + timeout;
         let (reply, receiver) = oneshot::channel();
         let mut receiver = ResultSlot(receiver);
-        match inner.input.try_send(Envelope::new(task, reply, deadline)) {
+        let envelope = Envelope::new(task, reply, timeout);
+        let deadline = envelope.deadline();
+        match inner.input.try_send(envelope) {
             Ok(()) => {}
             Err(async_channel::TrySendError::Closed(_)) => return Err(Error::NotRunning),
             Err(async_channel::TrySendError::Full(envelope)) => {

@@ -4,15 +4,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::batcher;
 use super::control::Control;
 use super::downstream::Downstream;
-use super::envelope::Envelope;
+use super::envelope::{Envelope, Unfit};
 use super::pace::Pace;
 use super::stats::StageCounters;
-use crate::exec::{BatchResults, Executor};
+use crate::exec::{BatchResults, Dispatched, Executor};
+use crate::task::TaskField;
 use crate::{Error, Stage, StageConfig, Task};
 
 /// Most single-task batches handed to a worker at once.
@@ -60,45 +64,76 @@ where
         // task waits behind another dispatch for at most a short run; otherwise the second
         // seats are parked, and admission (deadlines, callers gone) happens as late as
         // without pipelining.
+        //
+        // A seat whose worker is down (a process restarting) is set aside until the worker
+        // is back, so the stage serves at the speed of its live workers; batches that come
+        // back unrun, or from a lost worker, wait in `retries` and go before new tasks.
         let workers = self.config.nprocs;
         let depth = if self.config.pipelined() {
             self.executor.depth().clamp(1, 2)
         } else {
             1
         };
-        let (seats_tx, seats_rx) = async_channel::bounded(workers * depth);
+        let seats = Seats::new(workers * depth);
         for behind in [false, true].into_iter().take(depth) {
             for worker in 0..workers {
-                let _ = seats_tx.try_send(Seat { worker, behind });
+                seats.put(Seat { worker, behind });
             }
         }
+        let (retry_tx, retries) = async_channel::unbounded();
         let mut parked: Vec<Seat> = Vec::new();
-        while let Ok(seat) = seats_rx.recv().await {
+        let mut input_open = true;
+        loop {
+            if !input_open && retries.is_empty() {
+                // Draining: only retries can still come, from batches in flight.
+                if seats.all_home(parked.len()) {
+                    break;
+                }
+                seats.home.settled.notified().await;
+                continue;
+            }
+            let Some(seat) = self.up_seat(&seats).await else {
+                break;
+            };
             let pipelining = self.queues_behind(depth);
             if seat.behind && !pipelining {
                 parked.push(seat);
                 continue;
             }
             if pipelining && !parked.is_empty() {
-                parked.drain(..).for_each(|seat| {
-                    let _ = seats_tx.try_send(seat);
-                });
+                parked.drain(..).for_each(|seat| seats.put(seat));
             }
             let ahead = if pipelining { depth } else { 1 };
-            let Ok(first) = self.input.recv().await else {
-                let _ = seats_tx.try_send(seat);
-                break;
+            let batch = match retries.try_recv() {
+                Ok(batch) => batch,
+                Err(_) if input_open => {
+                    tokio::select! {
+                        biased;
+                        Ok(batch) = retries.recv() => batch,
+                        first = self.input.recv() => match first {
+                            Ok(first) => batcher::collect(
+                                &self.input,
+                                first,
+                                self.dispatch_size(ahead),
+                                self.config.batch_timeout,
+                            )
+                            .await,
+                            Err(_) => {
+                                input_open = false;
+                                seats.put(seat);
+                                continue;
+                            }
+                        },
+                    }
+                }
+                Err(_) => {
+                    seats.put(seat);
+                    continue;
+                }
             };
-            let batch = batcher::collect(
-                &self.input,
-                first,
-                self.dispatch_size(ahead),
-                self.config.batch_timeout,
-            )
-            .await;
             let mut batch = self.admit(batch);
             if batch.is_empty() {
-                let _ = seats_tx.try_send(seat);
+                seats.put(seat);
                 continue;
             }
             let tasks: Vec<S::Input> = batch.iter_mut().map(Envelope::take_task).collect();
@@ -118,28 +153,43 @@ where
                 downstream: self.downstream.clone(),
                 counters: self.counters.clone(),
                 pace: self.pace.clone(),
+                retries: retry_tx.clone(),
+                crash_retry: self.config.crash_retry,
             };
             if quiet || (workers == 1 && ahead == 1) {
                 // Nothing else is waiting (quiet), or the only worker takes no other batch
                 // until this one is delivered: run it here, saving a task spawn and two
                 // wake-ups.
                 job.run().await;
-                let _ = seats_tx.try_send(seat);
+                seats.put(seat);
             } else {
-                let seats = seats_tx.clone();
+                let home = seats.home();
                 tokio::spawn(async move {
                     job.run().await;
-                    let _ = seats.send(seat).await;
+                    home.put(seat);
                 });
             }
         }
-        // Wait until every seat is free again: all in-flight batches delivered.
-        for _ in parked.len()..workers * depth {
-            if seats_rx.recv().await.is_err() {
-                break;
-            }
-        }
         self.executor.shutdown().await;
+    }
+
+    /// The next free seat whose worker is up; a seat whose worker is down goes back to
+    /// the pool only once the worker is up again. `None` if the pool is gone.
+    async fn up_seat(&self, seats: &Seats) -> Option<Seat> {
+        loop {
+            let seat = seats.take().await?;
+            if self.executor.is_up(seat.worker) {
+                return Some(seat);
+            }
+            let up = self.executor.until_up(seat.worker);
+            let home = seats.home();
+            home.down.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                up.await;
+                home.down.fetch_sub(1, Ordering::SeqCst);
+                home.put(seat);
+            });
+        }
     }
 
     /// Whether a dispatch may wait behind the one a worker runs. Only for a stage whose
@@ -186,23 +236,31 @@ where
         self.control.in_flight() <= 1 && self.input.is_empty() && pace != 0 && pace < 100_000
     }
 
-    /// Drops tasks that must not reach the handler: all of them once the flow is halted,
-    /// otherwise those whose caller left or whose deadline passed.
+    /// Keeps only the tasks that may reach the handler: none once the flow is halted
+    /// (their callers are told it stopped); otherwise not those whose caller left, nor
+    /// those whose deadline passed (answered with [`Error::Timeout`]).
     fn admit(&self, batch: Vec<Envelope<S::Input, R>>) -> Vec<Envelope<S::Input, R>> {
         let before = batch.len();
-        let admitted: Vec<_> = if self.control.is_halted() {
-            Vec::new()
-        } else {
+        let mut admitted = Vec::with_capacity(before);
+        if !self.control.is_halted() {
             let now = Instant::now();
-            batch
-                .into_iter()
-                .filter(|envelope| !envelope.is_abandoned(now))
-                .collect()
-        };
+            for envelope in batch {
+                match envelope.unfit(now) {
+                    None => admitted.push(envelope),
+                    Some(Unfit::Expired) => envelope.expire(),
+                    Some(Unfit::Abandoned) => drop(envelope),
+                }
+            }
+        }
         self.counters.abandoned(before - admitted.len());
         admitted
     }
 }
+
+/// How many times a worker may be lost while holding one task before the task is failed
+/// rather than run again: a task that kills its worker twice, once in its batch and once
+/// on its own, is the poison.
+const MAX_LOSSES: u32 = 2;
 
 /// One batch handed to its worker: its results awaited, then delivered.
 struct Job<S: Stage, R, D, F> {
@@ -215,6 +273,10 @@ struct Job<S: Stage, R, D, F> {
     downstream: Arc<D>,
     counters: Arc<StageCounters>,
     pace: Arc<Pace>,
+    /// Where batches to run again go (see [`StageRunner::run`]).
+    retries: async_channel::Sender<Vec<Envelope<S::Input, R>>>,
+    /// The stage's `crash_retry` setting.
+    crash_retry: bool,
 }
 
 impl<S, R, D, F> Job<S, R, D, F>
@@ -222,38 +284,121 @@ where
     S: Stage,
     R: Task,
     D: Downstream<S::Output, R>,
-    F: Future<Output = Result<BatchResults<S::Output>, Error>>,
+    F: Future<Output = Dispatched<S::Input, S::Output>>,
 {
     async fn run(self) {
-        let outcome = self.outcome.await;
-        self.pace.record(self.worker, self.sent, self.count);
-        deliver::<S, R, D>(outcome, self.batch, &*self.downstream, &self.counters).await;
+        let mut batch = self.batch;
+        match self.outcome.await {
+            Dispatched::Answered(results) => {
+                self.pace.record(self.worker, self.sent, self.count);
+                deliver::<S, R, D>(results, batch, &*self.downstream, &self.counters).await;
+            }
+            Dispatched::Unrun(tasks) => {
+                restore(&mut batch, tasks);
+                // Nothing ran: the whole batch goes again, as it was.
+                let _ = self.retries.send(batch).await;
+            }
+            Dispatched::Lost { error, tasks } => {
+                restore(&mut batch, tasks);
+                // Each task goes again on its own, so that a poison task can take down
+                // no other task twice; one lost twice is failed.
+                for mut envelope in batch {
+                    if self.crash_retry && envelope.lost() < MAX_LOSSES {
+                        self.counters.retried();
+                        let _ = self.retries.send(vec![envelope]).await;
+                    } else {
+                        self.counters.failed();
+                        envelope.fail(error.clone());
+                    }
+                }
+            }
+            Dispatched::Failed(error) => batch
+                .into_iter()
+                .for_each(|envelope| envelope.fail(error.clone())),
+        }
+    }
+}
+
+/// Gives each envelope back the task it lent to the executor.
+fn restore<T: TaskField, R>(batch: &mut [Envelope<T, R>], tasks: Vec<T>) {
+    for (envelope, task) in batch.iter_mut().zip(tasks) {
+        envelope.restore(task);
     }
 }
 
 async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
-    outcome: Result<BatchResults<S::Output>, Error>,
+    results: BatchResults<S::Output>,
     batch: Vec<Envelope<S::Input, R>>,
     downstream: &D,
     counters: &StageCounters,
 ) {
-    match outcome {
-        Ok(results) => {
-            for (envelope, result) in batch.into_iter().zip(results) {
-                match result {
-                    Ok(output) => downstream.push(envelope.with_task(output)).await,
-                    Err(message) => {
-                        counters.failed();
-                        envelope.fail(Error::Handler {
-                            stage: S::NAME,
-                            message,
-                        });
-                    }
-                }
+    for (envelope, result) in batch.into_iter().zip(results) {
+        match result {
+            Ok(output) => downstream.push(envelope.with_task(output)).await,
+            Err(message) => {
+                counters.failed();
+                envelope.fail(Error::Handler {
+                    stage: S::NAME,
+                    message,
+                });
             }
         }
-        Err(error) => batch
-            .into_iter()
-            .for_each(|envelope| envelope.fail(error.clone())),
+    }
+}
+
+/// The stage's seats: free ones wait in a queue; the runner knows how many there are in
+/// all, so it can tell when every batch in flight has come home.
+struct Seats {
+    total: usize,
+    home: Arc<Home>,
+    free: async_channel::Receiver<Seat>,
+}
+
+/// Where seats come back to, from jobs and from the watchers of down workers.
+struct Home {
+    queue: async_channel::Sender<Seat>,
+    /// Seats set aside while their worker is down.
+    down: AtomicUsize,
+    /// Signalled whenever a seat comes back.
+    settled: Notify,
+}
+
+impl Home {
+    fn put(&self, seat: Seat) {
+        // Never full: it holds every seat there is.
+        let _ = self.queue.try_send(seat);
+        self.settled.notify_one();
+    }
+}
+
+impl Seats {
+    fn new(total: usize) -> Self {
+        let (queue, free) = async_channel::bounded(total.max(1));
+        Self {
+            total,
+            home: Arc::new(Home {
+                queue,
+                down: AtomicUsize::new(0),
+                settled: Notify::new(),
+            }),
+            free,
+        }
+    }
+
+    fn home(&self) -> Arc<Home> {
+        self.home.clone()
+    }
+
+    fn put(&self, seat: Seat) {
+        self.home.put(seat);
+    }
+
+    async fn take(&self) -> Option<Seat> {
+        self.free.recv().await.ok()
+    }
+
+    /// Whether no batch is in flight: every seat is free, parked or set aside.
+    fn all_home(&self, parked: usize) -> bool {
+        self.free.len() + parked + self.home.down.load(Ordering::SeqCst) >= self.total
     }
 }

@@ -20,6 +20,9 @@ pub struct StageStats {
     pub failed: u64,
     /// Tasks dropped before dispatch because their deadline passed or their caller left.
     pub abandoned: u64,
+    /// Tasks sent again, on their own, after the worker process holding them was lost
+    /// (see [`crate::StageConfig::crash_retry`]).
+    pub retried: u64,
     /// Worker processes restarted after they died (crashed, were killed, or were killed
     /// by the runtime for a timeout or an invalid response). Always 0 for threads.
     pub restarts: u64,
@@ -47,6 +50,7 @@ pub(crate) struct StageCounters {
     tasks: AtomicU64,
     failed: AtomicU64,
     abandoned: AtomicU64,
+    retried: AtomicU64,
     restarts: AtomicU64,
     pids: Vec<AtomicU32>,
 }
@@ -65,6 +69,7 @@ impl StageCounters {
             tasks: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             pids: Vec::new(),
         }
@@ -96,6 +101,10 @@ impl StageCounters {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn retried(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn abandoned(&self, count: usize) {
         self.abandoned.fetch_add(count as u64, Ordering::Relaxed);
     }
@@ -109,6 +118,7 @@ impl StageCounters {
             tasks: self.tasks.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             abandoned: self.abandoned.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
             worker_pids: self
                 .pids

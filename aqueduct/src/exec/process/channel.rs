@@ -1,149 +1,25 @@
-//! The per-worker control region and its wake-ups, used by both sides.
+//! The per-worker control region's mapping and its wake-ups, used by both sides. What
+//! the region holds, and who writes what, is [`super::wire`].
 //!
-//! One size-sealed memfd per worker, mapped by the parent and the worker:
-//!
-//! ```text
-//! 0     magic                 u64   parent, at creation
-//! 64    req_seq               u64   parent: sequence number of the last request published
-//! 128   taken_seq             u64   worker: last request it picked up (started)
-//! 192   resp_seq              u64   worker: last request it answered
-//! 256   worker_waiting        u32   worker: "about to sleep on the request eventfd"
-//! 320   state                 u32   worker: STARTING / READY / INIT_FAILED / REFUSED
-//! 384   closing               u32   parent: "exit when idle"
-//! 512   msg_len u32, msg [u8; MSG_CAP]   worker: init error or refusal text
-//! 2048  lane 0: req_count u32, resp_count u32, tag u64 (the request's seq), then
-//!               request slots:  batch_cap × input size        (the tasks' `#[task]` bytes)
-//!               response slots: batch_cap × (16 + slot_data)   (status, len, output or error)
-//! ...   lane 1 (pipelined stages only), laid out the same way
-//! ```
-//!
-//! Requests are numbered from 1. The parent writes each into a free lane, tagged with
-//! its number, and the worker answers in the same lane; the lane stays the parent's
-//! until it has read the answer. A worker runs requests strictly in order, one at a
-//! time, finding request `n` by its tag. With two lanes the parent may publish the next
-//! request while the worker runs the current one, so the worker goes from one to the
-//! next without waiting for the parent (see the stage runner's pipelining). Each lane
-//! also has its own part of the worker's scratch area ([`Geometry::scratch_window`]),
-//! so the blocks a handler made for one answer survive while the worker runs the next.
-//!
-//! Sequence numbers are monotonic `u64`s; a slot's contents are written before its
-//! sequence number is published (Release) and read after it is observed (Acquire).
-//! Wake-ups are eventfds under an event-count protocol: the worker announces that it
-//! is about to sleep, re-checks, then sleeps; the parent writes the eventfd only when
-//! the worker announced sleep, so nothing is written while the worker is busy.
-//!
-//! Everything the parent reads back is validated by the caller: the region is shared
-//! with a process that may be buggy. The region is accessed only through raw pointers
-//! and atomics, never through references to plain bytes.
+//! The region is accessed only through raw copies and atomics (types marked
+//! [`Shared`]), never through references to plain bytes: it is shared with a process
+//! that may write any byte at any time.
 
 use std::fs::File;
 use std::io;
-use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::Ordering;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-pub(crate) const MAGIC: u64 = 0x6171_7565_6475_6374; // "aqueduct"
-pub(crate) const OFF_MAGIC: usize = 0;
-pub(crate) const OFF_REQ_SEQ: usize = 64;
-pub(crate) const OFF_TAKEN_SEQ: usize = 128;
-pub(crate) const OFF_RESP_SEQ: usize = 192;
-pub(crate) const OFF_WORKER_WAITING: usize = 256;
-pub(crate) const OFF_STATE: usize = 320;
-pub(crate) const OFF_CLOSING: usize = 384;
-pub(crate) const OFF_MSG_LEN: usize = 512;
-pub(crate) const OFF_MSG: usize = 516;
-pub(crate) const MSG_CAP: usize = 1024;
-pub(crate) const OFF_SLOTS: usize = 2048;
+use super::wire::{MAGIC, MIN_REGION};
 
-pub(crate) const STATE_STARTING: u32 = 0;
-pub(crate) const STATE_READY: u32 = 1;
-pub(crate) const STATE_INIT_FAILED: u32 = 2;
-pub(crate) const STATE_REFUSED: u32 = 3;
-
-/// Response slot status words.
-pub(crate) const STATUS_OK: u32 = 0;
-pub(crate) const STATUS_ERR: u32 = 1;
-/// Bytes of a response slot's header (status, len, reserved).
-pub(crate) const RESP_HEADER: usize = 16;
-/// Longest handler error message carried back (longer ones are truncated).
-pub(crate) const ERR_CAP: usize = 1024;
-
-/// Most lanes a region has: a worker holds at most this many requests at once.
-pub(crate) const MAX_LANES: usize = 2;
-/// Bytes before a lane's request slots (its `req_count` and `resp_count`).
-const LANE_HEADER: usize = 64;
-
-/// Sizes of a worker's slots, fixed at spawn from the stage's types and batch size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    /// Most tasks one request carries.
-    pub batch_cap: usize,
-    pub input_size: usize,
-    pub output_size: usize,
-    /// Requests a worker may hold at once (1 or 2, see the module docs).
-    pub lanes: usize,
-}
-
-impl Geometry {
-    /// Whether the sizes are usable: a worker refuses a geometry that is not.
-    pub(crate) fn is_valid(&self) -> bool {
-        self.batch_cap > 0 && (1..=MAX_LANES).contains(&self.lanes)
-    }
-
-    /// Data bytes of one response slot: an output or an error message.
-    pub(crate) fn slot_data(&self) -> usize {
-        self.output_size.max(ERR_CAP).next_multiple_of(8)
-    }
-
-    fn lane_len(&self) -> usize {
-        self.responses_start() + self.batch_cap * (RESP_HEADER + self.slot_data())
-    }
-
-    fn responses_start(&self) -> usize {
-        (LANE_HEADER + self.batch_cap * self.input_size).next_multiple_of(64)
-    }
-
-    fn lane_offset(&self, lane: usize) -> usize {
-        OFF_SLOTS + lane * self.lane_len().next_multiple_of(64)
-    }
-
-    /// Where a lane's request count is.
-    pub(crate) fn req_count_offset(&self, lane: usize) -> usize {
-        self.lane_offset(lane)
-    }
-
-    /// Where a lane's response count is.
-    pub(crate) fn resp_count_offset(&self, lane: usize) -> usize {
-        self.lane_offset(lane) + 4
-    }
-
-    /// Where a lane's tag is: the number of the request it holds (an atomic `u64`).
-    pub(crate) fn tag_offset(&self, lane: usize) -> usize {
-        self.lane_offset(lane) + 8
-    }
-
-    pub(crate) fn request_offset(&self, lane: usize, index: usize) -> usize {
-        self.lane_offset(lane) + LANE_HEADER + index * self.input_size
-    }
-
-    pub(crate) fn response_offset(&self, lane: usize, index: usize) -> usize {
-        self.lane_offset(lane) + self.responses_start() + index * (RESP_HEADER + self.slot_data())
-    }
-
-    /// Total bytes of the region.
-    pub(crate) fn region_len(&self) -> usize {
-        self.lane_offset(self.lanes).next_multiple_of(4096)
-    }
-
-    /// The part of a scratch area of `capacity` bytes that a lane's handler calls
-    /// allocate in: an equal share per lane, page-aligned.
-    pub(crate) fn scratch_window(&self, capacity: usize, lane: usize) -> Range<usize> {
-        let share = (capacity / self.lanes) & !4095;
-        lane * share..(lane + 1) * share
-    }
-}
+/// A type that may be viewed in place in the shared region.
+///
+/// # Safety
+/// Every bit pattern must be a valid value and all mutation must go through interior
+/// mutability (atomics), since the other process writes the same bytes concurrently.
+pub(crate) unsafe trait Shared: Sized {}
 
 /// A mapped control region.
 #[derive(Debug)]
@@ -158,16 +34,14 @@ impl Region {
     pub(crate) fn create(len: usize) -> io::Result<Self> {
         let file = crate::shm::memfd::create_sealed("aqueduct-worker-ctl", len)?;
         let region = Self::map(file, len)?;
-        region
-            .u64(OFF_MAGIC)
-            .store(MAGIC, std::sync::atomic::Ordering::Release);
+        region.header().magic.store(MAGIC, Ordering::Release);
         Ok(region)
     }
 
     /// Maps an existing region of `len` bytes (worker side: the inherited memfd). The
     /// memfd is size-sealed, so `len` cannot outgrow the file under the mapping.
     pub(crate) fn map(file: File, len: usize) -> io::Result<Self> {
-        if file.metadata()?.len() < len as u64 || len < OFF_SLOTS {
+        if file.metadata()?.len() < len as u64 || len < MIN_REGION {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "control region is smaller than announced",
@@ -185,20 +59,17 @@ impl Region {
         self.len
     }
 
-    /// The `u64` atomic at `offset` (one of the `OFF_*` header fields, or a lane's tag).
-    pub(crate) fn u64(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.len);
-        // SAFETY: the offset is 8-aligned inside the mapping (asserted), which is
-        // page-aligned and lives as long as `self`. Both processes access these words
-        // only atomically, and every bit pattern is a valid `u64`.
-        unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU64) }
-    }
-
-    /// The `u32` atomic at `offset` (one of the `OFF_*` header fields).
-    pub(crate) fn u32(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= OFF_SLOTS);
-        // SAFETY: as in `u64`, for a 4-aligned `u32`.
-        unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU32) }
+    /// The value of type `T` at `offset`, in place.
+    pub(crate) fn shared_at<T: Shared>(&self, offset: usize) -> &T {
+        assert!(
+            offset % align_of::<T>() == 0 && offset + size_of::<T>() <= self.len,
+            "aqueduct bug: a control-region field outside the region"
+        );
+        // SAFETY: the offset is aligned for `T` and the value lies inside the mapping
+        // (asserted; the mapping itself is page-aligned and lives as long as `self`).
+        // `T: Shared` makes every bit pattern valid and all access atomic, so the other
+        // process writing the same bytes cannot make this reference unsound.
+        unsafe { &*(self.map.as_ptr().add(offset) as *const T) }
     }
 
     /// Copies `data` into the region at `offset`; `false` if it does not fit.
@@ -241,45 +112,6 @@ impl Region {
         };
         true
     }
-
-    /// The `u32` at `offset` (a plain field written before a sequence number was
-    /// published), or `None` if the offset is outside the region.
-    pub(crate) fn read_u32(&self, offset: usize) -> Option<u32> {
-        let mut bytes = [0u8; 4];
-        self.read(offset, &mut bytes)
-            .then(|| u32::from_ne_bytes(bytes))
-    }
-
-    pub(crate) fn write_u32(&self, offset: usize, value: u32) -> bool {
-        self.write(offset, &value.to_ne_bytes())
-    }
-
-    /// Writes the message area (init errors, refusals), truncated to fit.
-    pub(crate) fn write_message(&self, text: &str) {
-        let bytes = truncate_utf8(text, MSG_CAP).as_bytes();
-        self.write(OFF_MSG, bytes);
-        self.write_u32(OFF_MSG_LEN, bytes.len() as u32);
-    }
-
-    /// Reads the message area, validating its length.
-    pub(crate) fn read_message(&self) -> String {
-        let len = self.read_u32(OFF_MSG_LEN).unwrap_or(0) as usize;
-        let mut bytes = vec![0; len.min(MSG_CAP)];
-        self.read(OFF_MSG, &mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a char boundary.
-pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// An eventfd: a counter one side adds to and the other drains to wake up.

@@ -1,34 +1,50 @@
 //! One request's trip: publish a dispatch in its lane and wake the worker if it sleeps
 //! ([`publish`], synchronous, so requests reach a worker in the order they were made),
-//! then wait for the answer, the worker's death or the execution timeout ([`answer`]).
+//! then wait for the answer, the worker's death or a timeout ([`answer`]).
+//!
+//! Every request has a bounded time to be taken and, with `exec_timeout`, to be
+//! answered. Both clocks start when the request became the worker's next one by the
+//! parent's own records (published, with no older request of the worker unanswered),
+//! never by a word the worker writes: a worker that stops taking requests, whatever its
+//! control region says, is killed after the take timeout.
 
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use tokio::time::{sleep_until, Instant};
 
-use super::channel::*;
 use super::supervisor::exited;
-use super::{Conn, Shared};
+use super::wire::{self, Geometry, Taken, MAX_LANES};
+use super::{Conn, Exit, Shared};
 use crate::exec::{poll_within, QUIET_SPIN};
 use crate::sync::lock;
 use crate::task::TaskField;
 
 /// Why a batch did not come back.
 pub(super) enum Failure {
-    /// The worker died before picking the batch up: send it to the replacement.
+    /// The worker is gone and provably never took the batch: it may be sent again.
     NotTaken,
-    Died(super::Exit),
+    /// The worker died while it held the batch.
+    Died(Exit),
+    /// The batch ran past the stage's execution timeout.
     TimedOut,
+    /// The worker did not take the batch within the take timeout although it had
+    /// nothing older to run: it is wedged.
+    Wedged,
+    /// The worker broke the protocol.
     Violation(String),
 }
 
-/// The parent's record of one worker's lanes: the last request number published, and
-/// which lanes hold a request whose answer has not been read yet.
+/// The parent's record of one worker's lanes.
 #[derive(Debug, Default)]
 pub(super) struct Lanes {
-    last: u64,
-    busy: [bool; MAX_LANES],
+    /// The number of the last request published.
+    pub last: u64,
+    /// The request each lane holds until its answer was read (or the worker is gone).
+    held: [Option<u64>; MAX_LANES],
+    /// When a lane was last freed: from then on, the request behind it was the worker's
+    /// next one.
+    freed_at: Option<Instant>,
 }
 
 /// A published request: its lane is the caller's until the ticket is dropped, after
@@ -36,38 +52,60 @@ pub(super) struct Lanes {
 pub(super) struct Ticket {
     pub conn: Arc<Conn>,
     pub lane: usize,
-    seq: u64,
+    pub seq: u64,
+    published_at: Instant,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        lock(&self.conn.lanes).busy[self.lane] = false;
+        let mut lanes = lock(&self.conn.lanes);
+        lanes.held[self.lane] = None;
+        lanes.freed_at = Some(Instant::now());
+        drop(lanes);
+        self.conn.freed.notify_waiters();
     }
 }
 
-/// Waits for the worker's answer to the ticket's request; on success the ticket's lane
-/// holds it.
+impl Ticket {
+    /// Since when the worker has had nothing older to run than this request (by the
+    /// parent's records); `None` while an older request of the worker is unanswered.
+    fn next_since(&self) -> Option<Instant> {
+        let lanes = lock(&self.conn.lanes);
+        let older = lanes.held.iter().flatten().any(|&seq| seq < self.seq);
+        (!older).then(|| {
+            lanes
+                .freed_at
+                .map_or(self.published_at, |freed| freed.max(self.published_at))
+        })
+    }
+}
+
+/// Waits until the worker says it answered the ticket's request (which the caller then
+/// validates), or fails.
 pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Result<(), Failure> {
     let (conn, seq) = (&*ticket.conn, ticket.seq);
-    let ctl = &conn.ctl;
-    let answered = || ctl.u64(OFF_RESP_SEQ).load(Ordering::Acquire) >= seq;
-    if quiet && poll_within(QUIET_SPIN, || answered().then_some(())).is_some() {
-        return check_answer(conn);
+    let (ctl, geometry) = (&conn.ctl, &shared.geometry);
+    if quiet && poll_within(QUIET_SPIN, || wire::answered(ctl, seq).then_some(())).is_some() {
+        return Ok(());
     }
-    let mut deadline = shared.config.exec_timeout.map(|t| Instant::now() + t);
     let mut exit = conn.exit.clone();
     loop {
         // Two dispatches may wait on one worker, and whichever drains its eventfd takes
         // the wake-up from the other: the drainer tells the others through `drained`.
-        // Registering before the check means no such word between the two is missed.
+        // Registering before the check means no such word between the two is missed;
+        // likewise `freed`, which starts this request's clocks.
         let drained = conn.drained.notified();
-        tokio::pin!(drained);
+        let freed = conn.freed.notified();
+        tokio::pin!(drained, freed);
         drained.as_mut().enable();
-        if answered() {
-            return check_answer(conn);
+        freed.as_mut().enable();
+        if wire::answered(ctl, seq) {
+            return Ok(());
         }
+        let clocks = Clocks::of(shared, ticket);
         tokio::select! {
             () = &mut drained => {}
+            () = &mut freed => {}
             readable = conn.resp.readable() => match readable {
                 Ok(mut guard) => {
                     if guard.get_inner().drain().is_ok() {
@@ -80,25 +118,55 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
             },
             exit = exited(&mut exit) => {
                 // A response published just before dying still counts.
-                if answered() {
-                    return check_answer(conn);
+                if wire::answered(ctl, seq) {
+                    return Ok(());
                 }
-                return Err(if ctl.u64(OFF_TAKEN_SEQ).load(Ordering::Acquire) < seq {
-                    Failure::NotTaken
-                } else {
-                    Failure::Died(exit)
+                return Err(match wire::taken(ctl, geometry, ticket.lane, seq) {
+                    Taken::No => Failure::NotTaken,
+                    Taken::Yes | Taken::Unsure => Failure::Died(exit),
                 });
             }
-            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                if ctl.u64(OFF_TAKEN_SEQ).load(Ordering::Acquire) < seq {
-                    // Still queued behind the request the worker runs, which has a
-                    // deadline of its own: the clock starts when the worker takes this one.
-                    deadline = shared.config.exec_timeout.map(|t| Instant::now() + t);
-                    continue;
+            () = sleep_until(clocks.next().unwrap_or_else(Instant::now)), if clocks.next().is_some() => {
+                if wire::answered(ctl, seq) {
+                    return Ok(());
                 }
-                return Err(Failure::TimedOut);
+                let now = Instant::now();
+                if clocks.take.is_some_and(|take| take <= now) {
+                    return Err(Failure::Wedged);
+                }
+                if clocks.exec.is_some_and(|exec| exec <= now) {
+                    return Err(Failure::TimedOut);
+                }
             }
         }
+    }
+}
+
+/// A request's deadlines, once it is the worker's next one.
+struct Clocks {
+    /// To be taken (only while the worker's words do not agree that it was).
+    take: Option<Instant>,
+    /// To be answered (the stage's execution timeout).
+    exec: Option<Instant>,
+}
+
+impl Clocks {
+    fn of(shared: &Shared, ticket: &Ticket) -> Self {
+        let Some(since) = ticket.next_since() else {
+            return Self {
+                take: None,
+                exec: None,
+            };
+        };
+        let taken = wire::taken(&ticket.conn.ctl, &shared.geometry, ticket.lane, ticket.seq);
+        Self {
+            take: (taken != Taken::Yes).then(|| since + shared.take_timeout),
+            exec: shared.config.exec_timeout.map(|limit| since + limit),
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.take.into_iter().chain(self.exec).min()
     }
 }
 
@@ -120,42 +188,24 @@ pub(super) fn publish<T: TaskField>(
     // Held while the lane is written, so that two dispatches to the same worker from
     // different threads publish whole lanes in number order.
     let mut lanes = lock(&conn.lanes);
-    let Some(lane) = (0..geometry.lanes).find(|&lane| !lanes.busy[lane]) else {
+    let Some(lane) = (0..geometry.lanes).find(|&lane| lanes.held[lane].is_none()) else {
         return Err(Failure::Violation(
             "aqueduct bug: a dispatch found no free lane on its worker".into(),
         ));
     };
     let seq = lanes.last + 1;
-    for (i, task) in batch.iter().enumerate() {
-        ctl.write(geometry.request_offset(lane, i), bytemuck::bytes_of(task));
-    }
-    ctl.write_u32(geometry.req_count_offset(lane), batch.len() as u32);
-    ctl.u64(geometry.tag_offset(lane))
-        .store(seq, Ordering::Relaxed);
-    ctl.u64(OFF_REQ_SEQ).store(seq, Ordering::Release);
+    wire::write_request(ctl, &geometry, lane, seq, bytemuck::cast_slice(batch));
     lanes.last = seq;
-    lanes.busy[lane] = true;
+    lanes.held[lane] = Some(seq);
     drop(lanes);
     fence(Ordering::SeqCst);
-    if ctl.u32(OFF_WORKER_WAITING).swap(0, Ordering::SeqCst) != 0 {
+    if ctl.header().worker_waiting.swap(0, Ordering::SeqCst) != 0 {
         conn.req.notify();
     }
     Ok(Ticket {
         conn: conn.clone(),
         lane,
         seq,
+        published_at: Instant::now(),
     })
-}
-
-/// The worker claims to have answered a request: it may also have answered the one
-/// queued behind it, but never one that was not published.
-fn check_answer(conn: &Conn) -> Result<(), Failure> {
-    let answered = conn.ctl.u64(OFF_RESP_SEQ).load(Ordering::Acquire);
-    let published = lock(&conn.lanes).last;
-    if answered > published {
-        return Err(Failure::Violation(format!(
-            "response sequence number {answered} is ahead of the last request's {published}"
-        )));
-    }
-    Ok(())
 }

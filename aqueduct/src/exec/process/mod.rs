@@ -20,25 +20,30 @@
 
 mod channel;
 mod exchange;
+mod exit;
 mod logs;
 mod results;
 mod spawn;
 mod supervisor;
+mod wire;
 mod worker;
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
-use self::channel::*;
+use self::channel::{EventFd, Region};
 use self::exchange::{answer, publish, Failure, Lanes, Ticket};
 use self::results::{handle_offsets, take_results, Answer};
 use self::supervisor::{closed, kill_and_wait, live, supervise};
-use super::{BatchResults, Executor};
+use self::wire::{Geometry, MAX_LANES};
+use super::{Dispatched, Executor};
 use crate::flow::StageCounters;
 use crate::shm::arena::Arena;
 use crate::shm::ownership;
@@ -52,20 +57,20 @@ const DEFAULT_SCRATCH: usize = 256 << 20;
 /// One page per lane.
 const MIN_SCRATCH: usize = 4096 * MAX_LANES;
 
+/// How long a worker with nothing older to run may take to pick up a request before it
+/// is considered wedged and killed (its request then goes to another worker).
+/// `AQUEDUCT_TAKE_TIMEOUT_MS` overrides it.
+const DEFAULT_TAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Identifies a stage across the process boundary: name plus both task layouts.
-pub(crate) fn stage_hash<S: Stage>() -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    let mut mix = |value: u64| {
-        for byte in value.to_le_bytes() {
-            hash = (hash ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    S::NAME.bytes().for_each(|b| mix(b as u64));
-    mix(<S::Input as crate::Task>::FINGERPRINT);
-    mix(<S::Output as crate::Task>::FINGERPRINT);
-    mix(size_of::<S::Input>() as u64);
-    mix(size_of::<S::Output>() as u64);
-    hash
+pub(crate) const fn stage_hash<S: Stage>() -> u64 {
+    crate::hash::Digest::new()
+        .str(S::NAME)
+        .word(<S::Input as crate::Task>::FINGERPRINT)
+        .word(<S::Output as crate::Task>::FINGERPRINT)
+        .word(size_of::<S::Input>() as u64)
+        .word(size_of::<S::Output>() as u64)
+        .finish()
 }
 
 /// How a worker process ended.
@@ -82,6 +87,10 @@ struct Conn {
     resp: AsyncFd<EventFd>,
     /// Signalled by whichever dispatch drains `resp`, for the others waiting on it.
     drained: Notify,
+    /// Signalled when a lane is freed: the request behind it is the worker's next one.
+    freed: Notify,
+    /// Whether the worker answered a request (its restart then needs no backoff).
+    served: AtomicBool,
     scratch: Scratch,
     /// What was published to the worker; locked while a request is written.
     lanes: Mutex<Lanes>,
@@ -101,6 +110,8 @@ struct Shared {
     config: StageConfig,
     geometry: Geometry,
     scratch_capacity: usize,
+    /// See [`DEFAULT_TAKE_TIMEOUT`].
+    take_timeout: Duration,
     /// Byte offsets of the arena handles inside an output task.
     output_handles: Vec<usize>,
     slots: Vec<Slot>,
@@ -152,6 +163,10 @@ impl<S: Stage> ProcessExecutor<S> {
                 lanes: if config.pipelined() { MAX_LANES } else { 1 },
             },
             scratch_capacity,
+            take_timeout: std::env::var("AQUEDUCT_TAKE_TIMEOUT_MS")
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(DEFAULT_TAKE_TIMEOUT, Duration::from_millis),
             output_handles,
             slots: (0..config.nprocs)
                 .map(|_| Slot {
@@ -204,16 +219,32 @@ where
         worker: usize,
         batch: Vec<S::Input>,
         quiet: bool,
-    ) -> impl Future<Output = Result<BatchResults<S::Output>, Error>> + Send + 'static {
+    ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static {
         let shared = self.shared.clone();
         // Published now if the worker is up, so that it receives dispatches in the order
-        // they were made; while it restarts, the dispatch is published once it is back.
+        // they were made. A worker that is down (restarting) gives the batch back at
+        // once, for a worker that is up.
         let conn = shared.slots[worker].current.borrow().clone();
         let published = conn.filter(|_| !*shared.closing.borrow()).map(|conn| {
             let ticket = publish(shared.geometry, &conn, &batch);
             (conn, ticket)
         });
-        dispatch::<S>(shared, worker, batch, quiet, published)
+        dispatch::<S>(shared, batch, quiet, published)
+    }
+
+    fn is_up(&self, worker: usize) -> bool {
+        self.shared.slots[worker].current.borrow().is_some()
+    }
+
+    fn until_up(&self, worker: usize) -> impl Future<Output = ()> + Send + 'static {
+        let mut current = self.shared.slots[worker].current.subscribe();
+        let mut closing = self.shared.closing.subscribe();
+        async move {
+            tokio::select! {
+                _ = live(&mut current) => {}
+                () = closed(&mut closing) => {}
+            }
+        }
     }
 
     async fn shutdown(&self) {
@@ -228,83 +259,86 @@ where
 /// A batch published to a worker (or the reason it could not be).
 type Published = (Arc<Conn>, Result<Ticket, Failure>);
 
-/// Waits for the answer to `batch` on `worker`, publishing it first if `published` is
-/// `None`, and again to the worker's replacement if the worker died before taking it.
+/// Waits for the answer to `batch`, published as `published` (`None`: the worker was
+/// down, or the stage is closing).
 async fn dispatch<S: Stage>(
     shared: Arc<Shared>,
-    worker: usize,
     batch: Vec<S::Input>,
     quiet: bool,
-    mut published: Option<Published>,
-) -> Result<BatchResults<S::Output>, Error> {
-    loop {
-        let (conn, ticket) = match published.take() {
-            Some(published) => published,
-            None => {
-                // Only here, off the usual path: the worker was (re)starting.
-                let mut current = shared.slots[worker].current.subscribe();
-                let mut closing = shared.closing.subscribe();
-                let conn = tokio::select! {
-                    conn = live(&mut current) => conn,
-                    () = closed(&mut closing) => None,
+    published: Option<Published>,
+) -> Dispatched<S::Input, S::Output> {
+    let Some((conn, ticket)) = published else {
+        if *shared.closing.borrow() {
+            batch.iter().for_each(ownership::release);
+            return Dispatched::Failed(Error::Stopped);
+        }
+        return Dispatched::Unrun(batch);
+    };
+    let failure = match ticket {
+        Ok(ticket) => match answer(&shared, &ticket, quiet).await {
+            Ok(()) => {
+                let answer = Answer {
+                    ctl: &conn.ctl,
+                    geometry: shared.geometry,
+                    lane: ticket.lane,
+                    seq: ticket.seq,
+                    published: lock(&conn.lanes).last,
+                    output_handles: &shared.output_handles,
+                    scratch: &conn.scratch,
                 };
-                let Some(conn) = conn else {
-                    batch.iter().for_each(ownership::release);
-                    return Err(Error::Stopped);
-                };
-                let ticket = publish(shared.geometry, &conn, &batch);
-                (conn, ticket)
-            }
-        };
-        let failure = match ticket {
-            Ok(ticket) => match answer(&shared, &ticket, quiet).await {
-                Ok(()) => match take_results::<S>(
-                    &Answer {
-                        ctl: &conn.ctl,
-                        geometry: shared.geometry,
-                        lane: ticket.lane,
-                        output_handles: &shared.output_handles,
-                        scratch: &conn.scratch,
-                    },
-                    &batch,
-                ) {
+                match take_results::<S>(&answer, &batch) {
                     Ok(results) => {
+                        conn.served.store(true, Ordering::Relaxed);
                         batch.iter().for_each(ownership::release);
-                        return Ok(results);
+                        return Dispatched::Answered(results);
                     }
                     Err(reason) => Failure::Violation(reason),
-                },
-                Err(failure) => failure,
-            },
+                }
+            }
+            Err(Failure::Wedged) => {
+                kill_and_wait(&conn).await;
+                // Dead now: if it never took the request, the request may go elsewhere.
+                match wire::taken(&conn.ctl, &shared.geometry, ticket.lane, ticket.seq) {
+                    wire::Taken::No => Failure::NotTaken,
+                    _ => Failure::Violation(format!(
+                        "its words disagree on whether it took request {}",
+                        ticket.seq
+                    )),
+                }
+            }
             Err(failure) => failure,
-        };
-        let error = match failure {
-            Failure::NotTaken => continue,
-            Failure::Died(exit) => Error::WorkerCrashed {
+        },
+        Err(failure) => failure,
+    };
+    let error = match failure {
+        Failure::NotTaken => return Dispatched::Unrun(batch),
+        Failure::Died(exit) => Error::WorkerCrashed {
+            stage: shared.stage,
+            pid: conn.pid,
+            signal: exit.signal,
+        },
+        Failure::TimedOut | Failure::Wedged => {
+            kill_and_wait(&conn).await;
+            Error::WorkerCrashed {
                 stage: shared.stage,
                 pid: conn.pid,
-                signal: exit.signal,
-            },
-            Failure::TimedOut => {
-                kill_and_wait(&conn).await;
-                Error::WorkerCrashed {
-                    stage: shared.stage,
-                    pid: conn.pid,
-                    signal: Some(libc::SIGKILL),
-                }
+                signal: Some(libc::SIGKILL),
             }
-            Failure::Violation(reason) => {
-                kill_and_wait(&conn).await;
-                Error::WorkerProtocol {
-                    stage: shared.stage,
-                    pid: conn.pid,
-                    reason,
-                }
+        }
+        Failure::Violation(reason) => {
+            kill_and_wait(&conn).await;
+            Error::WorkerProtocol {
+                stage: shared.stage,
+                pid: conn.pid,
+                reason,
             }
-        };
-        // The worker is gone, so nothing reads the batch's blocks any more.
-        batch.iter().for_each(ownership::release);
-        return Err(error);
+        }
+    };
+    // The worker is gone, so nothing reads the batch's blocks any more; they stay the
+    // tasks' own, for a retry.
+    Dispatched::Lost {
+        error,
+        tasks: batch,
     }
 }
 

@@ -3,7 +3,8 @@
 
 use std::ops::Range;
 
-use super::channel::*;
+use super::channel::Region;
+use super::wire::{self, Geometry, Read};
 use crate::exec::BatchResults;
 use crate::shm::arena::Arena;
 use crate::shm::ownership::{self, handles_of};
@@ -18,6 +19,10 @@ pub(super) struct Answer<'a> {
     pub geometry: Geometry,
     /// The request's lane: its response slots, and its part of the scratch area.
     pub lane: usize,
+    /// The request's number.
+    pub seq: u64,
+    /// The number of the last request published to the worker.
+    pub published: u64,
     /// Byte offsets of the arena handles inside an output task.
     pub output_handles: &'a [usize],
     pub scratch: &'a Scratch,
@@ -33,6 +38,8 @@ pub(super) fn take_results<S: Stage>(
         ctl,
         geometry,
         lane,
+        seq,
+        published,
         output_handles,
         scratch,
     } = *answer;
@@ -40,44 +47,30 @@ pub(super) fn take_results<S: Stage>(
         scratch,
         window: geometry.scratch_window(scratch.capacity(), lane),
     };
-    let count = ctl
-        .read_u32(geometry.resp_count_offset(lane))
-        .unwrap_or(u32::MAX) as usize;
-    if count != batch.len() {
-        return Err(format!(
-            "response holds {count} results for a batch of {} tasks",
-            batch.len()
-        ));
-    }
+    let count = batch.len();
+    wire::check_answer(ctl, &geometry, lane, seq, count, published)?;
     let lent: Vec<ShmHandle> = batch.iter().flat_map(handles_of).collect();
     let mut results: BatchResults<S::Output> = Vec::with_capacity(count);
     let outcome = (0..count).try_for_each(|i| {
-        let at = geometry.response_offset(lane, i);
-        let status = ctl.read_u32(at).ok_or("response slot out of range")?;
-        let len = ctl.read_u32(at + 4).ok_or("response slot out of range")? as usize;
-        match status {
-            STATUS_OK if len == geometry.output_size => {
-                let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
-                ctl.read(at + RESP_HEADER, bytemuck::bytes_of_mut(&mut output));
-                match adopt_handles(&mut output, output_handles, &lent, &made) {
-                    Ok(()) => results.push(Ok(output)),
-                    // No room in the arena for what the handler made: that task fails,
-                    // as it would have in a worker thread; the worker did nothing wrong.
-                    Err(Rejected::Resources(error)) => results.push(Err(error.to_string())),
-                    Err(Rejected::Invalid(reason)) => return Err(format!("result {i}: {reason}")),
-                }
-                Ok(())
-            }
-            STATUS_ERR if len <= ERR_CAP.min(geometry.slot_data()) => {
-                let mut text = vec![0; len];
-                ctl.read(at + RESP_HEADER, &mut text);
-                results.push(Err(String::from_utf8_lossy(&text).into_owned()));
-                Ok(())
-            }
-            _ => Err(format!(
-                "result {i}: invalid slot (status {status}, length {len})"
-            )),
+        let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
+        match wire::read_result(
+            ctl,
+            &geometry,
+            lane,
+            seq,
+            i,
+            bytemuck::bytes_of_mut(&mut output),
+        )? {
+            Read::Output => match adopt_handles(&mut output, output_handles, &lent, &made) {
+                Ok(()) => results.push(Ok(output)),
+                // No room in the arena for what the handler made: that task fails,
+                // as it would have in a worker thread; the worker did nothing wrong.
+                Err(Rejected::Resources(error)) => results.push(Err(error.to_string())),
+                Err(Rejected::Invalid(reason)) => return Err(format!("result {i}: {reason}")),
+            },
+            Read::Error(message) => results.push(Err(message)),
         }
+        Ok(())
     });
     match outcome {
         Ok(()) => Ok(results),

@@ -22,7 +22,9 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use super::channel::{EventFd, Geometry, Region, STATE_REFUSED};
+use super::channel::{EventFd, Region};
+use super::exit;
+use super::wire::{Geometry, WorkerState};
 
 /// The marker: its value is the worker's [`Spec`].
 pub(crate) const WORKER_ENV: &str = "AQUEDUCT_WORKER";
@@ -52,8 +54,8 @@ extern "C" fn worker_hook() {
     let code = std::thread::Builder::new()
         .name("aqueduct-worker".into())
         .spawn(move || run_worker(spec))
-        .map(|thread| thread.join().unwrap_or(101))
-        .unwrap_or(102);
+        .map(|thread| thread.join().unwrap_or(exit::PANICKED))
+        .unwrap_or(exit::NO_THREAD);
     std::process::exit(code);
 }
 
@@ -208,11 +210,9 @@ impl Boot {
 }
 
 fn refuse(ctl: &Region, resp: &EventFd, why: &str) -> i32 {
-    ctl.write_message(why);
-    ctl.u32(super::channel::OFF_STATE)
-        .store(STATE_REFUSED, Ordering::Release);
+    ctl.set_state(WorkerState::Refused, why);
     resp.notify();
-    3
+    exit::REFUSED
 }
 
 /// The worker process's life: checks, attach shared memory, run the stage.
@@ -224,7 +224,7 @@ fn run_worker(spec: OsString) -> i32 {
     super::logs::install_worker_subscriber();
     let Some(spec) = spec.to_str().and_then(Spec::decode) else {
         eprintln!("aqueduct worker: malformed {WORKER_ENV}; exiting");
-        return 4;
+        return exit::BAD_SPEC;
     };
     // SAFETY: these fds were inherited from the parent, which created them for this
     // worker and names them in the spec; nothing else in this fresh process owns them.
@@ -241,13 +241,13 @@ fn run_worker(spec: OsString) -> i32 {
         Ok(ctl) => ctl,
         Err(e) => {
             eprintln!("aqueduct worker: cannot map the control region: {e}");
-            return 4;
+            return exit::BAD_SPEC;
         }
     };
     // The parent may have died between fork and `prctl(PR_SET_PDEATHSIG)`.
     // SAFETY: getppid has no preconditions.
     if unsafe { libc::getppid() } as u32 != spec.parent_pid {
-        return 5;
+        return exit::ORPHANED;
     }
     if spec.build_id != build_id() {
         return refuse(

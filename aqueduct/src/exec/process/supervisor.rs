@@ -4,7 +4,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,15 +14,17 @@ use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
-use super::channel::*;
+use super::channel::{EventFd, Region};
 use super::spawn::{self, Spec, WORKER_ENV};
+use super::wire::WorkerState;
 use super::{logs, stage_hash, worker, Conn, Exit, Shared};
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
 use crate::Stage;
 
 /// First delay before restarting a worker that died soon after starting; doubles up to
-/// [`MAX_BACKOFF`]. A worker that had been up for [`STABLE_AFTER`] restarts at once.
+/// [`MAX_BACKOFF`]. A worker that had been up for [`STABLE_AFTER`], or that answered a
+/// request before it died (a poison task, not a crash loop), restarts at once.
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const STABLE_AFTER: Duration = Duration::from_secs(1);
@@ -56,18 +58,21 @@ pub(super) async fn supervise<S: Stage>(
                     let _ = ready.send(Err(message));
                     return;
                 }
-                eprintln!(
-                    "aqueduct: stage `{}`: restarting worker {index} failed: {message}",
-                    shared.stage
+                tracing::error!(
+                    target: "aqueduct::worker",
+                    stage = shared.stage,
+                    worker = index,
+                    "restarting a worker process failed: {message}"
                 );
             }
             Ok(mut started) => {
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(Ok(()));
-                }
                 let conn = started.conn.clone();
                 shared.counters.set_pid(index, conn.pid);
                 shared.slots[index].current.send_replace(Some(conn.clone()));
+                // Reported ready only now, so that `start()` returns with real pids.
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
                 let status = tokio::select! {
                     status = started.child.wait() => status,
                     () = conn.kill.notified() => {
@@ -75,7 +80,7 @@ pub(super) async fn supervise<S: Stage>(
                         started.child.wait().await
                     }
                     () = closed(&mut closing) => {
-                        conn.ctl.u32(OFF_CLOSING).store(1, Ordering::SeqCst);
+                        conn.ctl.header().closing.store(1, Ordering::SeqCst);
                         conn.req.notify();
                         match timeout(CLOSE_GRACE, started.child.wait()).await {
                             Ok(status) => status,
@@ -97,7 +102,7 @@ pub(super) async fn supervise<S: Stage>(
                 if !restart {
                     return;
                 }
-                if started_at.elapsed() >= STABLE_AFTER {
+                if started_at.elapsed() >= STABLE_AFTER || conn.served.load(Ordering::Relaxed) {
                     backoff = MIN_BACKOFF;
                     continue;
                 }
@@ -186,16 +191,16 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
     }
     let deadline = Instant::now() + shared.config.start_timeout;
     loop {
-        match ctl.u32(OFF_STATE).load(Ordering::Acquire) {
-            STATE_READY => break,
-            STATE_STARTING => {}
-            STATE_INIT_FAILED | STATE_REFUSED => {
-                let message = ctl.read_message();
+        match ctl.state() {
+            Ok(WorkerState::Ready) => break,
+            Ok(WorkerState::Starting) => {}
+            Ok(WorkerState::InitFailed | WorkerState::Refused) => {
+                let message = ctl.message();
                 let _ = child.start_kill();
                 let _ = child.wait().await;
                 return Err(message);
             }
-            other => {
+            Err(other) => {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
                 return Err(format!("worker {pid} reported an invalid state {other}"));
@@ -212,7 +217,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
             },
             status = child.wait() => {
                 // It may have reported before exiting.
-                if ctl.u32(OFF_STATE).load(Ordering::Acquire) != STATE_STARTING {
+                if ctl.state() != Ok(WorkerState::Starting) {
                     continue;
                 }
                 return Err(match status {
@@ -241,6 +246,8 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
             scratch,
             lanes: Mutex::default(),
             drained: Notify::new(),
+            freed: Notify::new(),
+            served: AtomicBool::new(false),
             exit: exit_rx,
             kill: Notify::new(),
         }),

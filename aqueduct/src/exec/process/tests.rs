@@ -1,5 +1,9 @@
+use std::sync::atomic::Ordering;
+
 use super::results::{handle_offsets, take_results, Answer};
+use super::wire::{Outcome, Taken};
 use super::*;
+use crate::exec::BatchResults;
 use crate::{ShmBytes, ShmStr};
 
 #[crate::task(crate = "crate")]
@@ -40,6 +44,8 @@ impl Stage for Echo {
 /// The fixture answers in the second lane, whose scratch window is the second half.
 const LANE: usize = 1;
 const SCRATCH: usize = 1 << 16;
+/// The number of the request the fixture's batch went out as.
+const SEQ: u64 = 7;
 
 struct Fixture {
     ctl: Region,
@@ -71,16 +77,18 @@ impl Fixture {
             batch,
         };
         // A well-formed answer: the input echoed back.
-        fixture.write_slot(0, STATUS_OK, bytemuck::bytes_of(&fixture.batch[0]));
-        fixture.ctl.write_u32(geometry.resp_count_offset(LANE), 1);
+        fixture.answer(SEQ, bytemuck::bytes_of(&fixture.batch[0]));
         fixture
     }
 
-    fn write_slot(&self, index: usize, status: u32, data: &[u8]) {
-        let at = self.geometry.response_offset(LANE, index);
-        self.ctl.write_u32(at, status);
-        self.ctl.write_u32(at + 4, data.len() as u32);
-        self.ctl.write(at + RESP_HEADER, data);
+    /// The worker's answer to request `seq`: one output of `bytes`.
+    fn answer(&self, seq: u64, bytes: &[u8]) {
+        let outcomes = [Outcome::Output(bytes)];
+        wire::write_answer(&self.ctl, &self.geometry, LANE, seq, outcomes.into_iter());
+    }
+
+    fn slot(&self) -> &wire::SlotHeader {
+        self.ctl.slot(&self.geometry, LANE, 0)
     }
 
     fn take(&self) -> Result<BatchResults<WithHandles>, String> {
@@ -89,6 +97,8 @@ impl Fixture {
                 ctl: &self.ctl,
                 geometry: self.geometry,
                 lane: LANE,
+                seq: SEQ,
+                published: SEQ,
                 output_handles: &self.offsets,
                 scratch: &self.scratch,
             },
@@ -109,22 +119,129 @@ fn corrupted_response_slots_are_rejected() {
     let wrong_count = Fixture::new();
     wrong_count
         .ctl
-        .write_u32(wrong_count.geometry.resp_count_offset(LANE), 2);
+        .lane(&wrong_count.geometry, LANE)
+        .resp_count
+        .store(2, Ordering::Relaxed);
     assert!(wrong_count.take().unwrap_err().contains("2 results"));
 
     let bad_status = Fixture::new();
-    bad_status.write_slot(0, 0xDEAD, &[]);
+    bad_status.slot().status.store(0xDEAD, Ordering::Relaxed);
     assert!(bad_status.take().unwrap_err().contains("invalid slot"));
 
     let short_output = Fixture::new();
-    short_output.write_slot(0, STATUS_OK, &[0; 8]);
+    short_output.answer(SEQ, &[0; 8]);
     assert!(short_output.take().unwrap_err().contains("invalid slot"));
 
     let long_error = Fixture::new();
-    let at = long_error.geometry.response_offset(LANE, 0);
-    long_error.ctl.write_u32(at, STATUS_ERR);
-    long_error.ctl.write_u32(at + 4, u32::MAX);
+    wire::write_answer(
+        &long_error.ctl,
+        &long_error.geometry,
+        LANE,
+        SEQ,
+        [Outcome::Error("boom")].into_iter(),
+    );
+    long_error.slot().len.store(u32::MAX, Ordering::Relaxed);
     assert!(long_error.take().unwrap_err().contains("invalid slot"));
+}
+
+#[test]
+fn an_answer_to_another_request_is_never_taken_for_this_one() {
+    // The previous request's answer still in the lane, with `resp_seq` pushed ahead by a
+    // stray write: the lane says whom it answers.
+    let stale = Fixture::new();
+    stale.answer(SEQ - 2, bytemuck::bytes_of(&stale.batch[0]));
+    stale.ctl.header().resp_seq.store(SEQ, Ordering::Relaxed);
+    assert!(stale.take().unwrap_err().contains("answers request 5"));
+
+    // The lane's tag forged too: each slot's stamp still says.
+    stale
+        .ctl
+        .lane(&stale.geometry, LANE)
+        .answer_tag
+        .store(SEQ, Ordering::Relaxed);
+    assert!(stale.take().unwrap_err().contains("stamped for request 5"));
+
+    // A response number ahead of every request published.
+    let ahead = Fixture::new();
+    ahead
+        .ctl
+        .header()
+        .resp_seq
+        .store(SEQ + 1, Ordering::Relaxed);
+    assert!(ahead
+        .take()
+        .unwrap_err()
+        .contains("ahead of the last request"));
+}
+
+#[test]
+fn a_stray_write_into_a_result_is_a_violation_not_a_result() {
+    for offset in [0, 8, 40] {
+        let fixture = Fixture::new();
+        let at = fixture.geometry.response_offset(LANE, 0) + wire::RESP_HEADER + offset;
+        fixture.ctl.write(at, &[0x5a; 8]);
+        assert!(
+            fixture.take().unwrap_err().contains("checksum"),
+            "a write at data offset {offset} must be caught"
+        );
+    }
+    // Into an error's text: never a wrong handler error.
+    let fixture = Fixture::new();
+    wire::write_answer(
+        &fixture.ctl,
+        &fixture.geometry,
+        LANE,
+        SEQ,
+        [Outcome::Error("model not loaded")].into_iter(),
+    );
+    let at = fixture.geometry.response_offset(LANE, 0) + wire::RESP_HEADER;
+    fixture.ctl.write(at, b"garbage!");
+    assert!(fixture.take().unwrap_err().contains("checksum"));
+    // A forged stamp or status is caught the same way.
+    let fixture = Fixture::new();
+    fixture.slot().check.fetch_xor(1, Ordering::Relaxed);
+    assert!(fixture.take().unwrap_err().contains("checksum"));
+}
+
+#[test]
+fn a_request_is_taken_only_if_both_words_say_so() {
+    let fixture = Fixture::new();
+    let (ctl, geometry) = (&fixture.ctl, &fixture.geometry);
+    let seq = 3;
+    assert_eq!(wire::taken(ctl, geometry, LANE, seq), Taken::No);
+    wire::take(ctl, geometry, LANE, seq);
+    assert_eq!(wire::taken(ctl, geometry, LANE, seq), Taken::Yes);
+    // One stray write into either word: never "not taken", so never sent twice.
+    ctl.header().taken_seq.store(0, Ordering::Relaxed);
+    assert_eq!(wire::taken(ctl, geometry, LANE, seq), Taken::Unsure);
+    wire::take(ctl, geometry, LANE, seq);
+    ctl.lane(geometry, LANE)
+        .taken_tag
+        .store(0, Ordering::Relaxed);
+    assert_eq!(wire::taken(ctl, geometry, LANE, seq), Taken::Unsure);
+}
+
+#[test]
+fn a_request_that_does_not_match_its_checksum_is_refused() {
+    let fixture = Fixture::new();
+    let (ctl, geometry) = (&fixture.ctl, &fixture.geometry);
+    let tasks = bytemuck::cast_slice(&fixture.batch);
+    let mut out = Vec::new();
+    wire::write_request(ctl, geometry, 0, 9, tasks);
+    assert_eq!(wire::read_request(ctl, geometry, 9, &mut out), Ok(0));
+    assert_eq!(out, tasks);
+    assert!(
+        wire::read_request(ctl, geometry, 10, &mut out).is_err(),
+        "not published"
+    );
+    ctl.write(geometry.request_offset(0, 0) + 8, &[1]);
+    assert!(wire::read_request(ctl, geometry, 9, &mut out)
+        .unwrap_err()
+        .0
+        .contains("checksum"));
+    wire::write_request(ctl, geometry, 0, 9, tasks);
+    ctl.lane(geometry, 0).count.store(3, Ordering::Relaxed);
+    assert!(wire::read_request(ctl, geometry, 9, &mut out).is_err());
 }
 
 #[test]
@@ -138,7 +255,7 @@ fn handles_out_of_range_or_not_lent_are_rejected() {
     // lane's half, which the worker may be overwriting for its next request.
     for offset in [1 << 20, 128] {
         output.image = bytemuck::cast([crate::shm::arena::SCRATCH_TAG | offset, 64u64, 3u64]);
-        fixture.write_slot(0, STATUS_OK, bytemuck::bytes_of(&output));
+        fixture.answer(SEQ, bytemuck::bytes_of(&output));
         assert!(fixture
             .take()
             .unwrap_err()
@@ -147,7 +264,7 @@ fn handles_out_of_range_or_not_lent_are_rejected() {
 
     // An arena handle that was never lent.
     output.image = bytemuck::cast([4096u64, 64u64, 3u64]);
-    fixture.write_slot(0, STATUS_OK, bytemuck::bytes_of(&output));
+    fixture.answer(SEQ, bytemuck::bytes_of(&output));
     assert!(fixture.take().unwrap_err().contains("names no block"));
 }
 
@@ -159,7 +276,7 @@ fn a_scratch_block_is_copied_into_the_arena() {
     let mut output = fixture.batch[0];
     let offset = (SCRATCH / 2 + 128) as u64;
     output.image = bytemuck::cast([crate::shm::arena::SCRATCH_TAG | offset, 5u64, 1u64]);
-    fixture.write_slot(0, STATUS_OK, bytemuck::bytes_of(&output));
+    fixture.answer(SEQ, bytemuck::bytes_of(&output));
     let results = fixture.take().unwrap();
     let image = results[0].as_ref().unwrap().image;
     assert_eq!(image.len(), 5);

@@ -5,9 +5,11 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::channel::*;
+use super::channel::Region;
+use super::exit;
 use super::spawn::Boot;
 use super::stage_hash;
+use super::wire::{self, BadRequest, Outcome, WorkerState};
 use crate::shapes::catch;
 use crate::shm::arena;
 use crate::Stage;
@@ -36,73 +38,49 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     let mut state = match catch(S::init).and_then(|r| r) {
         Ok(state) => state,
         Err(message) => {
-            ctl.write_message(&message);
-            ctl.u32(OFF_STATE)
-                .store(STATE_INIT_FAILED, Ordering::Release);
+            ctl.set_state(WorkerState::InitFailed, &message);
             boot.resp.notify();
-            return 2;
+            return exit::INIT_FAILED;
         }
     };
-    ctl.u32(OFF_STATE).store(STATE_READY, Ordering::Release);
+    ctl.set_state(WorkerState::Ready, "");
     boot.resp.notify();
 
     let mut seen = 0u64;
-    while let Some(seq) = next_request(&boot, seen) {
-        let ahead = seq - seen;
-        if ahead > geometry.lanes as u64 {
-            eprintln!("aqueduct worker: request {seq} published while {seen} was the last taken and only {} may be outstanding; exiting", geometry.lanes);
-            return 6;
+    let mut bytes = Vec::new();
+    while let Some(newest) = next_request(&boot, seen) {
+        if newest - seen > geometry.lanes as u64 {
+            eprintln!("aqueduct worker: request {newest} published while {seen} was the last taken and only {} may be outstanding; exiting", geometry.lanes);
+            return exit::PROTOCOL;
         }
         // Requests run in order, even when the parent has published two.
         let seq = seen + 1;
         seen = seq;
-        let Some(lane) = (0..geometry.lanes)
-            .find(|&lane| ctl.u64(geometry.tag_offset(lane)).load(Ordering::Acquire) == seq)
-        else {
-            eprintln!("aqueduct worker: request {seq} is in no lane; exiting");
-            return 6;
+        // A request that fails its checks is never taken: the parent sees this worker
+        // die with the request untaken and sends it, intact, to the replacement.
+        let lane = match wire::read_request(ctl, &geometry, seq, &mut bytes) {
+            Ok(lane) => lane,
+            Err(BadRequest(reason)) => {
+                eprintln!("aqueduct worker: {reason}; exiting");
+                return exit::PROTOCOL;
+            }
         };
-        let count = ctl.read_u32(geometry.req_count_offset(lane)).unwrap_or(0) as usize;
-        if count == 0 || count > geometry.batch_cap {
-            eprintln!("aqueduct worker: request of {count} tasks is out of range; exiting");
-            return 6;
-        }
-        ctl.u64(OFF_TAKEN_SEQ).store(seq, Ordering::Release);
-        let inputs: Vec<S::Input> = (0..count)
-            .map(|i| {
-                let mut input = <S::Input as bytemuck::Zeroable>::zeroed();
-                ctl.read(
-                    geometry.request_offset(lane, i),
-                    bytemuck::bytes_of_mut(&mut input),
-                );
-                input
-            })
+        wire::take(ctl, &geometry, lane, seq);
+        let inputs: Vec<S::Input> = bytes
+            .chunks_exact(geometry.input_size)
+            .map(bytemuck::pod_read_unaligned)
             .collect();
         arena::reset_worker_scratch(geometry.scratch_window(boot.spec.scratch_len, lane));
         let results =
             crate::exec::in_batches::<S>(&mut state, inputs, crate::exec::call_handler::<S>);
-        for (i, result) in results.iter().enumerate() {
-            let at = geometry.response_offset(lane, i);
-            match result {
-                Ok(output) => {
-                    let bytes = bytemuck::bytes_of(output);
-                    ctl.write(at + RESP_HEADER, bytes);
-                    ctl.write_u32(at, STATUS_OK);
-                    ctl.write_u32(at + 4, bytes.len() as u32);
-                }
-                Err(message) => {
-                    let text = truncate_utf8(message, geometry.slot_data().min(ERR_CAP));
-                    ctl.write(at + RESP_HEADER, text.as_bytes());
-                    ctl.write_u32(at, STATUS_ERR);
-                    ctl.write_u32(at + 4, text.len() as u32);
-                }
-            }
-        }
-        ctl.write_u32(geometry.resp_count_offset(lane), count as u32);
-        ctl.u64(OFF_RESP_SEQ).store(seq, Ordering::Release);
+        let outcomes = results.iter().map(|result| match result {
+            Ok(output) => Outcome::Output(bytemuck::bytes_of(output)),
+            Err(message) => Outcome::Error(message),
+        });
+        wire::write_answer(ctl, &geometry, lane, seq, outcomes);
         boot.resp.notify();
     }
-    0
+    exit::CLOSED
 }
 
 /// Waits for a request newer than `seen` and returns the newest published; `None` when
@@ -111,10 +89,11 @@ fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
     let ctl = &boot.ctl;
     let mut spin = spin_budget();
     loop {
-        if ctl.u32(OFF_CLOSING).load(Ordering::Acquire) != 0 {
+        let header = ctl.header();
+        if header.closing.load(Ordering::Acquire) != 0 {
             return None;
         }
-        let seq = ctl.u64(OFF_REQ_SEQ).load(Ordering::Acquire);
+        let seq = header.req_seq.load(Ordering::Acquire);
         if seq > seen {
             return Some(seq);
         }
@@ -127,16 +106,16 @@ fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
         spin = Duration::ZERO;
         // Event count: announce the sleep, then re-check, so a request published in
         // between is either seen here or followed by a wake-up.
-        ctl.u32(OFF_WORKER_WAITING).store(1, Ordering::SeqCst);
+        header.worker_waiting.store(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if ctl.u64(OFF_REQ_SEQ).load(Ordering::SeqCst) > seen
-            || ctl.u32(OFF_CLOSING).load(Ordering::SeqCst) != 0
+        if header.req_seq.load(Ordering::SeqCst) > seen
+            || header.closing.load(Ordering::SeqCst) != 0
         {
-            ctl.u32(OFF_WORKER_WAITING).store(0, Ordering::SeqCst);
+            header.worker_waiting.store(0, Ordering::SeqCst);
             continue;
         }
         let woken = boot.req.wait(PARENT_CHECK_MS);
-        ctl.u32(OFF_WORKER_WAITING).store(0, Ordering::SeqCst);
+        header.worker_waiting.store(0, Ordering::SeqCst);
         // SAFETY: getppid has no preconditions.
         if !woken && unsafe { libc::getppid() } as u32 != boot.spec.parent_pid {
             return None;
@@ -173,8 +152,9 @@ fn spin_until_request(ctl: &Region, seen: u64, budget: Duration) -> bool {
         for _ in 0..64 {
             std::hint::spin_loop();
         }
-        if ctl.u64(OFF_REQ_SEQ).load(Ordering::Acquire) > seen
-            || ctl.u32(OFF_CLOSING).load(Ordering::Acquire) != 0
+        let header = ctl.header();
+        if header.req_seq.load(Ordering::Acquire) > seen
+            || header.closing.load(Ordering::Acquire) != 0
         {
             return true;
         }

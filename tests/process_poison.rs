@@ -1,0 +1,172 @@
+//! Poison isolation: when a worker process dies while running a batch, its tasks run
+//! again one by one on fresh workers, so only the task that kills its worker fails
+//! (`crash_retry`, on by default); a task lost twice is reported, never retried again.
+//!
+//! Executions are counted per task id in a file the handler appends one line to per
+//! call (O_APPEND writes of a short line are atomic), so a task run more often than the
+//! retry policy allows is caught.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use aqueduct::{Error, ShmStr};
+
+#[aqueduct::task]
+#[derive(Debug)]
+struct Shot {
+    id: u64,
+    /// Non-zero: the worker aborts on this task, as a segfault in a C library would.
+    poison: u64,
+    squared: u64,
+    /// File that records every execution (task id per line).
+    log: ShmStr,
+}
+
+fn record(shot: &Shot) {
+    let path = shot.log.view().unwrap().to_string();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    file.write_all(format!("{}\n", shot.id).as_bytes()).unwrap();
+}
+
+#[aqueduct::handler(batch_size = 8, batch_timeout_ms = 20, nprocs = 2)]
+fn square(shots: &mut [Shot]) {
+    for shot in shots.iter_mut() {
+        record(shot);
+        if shot.poison != 0 {
+            std::process::abort();
+        }
+        shot.squared = shot.id * shot.id;
+    }
+}
+
+fn executions(path: &std::path::Path) -> BTreeMap<u64, usize> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        *counts.entry(line.parse().unwrap()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_poison_task_fails_and_no_task_runs_more_than_twice() {
+    let log = std::env::temp_dir().join(format!("aqueduct-poison-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let flow = aqueduct::flow!(square)
+        .timeout(Duration::from_secs(60))
+        .start()
+        .await
+        .unwrap();
+    const TASKS: u64 = 400;
+    let poison = |id: u64| id % 40 == 17;
+    let calls: Vec<_> = (0..TASKS)
+        .map(|id| {
+            let flow = flow.clone();
+            let log = ShmStr::new(log.to_str().unwrap()).unwrap();
+            tokio::spawn(async move {
+                let shot = Shot {
+                    id,
+                    poison: poison(id) as u64,
+                    squared: 0,
+                    log,
+                };
+                flow.process(shot).await
+            })
+        })
+        .collect();
+    for (id, call) in (0..TASKS).zip(calls) {
+        match call.await.unwrap() {
+            Ok(out) => {
+                assert!(!poison(id), "poison task {id} came back as a success");
+                assert_eq!(out.squared, id * id);
+            }
+            Err(Error::WorkerCrashed {
+                stage: "square", ..
+            }) => {
+                assert!(poison(id), "task {id} failed with its poison batch-mate")
+            }
+            Err(other) => panic!("task {id}: unexpected error {other}"),
+        }
+    }
+    let stats = flow.stats();
+    flow.stop(true).await;
+    let poisoned = (0..TASKS).filter(|&id| poison(id)).count();
+    // Each poison task killed a worker twice: in its batch, then on its own.
+    assert_eq!(stats[0].restarts as usize, 2 * poisoned);
+    let counts = executions(&log);
+    for id in 0..TASKS {
+        let runs = counts.get(&id).copied().unwrap_or(0);
+        assert!(
+            (1..=2).contains(&runs),
+            "task {id} ran {runs} times; at most twice (once more after its worker was lost)"
+        );
+        if poison(id) {
+            assert_eq!(
+                runs, 2,
+                "poison task {id} runs once in its batch, once alone"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&log);
+}
+
+#[aqueduct::handler(batch_size = 8, batch_timeout_ms = 20, nprocs = 2, crash_retry = false)]
+fn square_once(shots: &mut [Shot]) {
+    for shot in shots.iter_mut() {
+        record(shot);
+        if shot.poison != 0 {
+            std::process::abort();
+        }
+        shot.squared = shot.id * shot.id;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_crash_retry_no_task_ever_runs_twice() {
+    let log = std::env::temp_dir().join(format!("aqueduct-once-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let flow = aqueduct::flow!(square_once)
+        .timeout(Duration::from_secs(60))
+        .start()
+        .await
+        .unwrap();
+    const TASKS: u64 = 400;
+    let poison = |id: u64| id % 40 == 17;
+    let calls: Vec<_> = (0..TASKS)
+        .map(|id| {
+            let flow = flow.clone();
+            let log = ShmStr::new(log.to_str().unwrap()).unwrap();
+            tokio::spawn(async move {
+                let shot = Shot {
+                    id,
+                    poison: poison(id) as u64,
+                    squared: 0,
+                    log,
+                };
+                flow.process(shot).await
+            })
+        })
+        .collect();
+    let mut crashed = 0;
+    for (id, call) in (0..TASKS).zip(calls) {
+        match call.await.unwrap() {
+            Ok(out) => assert_eq!(out.squared, id * id),
+            Err(Error::WorkerCrashed { .. }) => crashed += 1,
+            Err(other) => panic!("task {id}: unexpected error {other}"),
+        }
+    }
+    flow.stop(true).await;
+    assert!(
+        crashed >= 10,
+        "every poison task fails, with its batch-mates"
+    );
+    for (id, runs) in executions(&log) {
+        assert_eq!(runs, 1, "task {id} ran {runs} times");
+    }
+    let _ = std::fs::remove_file(&log);
+}
