@@ -6,6 +6,7 @@ pub use ::core;
 pub use ::std::string::String;
 pub use ::std::vec::Vec;
 
+pub use crate::exec::process::fault::{corrupt_control, running_request};
 pub use crate::flow::{Chain, First, FlowBuilder, Then};
 pub use crate::shapes::{
     error_message, in_place_batch, in_place_each, transform_batch, transform_each, InitOutput,

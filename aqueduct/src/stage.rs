@@ -26,6 +26,11 @@ pub struct StageConfig {
     /// killed and restarted, and the batch fails with [`crate::Error::WorkerCrashed`].
     /// `None`: no limit. (Threads cannot be killed, so thread workers ignore it.)
     pub exec_timeout: Option<Duration>,
+    /// Longest a worker process with nothing older to run may take to pick up a request
+    /// (normally microseconds). A worker past it is wedged, whatever its shared memory
+    /// says: it is killed and restarted, and the request, which provably never ran, goes
+    /// to another worker. (Thread workers ignore it.)
+    pub take_timeout: Duration,
     /// Whether the tasks of a batch whose worker process was lost (it crashed, was
     /// killed, hung past `exec_timeout` or broke the protocol) run again, each on its
     /// own, so that only the task that kills its worker fails. A task lost twice fails
@@ -80,6 +85,7 @@ impl StageConfig {
         start_timeout: Duration::from_secs(30),
         isolation: Isolation::Process,
         exec_timeout: None,
+        take_timeout: Duration::from_secs(5),
         crash_retry: true,
     };
 

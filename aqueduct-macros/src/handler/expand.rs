@@ -95,6 +95,9 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
     if let Some(ms) = def.args.exec_timeout_ms {
         config.push(quote!(exec_timeout: #private::core::option::Option::Some(#private::core::time::Duration::from_millis(#ms)),));
     }
+    if let Some(ms) = def.args.take_timeout_ms {
+        config.push(quote!(take_timeout: #private::core::time::Duration::from_millis(#ms),));
+    }
     if let Some(retry) = def.args.crash_retry {
         config.push(quote!(crash_retry: #retry,));
     }

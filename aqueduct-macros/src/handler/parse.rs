@@ -22,6 +22,7 @@ pub struct HandlerArgs {
     pub queue_size: Option<(u64, Span)>,
     pub start_timeout_ms: Option<u64>,
     pub exec_timeout_ms: Option<u64>,
+    pub take_timeout_ms: Option<u64>,
     pub crash_retry: Option<bool>,
     /// `true` for `isolation = "thread"`; processes are the default.
     pub thread_isolation: bool,
@@ -38,6 +39,7 @@ const KEYS: &[&str] = &[
     "start_timeout_ms",
     "isolation",
     "exec_timeout_ms",
+    "take_timeout_ms",
     "crash_retry",
     "crate",
 ];
@@ -56,6 +58,7 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("queue_capacity", "queue_size"),
     ("start_timeout", "start_timeout_ms"),
     ("exec_timeout", "exec_timeout_ms"),
+    ("take_timeout", "take_timeout_ms"),
     ("retry_crashed", "crash_retry"),
     ("retry", "crash_retry"),
 ];
@@ -77,6 +80,7 @@ impl HandlerArgs {
                 "batch_timeout_ms" => parsed.batch_timeout_ms = args::int(arg, errors),
                 "start_timeout_ms" => parsed.start_timeout_ms = args::int(arg, errors),
                 "exec_timeout_ms" => parsed.exec_timeout_ms = args::int(arg, errors),
+                "take_timeout_ms" => parsed.take_timeout_ms = args::int(arg, errors),
                 "crash_retry" => parsed.crash_retry = args::boolean(arg, errors),
                 "init" => parsed.init = args::path(arg, errors),
                 "isolation" => {

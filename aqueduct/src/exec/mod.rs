@@ -2,7 +2,7 @@
 //! deadlines, delivery) only sees the [`Executor`] trait, so worker threads and worker
 //! processes are interchangeable behind it.
 
-mod process;
+pub(crate) mod process;
 mod thread;
 
 pub(crate) use process::ProcessExecutor;

@@ -51,6 +51,11 @@ impl Region {
         Ok(Self { file, map, len })
     }
 
+    /// A second handle on the region's file (for a second mapping).
+    pub(crate) fn try_clone_file(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }

@@ -85,7 +85,12 @@ impl Ticket {
 pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Result<(), Failure> {
     let (conn, seq) = (&*ticket.conn, ticket.seq);
     let (ctl, geometry) = (&conn.ctl, &shared.geometry);
-    if quiet && poll_within(QUIET_SPIN, || wire::answered(ctl, seq).then_some(())).is_some() {
+    if quiet
+        && poll_within(QUIET_SPIN, || {
+            wire::answered(ctl, geometry, ticket.lane, seq).then_some(())
+        })
+        .is_some()
+    {
         return Ok(());
     }
     let mut exit = conn.exit.clone();
@@ -99,7 +104,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
         tokio::pin!(drained, freed);
         drained.as_mut().enable();
         freed.as_mut().enable();
-        if wire::answered(ctl, seq) {
+        if wire::answered(ctl, geometry, ticket.lane, seq) {
             return Ok(());
         }
         let clocks = Clocks::of(shared, ticket);
@@ -118,7 +123,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
             },
             exit = exited(&mut exit) => {
                 // A response published just before dying still counts.
-                if wire::answered(ctl, seq) {
+                if wire::answered(ctl, geometry, ticket.lane, seq) {
                     return Ok(());
                 }
                 return Err(match wire::taken(ctl, geometry, ticket.lane, seq) {
@@ -127,7 +132,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
                 });
             }
             () = sleep_until(clocks.next().unwrap_or_else(Instant::now)), if clocks.next().is_some() => {
-                if wire::answered(ctl, seq) {
+                if wire::answered(ctl, geometry, ticket.lane, seq) {
                     return Ok(());
                 }
                 let now = Instant::now();
@@ -160,7 +165,7 @@ impl Clocks {
         };
         let taken = wire::taken(&ticket.conn.ctl, &shared.geometry, ticket.lane, ticket.seq);
         Self {
-            take: (taken != Taken::Yes).then(|| since + shared.take_timeout),
+            take: (taken != Taken::Yes).then(|| since + shared.config.take_timeout),
             exec: shared.config.exec_timeout.map(|limit| since + limit),
         }
     }

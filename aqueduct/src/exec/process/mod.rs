@@ -21,6 +21,7 @@
 mod channel;
 mod exchange;
 mod exit;
+pub(crate) mod fault;
 mod logs;
 mod results;
 mod spawn;
@@ -32,7 +33,6 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{oneshot, watch, Notify};
@@ -56,11 +56,6 @@ use crate::{Error, Stage, StageConfig};
 const DEFAULT_SCRATCH: usize = 256 << 20;
 /// One page per lane.
 const MIN_SCRATCH: usize = 4096 * MAX_LANES;
-
-/// How long a worker with nothing older to run may take to pick up a request before it
-/// is considered wedged and killed (its request then goes to another worker).
-/// `AQUEDUCT_TAKE_TIMEOUT_MS` overrides it.
-const DEFAULT_TAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Identifies a stage across the process boundary: name plus both task layouts.
 pub(crate) const fn stage_hash<S: Stage>() -> u64 {
@@ -110,8 +105,6 @@ struct Shared {
     config: StageConfig,
     geometry: Geometry,
     scratch_capacity: usize,
-    /// See [`DEFAULT_TAKE_TIMEOUT`].
-    take_timeout: Duration,
     /// Byte offsets of the arena handles inside an output task.
     output_handles: Vec<usize>,
     slots: Vec<Slot>,
@@ -163,10 +156,6 @@ impl<S: Stage> ProcessExecutor<S> {
                 lanes: if config.pipelined() { MAX_LANES } else { 1 },
             },
             scratch_capacity,
-            take_timeout: std::env::var("AQUEDUCT_TAKE_TIMEOUT_MS")
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(DEFAULT_TAKE_TIMEOUT, Duration::from_millis),
             output_handles,
             slots: (0..config.nprocs)
                 .map(|_| Slot {

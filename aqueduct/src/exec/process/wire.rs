@@ -25,7 +25,7 @@
 //! write any of its words at any time. The parent decides from what *it* wrote plus
 //! worker words that agree with each other:
 //! - an answer counts only if `resp_seq`, the lane's `answer_tag`, the count, and every
-//!   slot's stamp and checksum agree with the request ([`read_answer`]); anything else is
+//!   slot's stamp and checksum agree with the request ([`check_answer`] and [`read_result`]); anything else is
 //!   a protocol violation, never a handler error;
 //! - a request counts as not taken (and may be sent again after the worker died) only if
 //!   *both* `taken_seq` and the lane's `taken_tag` say so ([`taken`]); one stray write
@@ -402,14 +402,17 @@ pub(crate) fn write_answer<'a>(
     }
     let head = ctl.lane(geometry, lane);
     head.resp_count.store(count as u32, Ordering::Relaxed);
-    head.answer_tag.store(seq, Ordering::Relaxed);
+    head.answer_tag.store(seq, Ordering::Release);
     ctl.header().resp_seq.store(seq, Ordering::Release);
 }
 
-/// Parent: whether the worker says it answered request `seq` (a wake-up hint only:
-/// [`read_answer`] decides whether the answer counts).
-pub(crate) fn answered(ctl: &Region, seq: u64) -> bool {
+/// Parent: whether the worker says it answered request `seq`, in `resp_seq` or in the
+/// lane (either will do, so one stray write cannot hide an answer; each publishes the
+/// slots). A hint only: [`check_answer`] and [`read_result`] decide whether the answer
+/// counts.
+pub(crate) fn answered(ctl: &Region, geometry: &Geometry, lane: usize, seq: u64) -> bool {
     ctl.header().resp_seq.load(Ordering::Acquire) >= seq
+        || ctl.lane(geometry, lane).answer_tag.load(Ordering::Acquire) == seq
 }
 
 /// One result as the parent reads it: the output's bytes were copied into the caller's

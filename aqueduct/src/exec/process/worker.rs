@@ -43,6 +43,7 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
             return exit::INIT_FAILED;
         }
     };
+    super::fault::attach(ctl, geometry);
     ctl.set_state(WorkerState::Ready, "");
     boot.resp.notify();
 
@@ -66,6 +67,7 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
             }
         };
         wire::take(ctl, &geometry, lane, seq);
+        super::fault::running(lane, seq);
         let inputs: Vec<S::Input> = bytes
             .chunks_exact(geometry.input_size)
             .map(bytemuck::pod_read_unaligned)
