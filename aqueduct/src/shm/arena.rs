@@ -133,7 +133,13 @@ pub(crate) fn attach_worker(
     scratch: File,
     scratch_capacity: usize,
 ) -> Result<(), Error> {
-    let map = map_file(&arena, capacity)?;
+    // Read-only: a worker only reads the blocks lent to it (what it makes goes to its
+    // scratch area), so a handler's stray write into a lent block faults in its own
+    // process instead of corrupting another task's payload.
+    let map = MmapOptions::new()
+        .len(capacity)
+        .map_raw_read_only(&arena)
+        .map_err(|e| Error::Config(format!("cannot map shared memory: {e}")))?;
     let scratch_map = map_file(&scratch, scratch_capacity)?;
     let attached = Arena {
         map,
@@ -202,9 +208,8 @@ impl Arena {
     /// A fresh arena of `capacity` bytes, rounded down to a power of two.
     pub(crate) fn new(capacity: usize) -> Result<Self, Error> {
         let capacity = 1usize << (usize::BITS - 1 - capacity.max(MIN_BLOCK).leading_zeros());
-        let file = memfd::create_sealed("aqueduct-arena", capacity)
+        let (file, map) = memfd::create_owner_writable("aqueduct-arena", capacity)
             .map_err(|e| Error::Config(format!("cannot create the shared-memory arena: {e}")))?;
-        let map = map_file(&file, capacity)?;
         let books = Books {
             buddy: Buddy::new(capacity),
             live: HashMap::new(),
