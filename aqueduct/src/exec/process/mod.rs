@@ -23,6 +23,7 @@ mod exchange;
 mod logs;
 mod results;
 mod spawn;
+mod spawner;
 mod supervisor;
 mod worker;
 

@@ -16,6 +16,7 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use super::channel::*;
 use super::spawn::{self, Spec, WORKER_ENV};
+use super::spawner;
 use super::{logs, stage_hash, worker, Conn, Exit, Shared};
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
@@ -164,8 +165,8 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            // Die with the parent. (Fires when the spawning *thread* exits: workers are
-            // spawned from runtime worker threads, and the worker also polls getppid.)
+            // Die with the parent. (Fires when the forking *thread* exits, which is why
+            // every fork runs on the spawner thread; the worker also polls getppid.)
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -175,8 +176,8 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
             Ok(())
         });
     }
-    let mut child = command
-        .spawn()
+    let mut child = spawner::spawn(command)
+        .await
         .map_err(|e| format!("cannot spawn a worker process: {e}"))?;
     let pid = child.id().unwrap_or(0);
     if let Some(stderr) = child.stderr.take() {
