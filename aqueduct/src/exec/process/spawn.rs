@@ -135,6 +135,17 @@ pub(crate) struct Spec {
 }
 
 impl Spec {
+    /// The descriptors the worker inherits, as the parent names them.
+    pub(crate) fn inherited_fds(&self) -> [RawFd; 5] {
+        [
+            self.ctl_fd,
+            self.req_fd,
+            self.resp_fd,
+            self.arena_fd,
+            self.scratch_fd,
+        ]
+    }
+
     pub(crate) fn encode(&self) -> String {
         let g = &self.geometry;
         format!(
@@ -215,6 +226,17 @@ fn refuse(ctl: &Region, resp: &EventFd, why: &str) -> i32 {
     3
 }
 
+/// Sets `FD_CLOEXEC` on `fd`.
+fn close_on_exec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a plain integer: an fd that is not open yields EBADF, nothing more.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The worker process's life: checks, attach shared memory, run the stage.
 fn run_worker(spec: OsString) -> i32 {
     // What std's runtime start-up would have done in `main`: a closed log pipe must be
@@ -226,6 +248,12 @@ fn run_worker(spec: OsString) -> i32 {
         eprintln!("aqueduct worker: malformed {WORKER_ENV}; exiting");
         return 4;
     };
+    // The parent cleared close-on-exec on these for the exec into this worker; set it
+    // again before any handler code runs, so a process a handler starts inherits none.
+    if let Err(e) = spec.inherited_fds().into_iter().try_for_each(close_on_exec) {
+        eprintln!("aqueduct worker: an inherited descriptor is unusable: {e}; exiting");
+        return 4;
+    }
     // SAFETY: these fds were inherited from the parent, which created them for this
     // worker and names them in the spec; nothing else in this fresh process owns them.
     let (ctl_file, req, resp, arena, scratch) = unsafe {

@@ -139,13 +139,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
         geometry,
     };
     let resp = register(resp)?;
-    let inherit = [
-        spec.ctl_fd,
-        spec.req_fd,
-        spec.resp_fd,
-        spec.arena_fd,
-        spec.scratch_fd,
-    ];
+    let inherit = spec.inherited_fds();
     let mut command = Command::new("/proc/self/exe");
     command
         .arg0(format!("aqueduct-worker:{}:{index}", shared.stage))
