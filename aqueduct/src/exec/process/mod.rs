@@ -21,6 +21,7 @@
 mod channel;
 mod exchange;
 mod logs;
+pub(crate) mod registry;
 mod results;
 mod spawn;
 mod spawner;
@@ -55,18 +56,7 @@ const MIN_SCRATCH: usize = 4096 * MAX_LANES;
 
 /// Identifies a stage across the process boundary: name plus both task layouts.
 pub(crate) fn stage_hash<S: Stage>() -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    let mut mix = |value: u64| {
-        for byte in value.to_le_bytes() {
-            hash = (hash ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    S::NAME.bytes().for_each(|b| mix(b as u64));
-    mix(<S::Input as crate::Task>::FINGERPRINT);
-    mix(<S::Output as crate::Task>::FINGERPRINT);
-    mix(size_of::<S::Input>() as u64);
-    mix(size_of::<S::Output>() as u64);
-    hash
+    registry::stage_hash::<S>()
 }
 
 /// How a worker process ended.
