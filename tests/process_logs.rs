@@ -1,7 +1,8 @@
 //! What a worker process logs through `tracing`, and its panic messages, reach the
 //! parent's subscriber tagged with the stage name and the worker's pid.
 
-use std::sync::{Condvar, Mutex};
+use std::io::Write as _;
+use std::sync::{Condvar, Mutex, Once};
 use std::time::Duration;
 
 use tracing::field::{Field, Visit};
@@ -57,6 +58,12 @@ impl Subscriber for Collect {
     fn exit(&self, _: &Id) {}
 }
 
+/// Installs the collecting subscriber once for all the tests of this binary.
+fn collect() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| tracing::subscriber::set_global_default(Collect).unwrap());
+}
+
 /// Waits (bounded) until an event whose message contains `text` has arrived.
 fn wait_for(text: &str) -> Seen {
     let events = EVENTS.lock().unwrap();
@@ -69,7 +76,13 @@ fn wait_for(text: &str) -> Seen {
         .iter()
         .find(|e| e.message.contains(text))
         .cloned()
-        .unwrap_or_else(|| panic!("no event containing {text:?} arrived: {events:?}"))
+        .unwrap_or_else(|| {
+            let short: Vec<String> = events
+                .iter()
+                .map(|e| format!("{}: {:.80}", e.stage, e.message))
+                .collect();
+            panic!("no event containing {text:?} arrived: {short:#?}")
+        })
 }
 
 #[aqueduct::task]
@@ -89,7 +102,7 @@ fn chatty(note: &mut Note) {
 
 #[tokio::test]
 async fn worker_logs_and_panics_reach_the_parent_subscriber() {
-    tracing::subscriber::set_global_default(Collect).unwrap();
+    collect();
     let flow = aqueduct::flow!(chatty).start().await.unwrap();
     let out = flow.process(Note { n: 1, pid: 0 }).await.unwrap();
     assert_ne!(out.pid, std::process::id() as u64);
@@ -107,5 +120,85 @@ async fn worker_logs_and_panics_reach_the_parent_subscriber() {
         panic.pid, out.pid,
         "the same worker: a caught panic does not kill it"
     );
+    flow.stop(true).await;
+}
+
+/// Writes raw bytes that are not UTF-8 as one line for `n == 1`; every task then prints
+/// a plain line.
+#[aqueduct::handler]
+fn garbled(note: &mut Note) {
+    note.pid = std::process::id() as u64;
+    if note.n == 1 {
+        std::io::stderr().write_all(&[0xff, 0xfe, b'\n']).unwrap();
+    }
+    eprintln!("garbled worker says {}", note.n);
+}
+
+#[tokio::test]
+async fn a_line_that_is_not_utf8_does_not_stop_the_forwarding() {
+    collect();
+    let flow = aqueduct::flow!(garbled).start().await.unwrap();
+    let first = flow.process(Note { n: 1, pid: 0 }).await.unwrap();
+    wait_for("garbled worker says 1");
+    for n in 2..5 {
+        // Before the fix, the parent stopped reading at the bad line and closed the
+        // pipe, so these `eprintln!`s panicked in the worker.
+        let out = flow
+            .process(Note { n, pid: 0 })
+            .await
+            .unwrap_or_else(|e| panic!("task {n} after the bad line failed: {e}"));
+        assert_eq!(out.pid, first.pid, "the same worker");
+        let line = wait_for(&format!("garbled worker says {n}"));
+        assert_eq!(line.pid, first.pid);
+    }
+    assert!(
+        EVENTS
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.stage == "garbled" && e.message.contains('\u{fffd}')),
+        "the bad line arrives, lossily decoded"
+    );
+    flow.stop(true).await;
+}
+
+/// Bytes of the over-long line `long_line` writes.
+const LONG: usize = 1 << 20;
+/// Most bytes of one forwarded line, plus room for the truncation marker.
+const LINE_CAP: usize = 16 * 1024 + 64;
+
+/// Writes one line of 1 MiB, then a plain line.
+#[aqueduct::handler]
+fn long_line(note: &mut Note) {
+    note.pid = std::process::id() as u64;
+    let mut stderr = std::io::stderr().lock();
+    stderr.write_all(&vec![b'y'; LONG]).unwrap();
+    stderr.write_all(b"\n").unwrap();
+    drop(stderr);
+    eprintln!("after the long line {}", note.n);
+}
+
+#[tokio::test]
+async fn an_overlong_line_is_truncated_and_the_next_line_still_arrives() {
+    collect();
+    let flow = aqueduct::flow!(long_line).start().await.unwrap();
+    flow.process(Note { n: 1, pid: 0 }).await.unwrap();
+    wait_for("after the long line 1");
+    let long = wait_for("yyyyyyyy");
+    assert!(
+        long.message.len() <= LINE_CAP,
+        "the forwarded line is capped, not {} bytes",
+        long.message.len()
+    );
+    assert!(
+        long.message.starts_with(&"y".repeat(16 * 1024)),
+        "keeps the start"
+    );
+    assert!(
+        long.message.contains("line truncated"),
+        "says that it was truncated"
+    );
+    flow.process(Note { n: 2, pid: 0 }).await.unwrap();
+    wait_for("after the long line 2");
     flow.stop(true).await;
 }

@@ -3,10 +3,12 @@
 
 pub use ::bytemuck;
 pub use ::core;
+pub use ::linkme;
 pub use ::std::string::String;
 pub use ::std::vec::Vec;
 
 pub use crate::exec::process::fault::{corrupt_control, running_request};
+pub use crate::exec::registry::{StageEntry, STAGES};
 pub use crate::flow::{Chain, First, FlowBuilder, Then};
 pub use crate::shapes::{
     error_message, in_place_batch, in_place_each, transform_batch, transform_each, InitOutput,

@@ -1,5 +1,6 @@
 //! Code generation for `#[handler]`: the user's function unchanged, plus a marker type of
-//! the same name implementing `Stage`. Calls into the user's function are wrapped by
+//! the same name implementing `Stage`, registered in the table of stages that worker
+//! processes look their stage up in. Calls into the user's function are wrapped by
 //! runtime helpers (one per signature shape) that catch panics per call.
 
 use proc_macro2::TokenStream;
@@ -149,6 +150,11 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
                     #body
                 }
             }
+
+            // The table worker processes find their stage in (see `register_stage!`).
+            #[#private::linkme::distributed_slice(#private::STAGES)]
+            #[linkme(crate = #private::linkme)]
+            static STAGE: #private::StageEntry = #private::StageEntry::of::<#name>();
         };
     }
 }

@@ -5,6 +5,8 @@
 pub(crate) mod process;
 mod thread;
 
+/// The table of stages worker processes can run (named by generated code).
+pub(crate) use process::registry;
 pub(crate) use process::ProcessExecutor;
 pub(crate) use thread::ThreadExecutor;
 

@@ -6,9 +6,15 @@
 //! re-emits every line as a `tracing` event with `stage` and `pid` fields (plain lines
 //! at WARN). If the parent has no subscriber, lines go to its own stderr instead, so
 //! nothing a worker says is lost.
+//!
+//! The parent reads until the pipe closes, whatever it carries: bytes that are not UTF-8
+//! are decoded lossily, and a line longer than [`MAX_LINE`] keeps its start and says how
+//! much was dropped. Stopping early would close the pipe, and every later write to
+//! stderr in the worker (an `eprintln!`, a panic message) would then fail or panic.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, BufReader, ErrorKind, Write as _};
+use std::str::FromStr;
 
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -18,17 +24,17 @@ use tracing::{Event, Level, Metadata, Subscriber};
 /// Starts a line written by the worker's subscriber (ASCII record separator).
 const MARK: char = '\u{1e}';
 
+/// Most bytes of one line the parent forwards; the rest of a longer line is dropped, so
+/// a worker writing without newlines cannot grow the parent's memory.
+const MAX_LINE: usize = 16 * 1024;
+
 /// Worker side: routes the worker's `tracing` events to stderr as marked lines. Level:
 /// `AQUEDUCT_WORKER_LOG` (`error` … `trace`), INFO by default.
 pub(crate) fn install_worker_subscriber() {
-    let level = match std::env::var("AQUEDUCT_WORKER_LOG").as_deref() {
-        Ok("error") => LevelFilter::ERROR,
-        Ok("warn") => LevelFilter::WARN,
-        Ok("debug") => LevelFilter::DEBUG,
-        Ok("trace") => LevelFilter::TRACE,
-        Ok("off") => LevelFilter::OFF,
-        _ => LevelFilter::INFO,
-    };
+    let level = std::env::var("AQUEDUCT_WORKER_LOG")
+        .ok()
+        .and_then(|v| LevelFilter::from_str(v.trim()).ok())
+        .unwrap_or(LevelFilter::INFO);
     let _ = tracing::subscriber::set_global_default(LineSubscriber { level });
 }
 
@@ -90,9 +96,10 @@ pub(crate) fn forward(stage: &'static str, pid: u32, stderr: std::fs::File) {
     let spawned = std::thread::Builder::new()
         .name(format!("aqueduct-log-{pid}"))
         .spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                emit(stage, pid, &line);
+            if let Err(e) = for_each_line(BufReader::new(stderr), MAX_LINE, |line| {
+                emit(stage, pid, line)
+            }) {
+                tracing::warn!(stage, pid, "stopped forwarding worker logs: {e}");
             }
         });
     if let Err(e) = spawned {
@@ -100,17 +107,58 @@ pub(crate) fn forward(stage: &'static str, pid: u32, stderr: std::fs::File) {
     }
 }
 
+/// Calls `each` with every line of `reader` (without its newline) until end of input:
+/// decoded lossily, and cut to its first `cap` bytes plus a note of what was dropped.
+/// Returns early only on a read error other than an interruption.
+fn for_each_line(
+    mut reader: impl BufRead,
+    cap: usize,
+    mut each: impl FnMut(&str),
+) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    let mut dropped = 0usize;
+    let mut finish = |line: &mut Vec<u8>, dropped: &mut usize| {
+        let mut text = String::from_utf8_lossy(line);
+        if *dropped > 0 {
+            let note = format!(" … [line truncated: {dropped} bytes dropped]");
+            text.to_mut().push_str(&note);
+        }
+        each(&text);
+        line.clear();
+        *dropped = 0;
+    };
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let part = &chunk[..newline.unwrap_or(chunk.len())];
+        let keep = part.len().min(cap - line.len());
+        line.extend_from_slice(&part[..keep]);
+        dropped += part.len() - keep;
+        let used = newline.map_or(chunk.len(), |at| at + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            finish(&mut line, &mut dropped);
+        }
+    }
+    if !line.is_empty() || dropped > 0 {
+        finish(&mut line, &mut dropped);
+    }
+    Ok(())
+}
+
 fn emit(stage: &'static str, pid: u32, line: &str) {
     let (level, target, message) = match line.strip_prefix(MARK) {
         Some(marked) => {
             let mut parts = marked.splitn(3, ' ');
-            let level = match parts.next() {
-                Some("ERROR") => Level::ERROR,
-                Some("WARN") => Level::WARN,
-                Some("DEBUG") => Level::DEBUG,
-                Some("TRACE") => Level::TRACE,
-                _ => Level::INFO,
-            };
+            let level = parts
+                .next()
+                .and_then(|level| Level::from_str(level).ok())
+                .unwrap_or(Level::INFO);
             let target = parts.next().unwrap_or("");
             (level, target, parts.next().unwrap_or(""))
         }
@@ -131,5 +179,66 @@ fn emit(stage: &'static str, pid: u32, line: &str) {
         Level::INFO => at!(Level::INFO),
         Level::DEBUG => at!(Level::DEBUG),
         _ => at!(Level::TRACE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufReader, Read};
+
+    use super::*;
+
+    fn lines(input: &[u8], cap: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        for_each_line(input, cap, |line| seen.push(line.to_string())).unwrap();
+        seen
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_decoded_lossily_and_reading_goes_on() {
+        assert_eq!(
+            lines(b"a\n\xff\xfe\nb\n", 64),
+            ["a", "\u{fffd}\u{fffd}", "b"]
+        );
+    }
+
+    #[test]
+    fn a_long_line_keeps_its_start_and_says_what_was_dropped() {
+        let mut input = vec![b'x'; 100];
+        input.extend_from_slice(b"\nnext\ntail without newline");
+        // A small buffer, so the long line arrives in several reads.
+        let reader = BufReader::with_capacity(7, &input[..]);
+        let mut seen = Vec::new();
+        for_each_line(reader, 10, |line| seen.push(line.to_string())).unwrap();
+        assert_eq!(
+            seen,
+            [
+                "xxxxxxxxxx … [line truncated: 90 bytes dropped]",
+                "next",
+                "tail witho … [line truncated: 10 bytes dropped]",
+            ]
+        );
+    }
+
+    /// Fails every other read with `Interrupted`.
+    struct Interrupting<'a>(&'a [u8], bool);
+
+    impl Read for Interrupting<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.1 = !self.1;
+            if self.1 {
+                return Err(ErrorKind::Interrupted.into());
+            }
+            let n = out.len().min(2);
+            self.0.read(&mut out[..n])
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried() {
+        let reader = BufReader::new(Interrupting(b"one\ntwo\n", false));
+        let mut seen = Vec::new();
+        for_each_line(reader, 64, |line| seen.push(line.to_string())).unwrap();
+        assert_eq!(seen, ["one", "two"]);
     }
 }

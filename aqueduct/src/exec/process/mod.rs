@@ -23,8 +23,10 @@ mod exchange;
 mod exit;
 pub(crate) mod fault;
 mod logs;
+pub(crate) mod registry;
 mod results;
 mod spawn;
+mod spawner;
 mod supervisor;
 mod wire;
 mod worker;
@@ -58,14 +60,8 @@ const DEFAULT_SCRATCH: usize = 256 << 20;
 const MIN_SCRATCH: usize = 4096 * MAX_LANES;
 
 /// Identifies a stage across the process boundary: name plus both task layouts.
-pub(crate) const fn stage_hash<S: Stage>() -> u64 {
-    crate::hash::Digest::new()
-        .str(S::NAME)
-        .word(<S::Input as crate::Task>::FINGERPRINT)
-        .word(<S::Output as crate::Task>::FINGERPRINT)
-        .word(size_of::<S::Input>() as u64)
-        .word(size_of::<S::Output>() as u64)
-        .finish()
+pub(crate) fn stage_hash<S: Stage>() -> u64 {
+    registry::stage_hash::<S>()
 }
 
 /// How a worker process ended.

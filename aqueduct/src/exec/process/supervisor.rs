@@ -16,8 +16,9 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use super::channel::{EventFd, Region};
 use super::spawn::{self, Spec, WORKER_ENV};
+use super::spawner;
 use super::wire::WorkerState;
-use super::{logs, stage_hash, worker, Conn, Exit, Shared};
+use super::{logs, registry, stage_hash, Conn, Exit, Shared};
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
 use crate::Stage;
@@ -119,6 +120,7 @@ pub(super) async fn supervise<S: Stage>(
 /// Spawns worker `index` of stage `S` and waits for its handshake: ready, or the text of
 /// its `init` error or refusal.
 async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, String> {
+    registry::check::<S>()?;
     let arena = Arena::global().map_err(|e| e.to_string())?;
     let geometry = shared.geometry;
     let ctl = Region::create(geometry.region_len())
@@ -129,7 +131,6 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
     let parent_pid = std::process::id();
     let spec = Spec {
         build_id: spawn::build_id(),
-        entry: spawn::handle_of(worker::worker_entry::<S>),
         stage_hash: stage_hash::<S>(),
         parent_pid,
         ctl_fd: ctl.raw_fd(),
@@ -143,17 +144,15 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
         geometry,
     };
     let resp = register(resp)?;
-    let inherit = [
-        spec.ctl_fd,
-        spec.req_fd,
-        spec.resp_fd,
-        spec.arena_fd,
-        spec.scratch_fd,
-    ];
+    // Kept open until the child has been spawned (and has its own copy).
+    let (spec_file, marker) =
+        spawn::spec_file(&spec).map_err(|e| format!("cannot write the worker's spec: {e}"))?;
+    let mut inherit = spec.inherited_fds().to_vec();
+    inherit.push(std::os::fd::AsRawFd::as_raw_fd(&spec_file));
     let mut command = Command::new("/proc/self/exe");
     command
         .arg0(format!("aqueduct-worker:{}:{index}", shared.stage))
-        .env(WORKER_ENV, spec.encode())
+        .env(WORKER_ENV, marker)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -161,7 +160,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
     // async-signal-safe calls (fcntl, prctl, getppid) on plain integers it owns.
     unsafe {
         command.pre_exec(move || {
-            for fd in inherit {
+            for &fd in &inherit {
                 // The fds were created close-on-exec so that other children spawned
                 // concurrently never inherit them; only this child's copies are opened.
                 let flags = libc::fcntl(fd, libc::F_GETFD);
@@ -169,8 +168,8 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            // Die with the parent. (Fires when the spawning *thread* exits: workers are
-            // spawned from runtime worker threads, and the worker also polls getppid.)
+            // Die with the parent. (Fires when the forking *thread* exits, which is why
+            // every fork runs on the spawner thread; the worker also polls getppid.)
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -180,9 +179,10 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
             Ok(())
         });
     }
-    let mut child = command
-        .spawn()
+    let mut child = spawner::spawn(command)
+        .await
         .map_err(|e| format!("cannot spawn a worker process: {e}"))?;
+    drop(spec_file);
     let pid = child.id().unwrap_or(0);
     if let Some(stderr) = child.stderr.take() {
         if let Ok(fd) = stderr.into_owned_fd() {
