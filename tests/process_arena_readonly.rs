@@ -16,13 +16,16 @@ struct Poke {
 
 /// The inherited arena descriptor, found by its memfd name.
 fn arena_fd() -> Option<i32> {
-    std::fs::read_dir("/proc/self/fd").ok()?.flatten().find_map(|entry| {
-        let target = std::fs::read_link(entry.path()).ok()?;
-        target
-            .to_string_lossy()
-            .contains("aqueduct-arena")
-            .then(|| entry.file_name().to_str()?.parse().ok())?
-    })
+    std::fs::read_dir("/proc/self/fd")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let target = std::fs::read_link(entry.path()).ok()?;
+            target
+                .to_string_lossy()
+                .contains("aqueduct-arena")
+                .then(|| entry.file_name().to_str()?.parse().ok())?
+        })
 }
 
 #[aqueduct::handler(crash_retry = false)]
@@ -74,7 +77,11 @@ async fn a_stray_write_into_a_lent_block_faults_in_the_worker_only() {
         }) => assert_eq!(signal, libc::SIGSEGV),
         other => panic!("the write must fault in the worker, got {other:?}"),
     }
-    assert_eq!(&*data.view().unwrap(), &[7; 64], "the parent's bytes are intact");
+    assert_eq!(
+        &*data.view().unwrap(),
+        &[7; 64],
+        "the parent's bytes are intact"
+    );
     flow.stop(true).await;
 }
 
@@ -89,6 +96,9 @@ async fn a_worker_cannot_map_the_arena_writable() {
         })
         .await
         .unwrap();
-    assert_eq!(out.mapped, 0, "a new writable mapping of the arena must fail");
+    assert_eq!(
+        out.mapped, 0,
+        "a new writable mapping of the arena must fail"
+    );
     flow.stop(true).await;
 }

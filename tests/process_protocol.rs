@@ -24,7 +24,8 @@ fn forged(offset: u64, len: u64, generation: u64) -> ShmBytes {
     unsafe { std::mem::transmute::<[u64; 3], ShmBytes>([offset, len, generation]) }
 }
 
-#[aqueduct::handler]
+/// Without `crash_retry`: each violating task is sent once, so each restarts one worker.
+#[aqueduct::handler(crash_retry = false)]
 fn forge(task: &mut Forge) {
     match task.mode {
         1 => task.data = forged(1 << 45, 64, 7),

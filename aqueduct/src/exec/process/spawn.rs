@@ -36,9 +36,9 @@ use std::sync::OnceLock;
 
 use super::channel::{EventFd, Region};
 use super::exit;
-use crate::hash::Digest;
 use super::registry;
 use super::wire::{Geometry, WorkerState};
+use crate::hash::Digest;
 
 /// The marker: `<fd>:<nonce>`, naming the descriptor that holds the worker's [`Spec`].
 pub(crate) const WORKER_ENV: &str = "AQUEDUCT_WORKER";
