@@ -4,12 +4,15 @@
 //!
 //! Run: `cargo run --release --example crash_recovery`
 //!
-//! Every 50th task is poison: the handler calls `std::process::abort()`. The batch that
-//! worker was executing fails with `Error::WorkerCrashed`; tasks still queued are sent
-//! to the restarted worker; nothing is lost. The last line prints
-//! `submitted=N ok=N failed_crashed=N lost=0 restarts=N`: every task is accounted for
-//! (`ok + failed_crashed = submitted`), and `restarts` counts the worker processes
-//! replaced (one per poison batch).
+//! Every 50th task is poison: the handler calls `std::process::abort()`. The tasks of
+//! the batch that worker was executing run again, each on its own, on fresh workers
+//! (`crash_retry`, on by default), so only the poison tasks fail with
+//! `Error::WorkerCrashed`; tasks still queued are sent to the restarted worker; nothing
+//! is lost. The last line prints
+//! `submitted=N poison=N ok=N failed_crashed=N lost=0 restarts=N retried=N`: every task
+//! is accounted for (`ok + failed_crashed = submitted`), only the poison fails
+//! (`failed_crashed = poison`), and `restarts` counts the worker processes replaced (two
+//! per poison task: in its batch, then alone). The program exits 1 otherwise.
 
 use std::time::Duration;
 
@@ -61,13 +64,17 @@ async fn main() -> Result<(), Error> {
             }
         }
     }
-    let restarts = flow.stats()[0].restarts;
+    let stats = flow.stats();
+    let (restarts, retried) = (stats[0].restarts, stats[0].retried);
     flow.stop(true).await;
     let lost = SUBMITTED - ok - crashed;
+    let poison = (0..SUBMITTED)
+        .filter(|id| id % POISON_EVERY == POISON_EVERY - 1)
+        .count() as u64;
     println!(
-        "submitted={SUBMITTED} ok={ok} failed_crashed={crashed} lost={lost} restarts={restarts}"
+        "submitted={SUBMITTED} poison={poison} ok={ok} failed_crashed={crashed} lost={lost} restarts={restarts} retried={retried}"
     );
-    if lost != 0 || other != 0 {
+    if lost != 0 || other != 0 || crashed != poison {
         std::process::exit(1);
     }
     Ok(())
