@@ -53,18 +53,16 @@ fn executions(path: &std::path::Path) -> BTreeMap<u64, usize> {
     counts
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_poison_task_fails_and_no_task_runs_more_than_twice() {
-    let log = std::env::temp_dir().join(format!("aqueduct-poison-{}", std::process::id()));
-    let _ = std::fs::remove_file(&log);
-    let flow = aqueduct::flow!(square)
-        .timeout(Duration::from_secs(60))
-        .start()
-        .await
-        .unwrap();
-    const TASKS: u64 = 400;
-    let poison = |id: u64| id % 40 == 17;
-    let calls: Vec<_> = (0..TASKS)
+type Call = tokio::task::JoinHandle<Result<aqueduct::Owned<Shot>, Error>>;
+
+/// Sends tasks `0..count` concurrently, those for which `poison` holds poisoned.
+fn submit(
+    flow: &aqueduct::Flow<Shot, Shot>,
+    log: &std::path::Path,
+    count: u64,
+    poison: fn(u64) -> bool,
+) -> Vec<Call> {
+    (0..count)
         .map(|id| {
             let flow = flow.clone();
             let log = ShmStr::new(log.to_str().unwrap()).unwrap();
@@ -78,7 +76,21 @@ async fn only_the_poison_task_fails_and_no_task_runs_more_than_twice() {
                 flow.process(shot).await
             })
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_poison_task_fails_and_no_task_runs_more_than_twice() {
+    let log = std::env::temp_dir().join(format!("aqueduct-poison-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let flow = aqueduct::flow!(square)
+        .timeout(Duration::from_secs(60))
+        .start()
+        .await
+        .unwrap();
+    const TASKS: u64 = 400;
+    let poison: fn(u64) -> bool = |id| id % 40 == 17;
+    let calls = submit(&flow, &log, TASKS, poison);
     for (id, call) in (0..TASKS).zip(calls) {
         match call.await.unwrap() {
             Ok(out) => {
@@ -96,8 +108,13 @@ async fn only_the_poison_task_fails_and_no_task_runs_more_than_twice() {
     let stats = flow.stats();
     flow.stop(true).await;
     let poisoned = (0..TASKS).filter(|&id| poison(id)).count();
-    // Each poison task killed a worker twice: in its batch, then on its own.
-    assert_eq!(stats[0].restarts as usize, 2 * poisoned);
+    // Each poison task kills a worker alone, and in its batch unless another poison
+    // task shared that batch.
+    let restarts = stats[0].restarts as usize;
+    assert!(
+        (poisoned..=2 * poisoned).contains(&restarts),
+        "{restarts} restarts"
+    );
     let counts = executions(&log);
     for id in 0..TASKS {
         let runs = counts.get(&id).copied().unwrap_or(0);
@@ -105,11 +122,10 @@ async fn only_the_poison_task_fails_and_no_task_runs_more_than_twice() {
             (1..=2).contains(&runs),
             "task {id} ran {runs} times; at most twice (once more after its worker was lost)"
         );
+        // A poison task runs once in its batch (unless another poison task before it in
+        // the same batch killed the worker first) and once alone.
         if poison(id) {
-            assert_eq!(
-                runs, 2,
-                "poison task {id} runs once in its batch, once alone"
-            );
+            assert!(runs >= 1, "poison task {id} failed without running");
         }
     }
     let _ = std::fs::remove_file(&log);
@@ -136,22 +152,8 @@ async fn without_crash_retry_no_task_ever_runs_twice() {
         .await
         .unwrap();
     const TASKS: u64 = 400;
-    let poison = |id: u64| id % 40 == 17;
-    let calls: Vec<_> = (0..TASKS)
-        .map(|id| {
-            let flow = flow.clone();
-            let log = ShmStr::new(log.to_str().unwrap()).unwrap();
-            tokio::spawn(async move {
-                let shot = Shot {
-                    id,
-                    poison: poison(id) as u64,
-                    squared: 0,
-                    log,
-                };
-                flow.process(shot).await
-            })
-        })
-        .collect();
+    let poison: fn(u64) -> bool = |id| id % 40 == 17;
+    let calls = submit(&flow, &log, TASKS, poison);
     let mut crashed = 0;
     for (id, call) in (0..TASKS).zip(calls) {
         match call.await.unwrap() {
