@@ -6,12 +6,12 @@
 //!   file each handler call appends a line to);
 //! - every task is answered, and the flow keeps serving afterwards.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use aqueduct::{Error, ShmStr};
+
+mod execution_log;
 
 /// Every word a stray write may hit: header words, the running lane's, the other lane's
 /// (which may hold the next request, or the answer to the previous one), and the first
@@ -69,13 +69,7 @@ fn spin(ns: u64) {
 
 #[aqueduct::handler(nprocs = 2, take_timeout_ms = 300, crash_retry = false)]
 fn work(probe: &mut Probe) {
-    let path = probe.log.view().unwrap().to_string();
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .unwrap();
-    log.write_all(format!("{}\n", probe.id).as_bytes()).unwrap();
+    execution_log::record(&probe.log.view().unwrap(), probe.id);
     if probe.fault != 0 {
         let word = WORDS[(probe.fault - 1) as usize];
         let delay = probe.delay_ns;
@@ -106,15 +100,6 @@ fn work(probe: &mut Probe) {
     probe.out = probe.id * 3 + 1;
 }
 
-fn executions(path: &Path) -> BTreeMap<u64, usize> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut counts = BTreeMap::new();
-    for line in text.lines() {
-        *counts.entry(line.parse().unwrap()).or_default() += 1;
-    }
-    counts
-}
-
 /// A small deterministic generator, so a failing run can be reproduced.
 struct XorShift(u64);
 
@@ -139,12 +124,6 @@ fn probe(id: u64, log: &Path) -> Probe {
         out: 0,
         log: ShmStr::new(log.to_str().unwrap()).unwrap(),
     }
-}
-
-fn log_path(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("aqueduct-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    path
 }
 
 /// Runs `probes` through `flow` concurrently, checks every answer, and returns how many
@@ -183,7 +162,7 @@ async fn start() -> aqueduct::Flow<Probe, Probe> {
         .await
         .unwrap();
     // Measure the stage first, so that it is pipelined: two requests per worker.
-    let warm = log_path("warm");
+    let warm = execution_log::fresh("warm");
     let probes = (1_000_000..1_000_200).map(|id| probe(id, &warm)).collect();
     assert_eq!(run_and_check(&flow, probes).await, 0);
     let _ = std::fs::remove_file(warm);
@@ -191,7 +170,7 @@ async fn start() -> aqueduct::Flow<Probe, Probe> {
 }
 
 async fn still_serving(flow: &aqueduct::Flow<Probe, Probe>) {
-    let log = log_path("after");
+    let log = execution_log::fresh("after");
     let probes = (2_000_000..2_000_100).map(|id| probe(id, &log)).collect();
     assert_eq!(
         run_and_check(flow, probes).await,
@@ -202,7 +181,7 @@ async fn still_serving(flow: &aqueduct::Flow<Probe, Probe>) {
 }
 
 fn assert_at_most_once(log: &Path) {
-    for (id, runs) in executions(log) {
+    for (id, runs) in execution_log::counts(log) {
         assert_eq!(runs, 1, "task {id} ran {runs} times");
     }
 }
@@ -210,7 +189,7 @@ fn assert_at_most_once(log: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_write_into_any_control_word_never_misleads_the_parent() {
     let flow = start().await;
-    let log = log_path("words");
+    let log = execution_log::fresh("words");
     let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut id = 0;
     // Absolute values, then the running request's number -2 to +1.
@@ -256,7 +235,7 @@ async fn one_write_into_any_control_word_never_misleads_the_parent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_any_point_of_the_protocol_loses_nothing_and_runs_nothing_twice() {
     let flow = start().await;
-    let log = log_path("kills");
+    let log = execution_log::fresh("kills");
     let mut random = XorShift(0x2545_f491_4f6c_dd1d);
     let mut probes = Vec::new();
     for id in 0..600 {

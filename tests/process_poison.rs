@@ -2,15 +2,14 @@
 //! again one by one on fresh workers, so only the task that kills its worker fails
 //! (`crash_retry`, on by default); a task lost twice is reported, never retried again.
 //!
-//! Executions are counted per task id in a file the handler appends one line to per
-//! call (O_APPEND writes of a short line are atomic), so a task run more often than the
-//! retry policy allows is caught.
+//! Executions are counted per task id (`execution_log`), so a task run more often than
+//! the retry policy allows is caught.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::Duration;
 
 use aqueduct::{Error, ShmStr};
+
+mod execution_log;
 
 #[aqueduct::task]
 #[derive(Debug)]
@@ -23,20 +22,10 @@ struct Shot {
     log: ShmStr,
 }
 
-fn record(shot: &Shot) {
-    let path = shot.log.view().unwrap().to_string();
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .unwrap();
-    file.write_all(format!("{}\n", shot.id).as_bytes()).unwrap();
-}
-
-#[aqueduct::handler(batch_size = 8, batch_timeout_ms = 20, nprocs = 2)]
-fn square(shots: &mut [Shot]) {
+/// Both stages' work: record each execution, die on a poison task, square the rest.
+fn square_all(shots: &mut [Shot]) {
     for shot in shots.iter_mut() {
-        record(shot);
+        execution_log::record(&shot.log.view().unwrap(), shot.id);
         if shot.poison != 0 {
             std::process::abort();
         }
@@ -44,13 +33,9 @@ fn square(shots: &mut [Shot]) {
     }
 }
 
-fn executions(path: &std::path::Path) -> BTreeMap<u64, usize> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut counts = BTreeMap::new();
-    for line in text.lines() {
-        *counts.entry(line.parse().unwrap()).or_default() += 1;
-    }
-    counts
+#[aqueduct::handler(batch_size = 8, batch_timeout_ms = 20, nprocs = 2)]
+fn square(shots: &mut [Shot]) {
+    square_all(shots);
 }
 
 type Call = tokio::task::JoinHandle<Result<aqueduct::Owned<Shot>, Error>>;
@@ -81,8 +66,7 @@ fn submit(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_poison_task_fails_and_no_task_runs_more_than_twice() {
-    let log = std::env::temp_dir().join(format!("aqueduct-poison-{}", std::process::id()));
-    let _ = std::fs::remove_file(&log);
+    let log = execution_log::fresh("poison");
     let flow = aqueduct::flow!(square)
         .timeout(Duration::from_secs(60))
         .start()
@@ -115,7 +99,7 @@ async fn only_the_poison_task_fails_and_no_task_runs_more_than_twice() {
         (poisoned..=2 * poisoned).contains(&restarts),
         "{restarts} restarts"
     );
-    let counts = executions(&log);
+    let counts = execution_log::counts(&log);
     for id in 0..TASKS {
         let runs = counts.get(&id).copied().unwrap_or(0);
         assert!(
@@ -133,19 +117,12 @@ async fn only_the_poison_task_fails_and_no_task_runs_more_than_twice() {
 
 #[aqueduct::handler(batch_size = 8, batch_timeout_ms = 20, nprocs = 2, crash_retry = false)]
 fn square_once(shots: &mut [Shot]) {
-    for shot in shots.iter_mut() {
-        record(shot);
-        if shot.poison != 0 {
-            std::process::abort();
-        }
-        shot.squared = shot.id * shot.id;
-    }
+    square_all(shots);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_crash_retry_no_task_ever_runs_twice() {
-    let log = std::env::temp_dir().join(format!("aqueduct-once-{}", std::process::id()));
-    let _ = std::fs::remove_file(&log);
+    let log = execution_log::fresh("once");
     let flow = aqueduct::flow!(square_once)
         .timeout(Duration::from_secs(60))
         .start()
@@ -167,7 +144,7 @@ async fn without_crash_retry_no_task_ever_runs_twice() {
         crashed >= 10,
         "every poison task fails, with its batch-mates"
     );
-    for (id, runs) in executions(&log) {
+    for (id, runs) in execution_log::counts(&log) {
         assert_eq!(runs, 1, "task {id} ran {runs} times");
     }
     let _ = std::fs::remove_file(&log);

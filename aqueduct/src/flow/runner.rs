@@ -104,32 +104,28 @@ where
                 parked.drain(..).for_each(|seat| seats.put(seat));
             }
             let ahead = if pipelining { depth } else { 1 };
+            // A retry first; otherwise whichever comes first. (Once the input is closed
+            // and drained its `recv` fails at once, and the loop's head waits instead.)
             let batch = match retries.try_recv() {
                 Ok(batch) => batch,
-                Err(_) if input_open => {
-                    tokio::select! {
-                        biased;
-                        Ok(batch) = retries.recv() => batch,
-                        first = self.input.recv() => match first {
-                            Ok(first) => batcher::collect(
-                                &self.input,
-                                first,
-                                self.dispatch_size(ahead),
-                                self.config.batch_timeout,
-                            )
-                            .await,
-                            Err(_) => {
-                                input_open = false;
-                                seats.put(seat);
-                                continue;
-                            }
-                        },
-                    }
-                }
-                Err(_) => {
-                    seats.put(seat);
-                    continue;
-                }
+                Err(_) => tokio::select! {
+                    biased;
+                    Ok(batch) = retries.recv() => batch,
+                    first = self.input.recv() => match first {
+                        Ok(first) => batcher::collect(
+                            &self.input,
+                            first,
+                            self.dispatch_size(ahead),
+                            self.config.batch_timeout,
+                        )
+                        .await,
+                        Err(_) => {
+                            input_open = false;
+                            seats.put(seat);
+                            continue;
+                        }
+                    },
+                },
             };
             let mut batch = self.admit(batch);
             if batch.is_empty() {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::time::{sleep_until, Instant};
 
-use super::supervisor::exited;
+use super::supervisor::{exited, kill_and_wait};
 use super::wire::{self, Geometry, Taken, MAX_LANES};
 use super::{Conn, Exit, Shared};
 use crate::exec::{poll_within, QUIET_SPIN};
@@ -28,9 +28,6 @@ pub(super) enum Failure {
     Died(Exit),
     /// The batch ran past the stage's execution timeout.
     TimedOut,
-    /// The worker did not take the batch within the take timeout although it had
-    /// nothing older to run: it is wedged.
-    Wedged,
     /// The worker broke the protocol.
     Violation(String),
 }
@@ -137,7 +134,18 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
                 }
                 let now = Instant::now();
                 if clocks.take.is_some_and(|take| take <= now) {
-                    return Err(Failure::Wedged);
+                    // Wedged: it had nothing older to run and did not take this one.
+                    // Once it is dead its words are final; if they agree that it never
+                    // took the request, the request may go elsewhere.
+                    kill_and_wait(conn).await;
+                    return Err(match wire::taken(ctl, geometry, ticket.lane, seq) {
+                        Taken::No => Failure::NotTaken,
+                        Taken::Yes | Taken::Unsure => Failure::Violation(format!(
+                            "it did not take request {seq} within {:?} although it had \
+                             nothing older to run",
+                            shared.config.take_timeout
+                        )),
+                    });
                 }
                 if clocks.exec.is_some_and(|exec| exec <= now) {
                     return Err(Failure::TimedOut);

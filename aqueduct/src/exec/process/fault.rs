@@ -15,8 +15,8 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Worker: makes the region reachable by [`corrupt_control`] for the worker's life.
 pub(crate) fn attach(region: &Region, geometry: Geometry) {
-    // Only the fault suite ever reads it; a copy of the mapping's handle would need a
-    // second mapping, so the region is re-mapped from a duplicate of its fd instead.
+    // A mapping of its own, leaked, so that a handler's thread that outlives the worker
+    // loop never writes through a dangling reference to the loop's region.
     let Ok(file) = region.try_clone_file() else {
         return;
     };

@@ -23,6 +23,7 @@ mod exchange;
 mod exit;
 pub(crate) mod fault;
 mod logs;
+mod marker;
 pub(crate) mod registry;
 mod results;
 mod spawn;
@@ -130,6 +131,7 @@ impl<S: Stage> ProcessExecutor<S> {
             message,
         };
         spawn::check_hook().map_err(init_error)?;
+        registry::check::<S>().map_err(init_error)?;
         let arena = Arena::global()?;
         let output_handles = handle_offsets::<S::Output>().map_err(init_error)?;
         let scratch_capacity = std::env::var("AQUEDUCT_SCRATCH_BYTES")
@@ -280,17 +282,6 @@ async fn dispatch<S: Stage>(
                     Err(reason) => Failure::Violation(reason),
                 }
             }
-            Err(Failure::Wedged) => {
-                kill_and_wait(&conn).await;
-                // Dead now: if it never took the request, the request may go elsewhere.
-                match wire::taken(&conn.ctl, &shared.geometry, ticket.lane, ticket.seq) {
-                    wire::Taken::No => Failure::NotTaken,
-                    _ => Failure::Violation(format!(
-                        "its words disagree on whether it took request {}",
-                        ticket.seq
-                    )),
-                }
-            }
             Err(failure) => failure,
         },
         Err(failure) => failure,
@@ -302,7 +293,7 @@ async fn dispatch<S: Stage>(
             pid: conn.pid,
             signal: exit.signal,
         },
-        Failure::TimedOut | Failure::Wedged => {
+        Failure::TimedOut => {
             kill_and_wait(&conn).await;
             Error::WorkerCrashed {
                 stage: shared.stage,

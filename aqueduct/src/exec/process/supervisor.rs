@@ -15,10 +15,12 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use super::channel::{EventFd, Region};
+use super::exit;
+use super::marker;
 use super::spawn::{self, Spec, WORKER_ENV};
 use super::spawner;
 use super::wire::WorkerState;
-use super::{logs, registry, stage_hash, Conn, Exit, Shared};
+use super::{logs, stage_hash, Conn, Exit, Shared};
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
 use crate::Stage;
@@ -120,7 +122,6 @@ pub(super) async fn supervise<S: Stage>(
 /// Spawns worker `index` of stage `S` and waits for its handshake: ready, or the text of
 /// its `init` error or refusal.
 async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, String> {
-    registry::check::<S>()?;
     let arena = Arena::global().map_err(|e| e.to_string())?;
     let geometry = shared.geometry;
     let ctl = Region::create(geometry.region_len())
@@ -146,7 +147,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
     let resp = register(resp)?;
     // Kept open until the child has been spawned (and has its own copy).
     let (spec_file, marker) =
-        spawn::spec_file(&spec).map_err(|e| format!("cannot write the worker's spec: {e}"))?;
+        marker::spec_file(&spec).map_err(|e| format!("cannot write the worker's spec: {e}"))?;
     let mut inherit = spec.inherited_fds().to_vec();
     inherit.push(std::os::fd::AsRawFd::as_raw_fd(&spec_file));
     let mut command = Command::new("/proc/self/exe");
@@ -174,7 +175,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
                 return Err(std::io::Error::last_os_error());
             }
             if libc::getppid() as u32 != parent_pid {
-                libc::_exit(5);
+                libc::_exit(exit::ORPHANED);
             }
             Ok(())
         });
