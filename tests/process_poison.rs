@@ -38,6 +38,13 @@ fn square(shots: &mut [Shot]) {
     square_all(shots);
 }
 
+/// Tasks each test sends, and which of them are poison.
+const TASKS: u64 = 400;
+
+fn poison(id: u64) -> bool {
+    id % 40 == 17
+}
+
 type Call = tokio::task::JoinHandle<Result<aqueduct::Owned<Shot>, Error>>;
 
 /// Sends tasks `0..count` concurrently, those for which `poison` holds poisoned.
@@ -72,8 +79,6 @@ async fn only_the_poison_task_fails_and_no_task_runs_more_than_twice() {
         .start()
         .await
         .unwrap();
-    const TASKS: u64 = 400;
-    let poison: fn(u64) -> bool = |id| id % 40 == 17;
     let calls = submit(&flow, &log, TASKS, poison);
     for (id, call) in (0..TASKS).zip(calls) {
         match call.await.unwrap() {
@@ -128,8 +133,6 @@ async fn without_crash_retry_no_task_ever_runs_twice() {
         .start()
         .await
         .unwrap();
-    const TASKS: u64 = 400;
-    let poison: fn(u64) -> bool = |id| id % 40 == 17;
     let calls = submit(&flow, &log, TASKS, poison);
     let mut crashed = 0;
     for (id, call) in (0..TASKS).zip(calls) {
