@@ -18,14 +18,16 @@ mod hash;
 mod shapes;
 mod shm;
 mod stage;
+mod stats;
 mod sync;
 mod task;
 
 pub use aqueduct_macros::{flow, handler, task};
 pub use error::Error;
-pub use flow::{Flow, FlowBuilder, FlowState, Link, Owned, StageStats};
+pub use flow::{Flow, FlowBuilder, FlowState, Link, Owned};
 pub use shm::{ShmBytes, ShmHandle, ShmStr, ShmVec, ShmView};
 pub use stage::{Isolation, Stage, StageConfig};
+pub use stats::StageStats;
 pub use task::{FieldLayout, Task, TaskField, TaskLayout};
 
 #[doc(hidden)]

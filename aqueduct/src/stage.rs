@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use crate::task::Task;
 
+/// Most single-task batches handed to a worker at once (see
+/// [`StageConfig::dispatch_cap`]).
+pub(crate) const MAX_RUN: usize = 64;
+
 /// How a stage runs: batching, workers, queue and start-up limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StageConfig {
@@ -102,6 +106,17 @@ impl StageConfig {
     /// per worker, so that their batches fill while the workers are busy.
     pub(crate) fn pipelined(&self) -> bool {
         self.batch_size == 1 && self.batch_timeout.is_zero()
+    }
+
+    /// Most tasks one hand-off to a worker may carry: one batch, or for a stage of
+    /// single-task batches a run of up to [`MAX_RUN`] of them (each still its own handler
+    /// call), which the runner sends a busy worker so it gets many tasks per wake-up.
+    pub(crate) fn dispatch_cap(&self) -> usize {
+        if self.batch_size == 1 {
+            MAX_RUN
+        } else {
+            self.batch_size
+        }
     }
 }
 

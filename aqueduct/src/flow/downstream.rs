@@ -2,8 +2,8 @@
 
 use std::future::Future;
 
-use super::builder::Link;
 use super::envelope::Envelope;
+use super::link::Link;
 use crate::task::{Task, TaskField};
 
 /// Receives a stage's successful outputs. Awaiting `push` is how backpressure travels

@@ -11,8 +11,8 @@ use super::control::Control;
 pub use super::control::FlowState;
 use super::envelope::Envelope;
 use super::owned::Owned;
-use super::stats::{StageCounters, StageStats};
 use crate::shm::ownership;
+use crate::stats::{StageCounters, StageStats};
 use crate::{Error, Task};
 
 /// A started pipeline taking `In` tasks and returning `Out` tasks.

@@ -7,18 +7,19 @@
 
 mod batcher;
 mod builder;
+mod chain;
 mod control;
 mod downstream;
 mod envelope;
 mod handle;
+mod link;
 mod owned;
 mod pace;
 mod runner;
-mod stats;
+mod start;
 
-pub use builder::{Chain, First, FlowBuilder, Link, Then};
+pub use builder::FlowBuilder;
+pub use chain::{Chain, First, Then};
 pub use handle::{Flow, FlowState};
+pub use link::Link;
 pub use owned::Owned;
-pub(crate) use runner::MAX_RUN;
-pub(crate) use stats::StageCounters;
-pub use stats::StageStats;

@@ -14,13 +14,11 @@ use super::control::Control;
 use super::downstream::Downstream;
 use super::envelope::{Envelope, Unfit};
 use super::pace::Pace;
-use super::stats::StageCounters;
 use crate::exec::{BatchResults, Dispatched, Executor};
+use crate::stats::StageCounters;
 use crate::task::TaskField;
 use crate::{Error, Stage, StageConfig, Task};
 
-/// Most single-task batches handed to a worker at once.
-pub(crate) const MAX_RUN: usize = 64;
 /// How long after its admission check any task of a run should start, by the stage's
 /// measured pace.
 const RUN_BUDGET: Duration = Duration::from_millis(2);
@@ -216,7 +214,7 @@ where
             return self.config.batch_size;
         }
         let budget = RUN_BUDGET.as_nanos() as u64 / ahead as u64;
-        let affordable = (budget / pace).clamp(1, MAX_RUN as u64) as usize;
+        let affordable = (budget / pace).clamp(1, self.config.dispatch_cap() as u64) as usize;
         let fair_share = (self.input.len() + 1).div_ceil(self.config.nprocs * ahead);
         affordable
             .min(fair_share)

@@ -47,10 +47,10 @@ use self::results::{handle_offsets, take_results, Answer};
 use self::supervisor::{closed, kill_and_wait, live, supervise};
 use self::wire::{Geometry, MAX_LANES};
 use super::{Dispatched, Executor};
-use crate::flow::StageCounters;
 use crate::shm::arena::Arena;
 use crate::shm::ownership;
 use crate::shm::scratch::Scratch;
+use crate::stats::StageCounters;
 use crate::sync::lock;
 use crate::{Error, Stage, StageConfig};
 
@@ -143,12 +143,7 @@ impl<S: Stage> ProcessExecutor<S> {
             stage: S::NAME,
             config,
             geometry: Geometry {
-                // Room for a run of single-task batches (see the runner's dispatch size).
-                batch_cap: if config.batch_size == 1 {
-                    crate::flow::MAX_RUN
-                } else {
-                    config.batch_size
-                },
+                batch_cap: config.dispatch_cap(),
                 input_size: size_of::<S::Input>(),
                 output_size: size_of::<S::Output>(),
                 lanes: if config.pipelined() { MAX_LANES } else { 1 },

@@ -1,0 +1,210 @@
+//! Starting a flow's stages: for each, its input queue, its workers (threads or
+//! processes) and its runner; then waiting until every worker's `init` has finished.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::{timeout_at, Instant};
+
+use super::control::Control;
+use super::downstream::Downstream;
+use super::envelope::Envelope;
+use super::handle::{Flow, FlowParts};
+use super::pace::Pace;
+use super::runner::StageRunner;
+use crate::exec::{Executor, ProcessExecutor, ThreadExecutor};
+use crate::stats::StageCounters;
+use crate::{Error, Isolation, Stage, StageConfig, Task};
+
+/// Flow-wide options set on the builder.
+#[derive(Debug, Clone)]
+pub(crate) struct FlowOptions {
+    pub timeout: Duration,
+    pub queue_size: Option<usize>,
+    pub start_timeout: Option<Duration>,
+    pub exec_timeout: Option<Duration>,
+}
+
+/// What spawning the stages accumulates.
+#[doc(hidden)]
+pub struct StartCtx {
+    options: FlowOptions,
+    control: Arc<Control>,
+    first_stage: &'static str,
+    counters: Vec<Arc<StageCounters>>,
+    readiness: Vec<Readiness>,
+    runners: Vec<tokio::task::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for StartCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartCtx")
+            .field("stages", &self.counters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StartCtx {
+    pub(crate) fn new(options: FlowOptions) -> Self {
+        Self {
+            options,
+            control: Arc::new(Control::new()),
+            first_stage: "",
+            counters: Vec::new(),
+            readiness: Vec::new(),
+            runners: Vec::new(),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Waits until every stage's workers have finished `init`, then hands over the
+    /// running flow, fed through `input` (the first stage's queue). If one fails, the
+    /// stages already started are stopped.
+    pub(crate) async fn finish<In: Task, Out: Task>(
+        mut self,
+        input: async_channel::Sender<Envelope<In, Out>>,
+    ) -> Result<Flow<In, Out>, Error> {
+        // Stages were spawned from the last to the first.
+        self.counters.reverse();
+        self.readiness.reverse();
+        if let Err(error) = wait_ready(std::mem::take(&mut self.readiness)).await {
+            self.control.begin_stop();
+            self.control.halt();
+            input.close();
+            self.control.set_stopped();
+            return Err(error);
+        }
+        Ok(Flow::new(FlowParts {
+            input,
+            control: self.control,
+            timeout: self.options.timeout,
+            first_stage: self.first_stage,
+            counters: self.counters,
+            runners: self.runners,
+            threads: self.threads,
+        }))
+    }
+
+    /// Stops what was started before spawning failed with `error`; returns `error`.
+    pub(crate) fn abort(self, error: Error) -> Error {
+        self.control.halt();
+        error
+    }
+}
+
+/// The outcome of each worker's `init` for one stage.
+struct Readiness {
+    stage: &'static str,
+    timeout: Duration,
+    ready: Vec<oneshot::Receiver<Result<(), String>>>,
+}
+
+async fn wait_ready(stages: Vec<Readiness>) -> Result<(), Error> {
+    let started = Instant::now();
+    for stage in stages {
+        let deadline = started + stage.timeout;
+        for ready in stage.ready {
+            match timeout_at(deadline, ready).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(message))) => {
+                    return Err(Error::Init {
+                        stage: stage.stage,
+                        message,
+                    })
+                }
+                Ok(Err(_)) => {
+                    return Err(Error::Init {
+                        stage: stage.stage,
+                        message: "worker exited during init".into(),
+                    })
+                }
+                Err(_) => {
+                    return Err(Error::StartTimeout {
+                        stage: stage.stage,
+                        after: stage.timeout,
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts stage `S`: its queue, its workers and its runner.
+pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
+    ctx: &mut StartCtx,
+    downstream: D,
+) -> Result<async_channel::Sender<Envelope<S::Input, R>>, Error> {
+    let mut config = S::CONFIG;
+    if let Some(capacity) = ctx.options.queue_size {
+        config.queue_size = Some(capacity);
+    }
+    if let Some(timeout) = ctx.options.start_timeout {
+        config.start_timeout = timeout;
+    }
+    if config.batch_size == 0 || config.nprocs == 0 {
+        return Err(Error::Config(format!(
+            "stage `{}`: batch_size and nprocs must be at least 1",
+            S::NAME
+        )));
+    }
+    if let Some(timeout) = ctx.options.exec_timeout {
+        config.exec_timeout = Some(timeout);
+    }
+    let (queue, input) = async_channel::bounded(config.queue_capacity());
+    let probe = input.clone();
+    let counters = StageCounters::new(S::NAME, config.nprocs, move || probe.len());
+    match config.isolation {
+        Isolation::Thread => {
+            let (executor, started) = ThreadExecutor::<S>::spawn(config.nprocs)?;
+            ctx.threads.extend(started.threads);
+            launch::<S, R, D, _>(
+                ctx,
+                downstream,
+                executor,
+                started.ready,
+                config,
+                input,
+                counters,
+            );
+        }
+        Isolation::Process => {
+            let counters = Arc::new(counters.with_processes());
+            let (executor, ready) = ProcessExecutor::<S>::spawn(config, counters.clone())?;
+            launch::<S, R, D, _>(ctx, downstream, executor, ready, config, input, counters);
+        }
+    }
+    Ok(queue)
+}
+
+/// Starts stage `S`'s runner over `executor`.
+fn launch<S: Stage, R: Task, D: Downstream<S::Output, R>, E: Executor<S>>(
+    ctx: &mut StartCtx,
+    downstream: D,
+    executor: E,
+    ready: Vec<oneshot::Receiver<Result<(), String>>>,
+    config: StageConfig,
+    input: async_channel::Receiver<Envelope<S::Input, R>>,
+    counters: impl Into<Arc<StageCounters>>,
+) {
+    let counters = counters.into();
+    ctx.readiness.push(Readiness {
+        stage: S::NAME,
+        timeout: config.start_timeout,
+        ready,
+    });
+    let runner = StageRunner::<S, R, D, E> {
+        input,
+        downstream: Arc::new(downstream),
+        executor: Arc::new(executor),
+        config,
+        control: ctx.control.clone(),
+        counters: counters.clone(),
+        pace: Arc::new(Pace::new(config.nprocs)),
+    };
+    ctx.runners.push(tokio::spawn(runner.run()));
+    ctx.counters.push(counters);
+    ctx.first_stage = S::NAME;
+}
