@@ -24,8 +24,8 @@ mod task;
 
 pub use aqueduct_macros::{flow, handler, task};
 pub use error::Error;
-pub use flow::{Flow, FlowBuilder, FlowState, Link, Owned};
-pub use shm::{ShmBytes, ShmHandle, ShmStr, ShmVec, ShmView};
+pub use flow::{Flow, FlowBuilder, FlowState, Link};
+pub use shm::{Owned, ShmBytes, ShmHandle, ShmStr, ShmVec, ShmView};
 pub use stage::{Isolation, Stage, StageConfig};
 pub use stats::StageStats;
 pub use task::{FieldLayout, Task, TaskField, TaskLayout};

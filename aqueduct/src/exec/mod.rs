@@ -14,7 +14,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::shapes::catch;
-use crate::shm::{ownership, ShmHandle};
+use crate::shm::{owned, Owned};
+use crate::task::TaskField;
 use crate::{Error, Stage};
 
 /// How long a quiet dispatch polls for its worker's answer before sleeping. A sleeping
@@ -48,25 +49,25 @@ pub(crate) fn poll_within<T>(budget: Duration, mut answer: impl FnMut() -> Optio
 /// One result per input task: the output, or the handler's error message.
 pub(crate) type BatchResults<T> = Vec<Result<T, String>>;
 
-/// What became of one dispatch.
+/// What became of one dispatch. Every task in it is in custody: the outputs, and the
+/// inputs that come back, own their arena references.
 #[derive(Debug)]
-pub(crate) enum Dispatched<I, O> {
-    /// The worker answered: one result per task, in order, each output owning its
-    /// arena references.
-    Answered(BatchResults<O>),
+pub(crate) enum Dispatched<I: TaskField, O: TaskField> {
+    /// The worker answered: one result per task, in order.
+    Answered(BatchResults<Owned<O>>),
     /// No handler saw the batch (its worker was down, or died before taking it): the
-    /// tasks come back unrun, owning their references again, to be sent elsewhere.
-    Unrun(Vec<I>),
+    /// tasks come back unrun, to be sent elsewhere.
+    Unrun(Vec<Owned<I>>),
     /// The worker was lost while it held the batch (it died, ran past a timeout or broke
-    /// the protocol), so the tasks may have partly run. They come back owning their
-    /// references, with the error that fails them unless the stage retries them.
-    Lost { error: Error, tasks: Vec<I> },
-    /// The batch cannot run (the stage is closing); its references were released.
+    /// the protocol), so the tasks may have partly run. They come back with the error
+    /// that fails them unless the stage retries them.
+    Lost { error: Error, tasks: Vec<Owned<I>> },
+    /// The batch cannot run (the stage is closing); its tasks were dropped.
     Failed(Error),
 }
 
-impl<I, O> From<Result<BatchResults<O>, Error>> for Dispatched<I, O> {
-    fn from(outcome: Result<BatchResults<O>, Error>) -> Self {
+impl<I: TaskField, O: TaskField> From<Result<BatchResults<Owned<O>>, Error>> for Dispatched<I, O> {
+    fn from(outcome: Result<BatchResults<Owned<O>>, Error>) -> Self {
         match outcome {
             Ok(results) => Self::Answered(results),
             Err(error) => Self::Failed(error),
@@ -91,9 +92,8 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     /// Hands `batch` to `worker` now, before returning, so that a worker receives
     /// dispatches in the order they were made; the future then waits for the results.
     /// The caller guarantees the worker holds fewer than `depth()` dispatches (it may be
-    /// busy with an earlier one: this one then waits behind it). The batch's arena
-    /// references pass to the executor; the outputs come back owning theirs (see
-    /// [`Dispatched`] for the other ways a dispatch ends).
+    /// busy with an earlier one: this one then waits behind it). The batch passes into
+    /// the executor's custody; see [`Dispatched`] for how it comes back.
     ///
     /// `quiet` says nothing else is waiting for this stage and its handler is fast: an
     /// executor may then wait for the answer actively rather than sleep, since the wake-up
@@ -101,7 +101,7 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     fn run(
         &self,
         worker: usize,
-        batch: Vec<S::Input>,
+        batch: Vec<Owned<S::Input>>,
         quiet: bool,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static;
 
@@ -122,24 +122,26 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     }
 }
 
-/// Calls the handler on the tasks a worker received, one call per `batch_size` tasks
-/// (the runner may send several single-task batches in one hand-off), with the
-/// reference accounting described in [`crate::shm::ownership`]: outputs retained, inputs
-/// and each call's own allocations released.
+/// Calls the handler on the tasks a worker thread received, one call per `batch_size`
+/// tasks (the runner may send several single-task batches in one hand-off), each call
+/// through the handler boundary [`owned::call_handler`]: outputs come back owning their
+/// references, the inputs' are released.
 pub(crate) fn run_batch<S: Stage>(
     state: &mut S::State,
-    inputs: Vec<S::Input>,
-) -> BatchResults<S::Output> {
-    in_batches::<S>(state, inputs, run_one_batch::<S>)
+    inputs: Vec<Owned<S::Input>>,
+) -> BatchResults<Owned<S::Output>> {
+    in_batches::<S, _, _>(state, inputs, |state, inputs| {
+        owned::call_handler(inputs, |inputs| call_handler::<S>(state, inputs))
+    })
 }
 
 /// Splits `inputs` into handler batches of the stage's `batch_size` and concatenates
 /// what `call` returns for each.
-pub(crate) fn in_batches<S: Stage>(
+pub(crate) fn in_batches<S: Stage, I, O>(
     state: &mut S::State,
-    inputs: Vec<S::Input>,
-    mut call: impl FnMut(&mut S::State, Vec<S::Input>) -> BatchResults<S::Output>,
-) -> BatchResults<S::Output> {
+    inputs: Vec<I>,
+    mut call: impl FnMut(&mut S::State, Vec<I>) -> BatchResults<O>,
+) -> BatchResults<O> {
     let batch_size = S::CONFIG.batch_size.max(1);
     if inputs.len() <= batch_size {
         return call(state, inputs);
@@ -147,7 +149,7 @@ pub(crate) fn in_batches<S: Stage>(
     let mut results = Vec::with_capacity(inputs.len());
     let mut rest = inputs.into_iter();
     loop {
-        let batch: Vec<S::Input> = rest.by_ref().take(batch_size).collect();
+        let batch: Vec<I> = rest.by_ref().take(batch_size).collect();
         if batch.is_empty() {
             return results;
         }
@@ -172,21 +174,4 @@ pub(crate) fn call_handler<S: Stage>(
         }
         Err(panic) => (0..count).map(|_| Err(panic.clone())).collect(),
     }
-}
-
-fn run_one_batch<S: Stage>(state: &mut S::State, inputs: Vec<S::Input>) -> BatchResults<S::Output> {
-    let before: Vec<ShmHandle> = inputs.iter().flat_map(ownership::handles_of).collect();
-    let (mut results, allocated) = ownership::scoped(|| call_handler::<S>(state, inputs));
-    for result in &mut results {
-        if let Ok(output) = result {
-            if let Err(error) = ownership::retain(output) {
-                *result = Err(format!(
-                    "output holds an unusable shared-memory handle: {error}"
-                ));
-            }
-        }
-    }
-    ownership::release_all(&before);
-    ownership::release_all(&allocated);
-    results
 }

@@ -9,12 +9,12 @@ use tokio::sync::oneshot;
 
 use super::{poll_within, run_batch, BatchResults, Dispatched, Executor, QUIET_SPIN};
 use crate::shapes::catch;
-use crate::shm::ownership;
+use crate::shm::Owned;
 use crate::{Error, Stage};
 
 struct Job<S: Stage> {
-    inputs: Vec<S::Input>,
-    reply: oneshot::Sender<BatchResults<S::Output>>,
+    inputs: Vec<Owned<S::Input>>,
+    reply: oneshot::Sender<BatchResults<Owned<S::Output>>>,
 }
 
 /// The worker threads of one stage.
@@ -66,10 +66,8 @@ fn worker_loop<S: Stage>(jobs: mpsc::Receiver<Job<S>>, ready: oneshot::Sender<Re
     };
     let _ = ready.send(Ok(()));
     for job in jobs {
-        let results = run_batch::<S>(&mut state, job.inputs);
-        if let Err(results) = job.reply.send(results) {
-            results.iter().flatten().for_each(ownership::release);
-        }
+        // If the dispatch is gone, the results are dropped with their memory.
+        let _ = job.reply.send(run_batch::<S>(&mut state, job.inputs));
     }
 }
 
@@ -87,17 +85,20 @@ where
     fn run(
         &self,
         worker: usize,
-        batch: Vec<S::Input>,
+        batch: Vec<Owned<S::Input>>,
         quiet: bool,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static {
         let (reply, mut results) = oneshot::channel();
-        let sent = self.workers[worker].send(Job {
-            inputs: batch,
-            reply,
-        });
+        // A failed send gives the job back, and it is dropped here with its tasks.
+        let sent = self.workers[worker]
+            .send(Job {
+                inputs: batch,
+                reply,
+            })
+            .is_ok();
         let outcome = async move {
-            if let Err(mpsc::SendError(job)) = sent {
-                job.inputs.iter().for_each(ownership::release);
+            if !sent {
+                // The worker thread is gone.
                 return Err(Error::Stopped);
             }
             // The worker always answers unless its thread is gone (it exited after a

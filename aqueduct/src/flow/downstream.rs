@@ -4,21 +4,22 @@ use std::future::Future;
 
 use super::envelope::Envelope;
 use super::link::Link;
+use crate::shm::Owned;
 use crate::task::{Task, TaskField};
 
 /// Receives a stage's successful outputs. Awaiting `push` is how backpressure travels
 /// upstream: a full next stage holds the worker that produced the output.
 #[doc(hidden)]
-pub trait Downstream<T: TaskField, R>: Send + Sync + 'static {
+pub trait Downstream<T: TaskField, R: TaskField>: Send + Sync + 'static {
     fn push(&self, envelope: Envelope<T, R>) -> impl Future<Output = ()> + Send;
 }
 
 /// Sends outputs into the next stage's input queue.
-pub(crate) struct Forward<In: TaskField, R> {
+pub(crate) struct Forward<In: TaskField, R: TaskField> {
     queue: async_channel::Sender<Envelope<In, R>>,
 }
 
-impl<In: TaskField, R> Forward<In, R> {
+impl<In: TaskField, R: TaskField> Forward<In, R> {
     pub(crate) fn new(queue: async_channel::Sender<Envelope<In, R>>) -> Self {
         Self { queue }
     }
@@ -28,12 +29,14 @@ impl<Out, In, R> Downstream<Out, R> for Forward<In, R>
 where
     Out: Task + Link<In>,
     In: Task,
-    R: Send + 'static,
+    R: Task,
 {
-    async fn push(&self, mut envelope: Envelope<Out, R>) {
-        let task = envelope.take_task().link();
+    async fn push(&self, envelope: Envelope<Out, R>) {
+        let (task, route) = envelope.split();
+        // `link` is the identity: the same task, under the next stage's input type.
+        let task = Owned::new(task.into_inner().link());
         // A closed queue means the flow was halted; the envelope is dropped with its task.
-        let _ = self.queue.send(envelope.with_task(task)).await;
+        let _ = self.queue.send(route.carry(task)).await;
     }
 }
 
@@ -42,6 +45,7 @@ pub(crate) struct Deliver;
 
 impl<R: Task> Downstream<R, R> for Deliver {
     async fn push(&self, envelope: Envelope<R, R>) {
-        envelope.deliver();
+        let (task, route) = envelope.split();
+        route.deliver(task);
     }
 }

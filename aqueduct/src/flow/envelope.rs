@@ -1,25 +1,32 @@
-//! A task on its way through the flow, with where its result goes and its deadline.
+//! A task on its way through the flow: the task, in custody, and its [`Route`] (where
+//! its result goes, by when). While a stage's executor holds the task, the runner holds
+//! the route; the two are joined again when the task comes back.
 
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::shm::ownership;
+use crate::shm::Owned;
 use crate::task::TaskField;
 use crate::Error;
 
 /// Where the final result (or the first failure) of a task is sent.
-pub(crate) type Reply<R> = oneshot::Sender<Result<R, Error>>;
+pub(crate) type Reply<R> = oneshot::Sender<Result<Owned<R>, Error>>;
 
-/// A task plus its reply channel. While `owns` is set the envelope owns the task's arena
-/// references and releases them if dropped, so a task discarded anywhere (expired,
-/// cancelled, flow halted, queue closed) frees its shared memory.
+/// A task plus its route. The task is [`Owned`], so an envelope discarded anywhere
+/// (expired, cancelled, flow halted, queue closed) frees its shared memory.
 #[doc(hidden)]
-pub struct Envelope<T: TaskField, R> {
-    task: T,
-    owns: bool,
-    reply: Option<Reply<R>>,
+pub struct Envelope<T: TaskField, R: TaskField> {
+    task: Owned<T>,
+    route: Route<R>,
+}
+
+/// Everything about a task but the task: its caller's reply channel and deadline, and
+/// how often a worker holding it was lost.
+#[derive(Debug)]
+pub(crate) struct Route<R: TaskField> {
+    reply: Reply<R>,
     deadline: Instant,
     /// The caller's timeout, for the error if the deadline passes inside the flow.
     timeout: Duration,
@@ -36,46 +43,59 @@ pub(crate) enum Unfit {
     Expired,
 }
 
-impl<T: TaskField, R> Envelope<T, R> {
-    pub(crate) fn new(task: T, reply: Reply<R>, timeout: Duration) -> Self {
+impl<T: TaskField, R: TaskField> Envelope<T, R> {
+    pub(crate) fn new(task: Owned<T>, reply: Reply<R>, timeout: Duration) -> Self {
         Self {
             task,
-            owns: true,
-            reply: Some(reply),
-            deadline: Instant::now() + timeout,
-            timeout,
-            losses: 0,
+            route: Route {
+                reply,
+                deadline: Instant::now() + timeout,
+                timeout,
+                losses: 0,
+            },
         }
     }
 
     /// The task's deadline.
     pub(crate) fn deadline(&self) -> Instant {
-        self.deadline
+        self.route.deadline
     }
 
     /// Why the task must not reach the handler, if it must not: its caller dropped the
     /// future, or its deadline passed.
     pub(crate) fn unfit(&self, now: Instant) -> Option<Unfit> {
-        if self.reply.as_ref().is_none_or(oneshot::Sender::is_closed) {
+        if self.route.reply.is_closed() {
             Some(Unfit::Abandoned)
-        } else if self.deadline <= now {
+        } else if self.route.deadline <= now {
             Some(Unfit::Expired)
         } else {
             None
         }
     }
 
-    /// Answers the caller that the task's deadline passed.
+    /// Answers the caller that the task's deadline passed; the task is dropped.
     pub(crate) fn expire(self) {
-        let after = self.timeout;
-        self.fail(Error::Timeout { after });
+        self.route.expire();
     }
 
-    /// Gives the envelope back the task a handler did not (or may not fully) run; the
-    /// envelope owns its references again.
-    pub(crate) fn restore(&mut self, task: T) {
-        self.task = task;
-        self.owns = true;
+    /// Separates the task (for an executor) from its route (kept by the runner).
+    pub(crate) fn split(self) -> (Owned<T>, Route<R>) {
+        (self.task, self.route)
+    }
+}
+
+impl<R: TaskField> Route<R> {
+    /// The route carrying `task` again, at the same stage (a task back unrun, or from
+    /// a lost worker).
+    pub(crate) fn carry<U: TaskField>(self, task: Owned<U>) -> Envelope<U, R> {
+        Envelope { task, route: self }
+    }
+
+    /// The route carrying a stage's `output` to the next stage, where no worker has
+    /// been lost holding it yet.
+    pub(crate) fn forward<U: TaskField>(mut self, output: Owned<U>) -> Envelope<U, R> {
+        self.losses = 0;
+        self.carry(output)
     }
 
     /// Counts one more loss of a worker that held this task; returns the count.
@@ -84,58 +104,28 @@ impl<T: TaskField, R> Envelope<T, R> {
         self.losses
     }
 
-    /// Moves the task out for a handler; the envelope no longer owns its references.
-    pub(crate) fn take_task(&mut self) -> T {
-        self.owns = false;
-        self.task
+    /// Answers the caller with `error`.
+    pub(crate) fn fail(self, error: Error) {
+        let _ = self.reply.send(Err(error));
     }
 
-    /// The same reply and deadline, carrying `task` (which owns its references).
-    pub(crate) fn with_task<U: TaskField>(mut self, task: U) -> Envelope<U, R> {
-        self.owns = false;
-        Envelope {
-            task,
-            owns: true,
-            reply: self.reply.take(),
-            deadline: self.deadline,
-            timeout: self.timeout,
-            losses: 0,
-        }
+    /// Answers the caller that the task's deadline passed.
+    pub(crate) fn expire(self) {
+        let after = self.timeout;
+        self.fail(Error::Timeout { after });
     }
 
-    /// Answers the caller with `error`; the task is dropped.
-    pub(crate) fn fail(mut self, error: Error) {
-        if let Some(reply) = self.reply.take() {
-            let _ = reply.send(Err(error));
-        }
+    /// Answers the caller with the task's final result (last stage). If the caller is
+    /// gone, the result is dropped with its shared memory.
+    pub(crate) fn deliver(self, task: Owned<R>) {
+        let _ = self.reply.send(Ok(task));
     }
 }
 
-impl<R: TaskField> Envelope<R, R> {
-    /// Answers the caller with the task itself (last stage).
-    pub(crate) fn deliver(mut self) {
-        if let Some(reply) = self.reply.take() {
-            self.owns = false;
-            if let Err(Ok(task)) = reply.send(Ok(self.task)) {
-                // The caller is gone; the result and its shared memory are dropped.
-                ownership::release(&task);
-            }
-        }
-    }
-}
-
-impl<T: TaskField, R> std::fmt::Debug for Envelope<T, R> {
+impl<T: TaskField, R: TaskField> std::fmt::Debug for Envelope<T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Envelope")
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.route.deadline)
             .finish_non_exhaustive()
-    }
-}
-
-impl<T: TaskField, R> Drop for Envelope<T, R> {
-    fn drop(&mut self) {
-        if self.owns {
-            ownership::release(&self.task);
-        }
     }
 }

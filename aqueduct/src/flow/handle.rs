@@ -10,8 +10,7 @@ use tokio::time::{sleep_until, timeout_at};
 use super::control::Control;
 pub use super::control::FlowState;
 use super::envelope::Envelope;
-use super::owned::Owned;
-use crate::shm::ownership;
+use crate::shm::{ownership, Owned};
 use crate::stats::{StageCounters, StageStats};
 use crate::{Error, Task};
 
@@ -102,18 +101,26 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// first stage's queue ([`Error::Overloaded`] if none came) and the processing
     /// ([`Error::Timeout`]).
     pub async fn process_timeout(&self, task: In, timeout: Duration) -> Result<Owned<Out>, Error> {
+        self.process_owned(Owned::new(task), timeout).await
+    }
+
+    /// [`Flow::process_timeout`] for a task already in the runtime's custody (a graph
+    /// processor's input); if it is refused, it is dropped with its shared memory.
+    pub(crate) async fn process_owned(
+        &self,
+        task: Owned<In>,
+        timeout: Duration,
+    ) -> Result<Owned<Out>, Error> {
         let inner = &*self.inner;
         if inner.control.state() != FlowState::Running {
-            ownership::release(&task);
             return Err(Error::NotRunning);
         }
-        if let Err(error) = ownership::validate(&task) {
-            ownership::release(&task);
-            return Err(error);
-        }
+        ownership::validate(&*task)?;
         let _in_flight = inner.control.enter();
-        let (reply, receiver) = oneshot::channel();
-        let mut receiver = ResultSlot(receiver);
+        // If the caller stops waiting (timeout, halt, or this future is dropped), the
+        // receiver is dropped: the runner sees the task abandoned, and a result that
+        // arrives anyway is dropped with the channel.
+        let (reply, mut receiver) = oneshot::channel();
         let envelope = Envelope::new(task, reply, timeout);
         let deadline = envelope.deadline();
         match inner.input.try_send(envelope) {
@@ -134,9 +141,8 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         }
         tokio::select! {
             biased;
-            outcome = &mut receiver.0 => match outcome {
-                Ok(Ok(task)) => Ok(Owned::new(task)),
-                Ok(Err(error)) => Err(error),
+            outcome = &mut receiver => match outcome {
+                Ok(outcome) => outcome,
                 // The task was dropped inside the flow: it was halted.
                 Err(_) => Err(Error::Stopped),
             },
@@ -157,13 +163,13 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         task: In,
         timeout: Duration,
     ) -> Result<Owned<Out>, Error> {
+        let task = Owned::new(task);
         if tokio::runtime::Handle::try_current().is_ok() {
-            ownership::release(&task);
             return Err(Error::BlockingInAsync);
         }
         self.inner
             .handle
-            .block_on(self.process_timeout(task, timeout))
+            .block_on(self.process_owned(task, timeout))
     }
 
     /// Stops the flow. New `process` calls get [`Error::NotRunning`] at once.
@@ -218,19 +224,6 @@ impl<In: Task, Out: Task> Drop for Inner<In, Out> {
     fn drop(&mut self) {
         // Stages drain what they accepted and exit; worker threads end with them.
         self.input.close();
-    }
-}
-
-/// The receiving end of a task's result. If the caller stops waiting (timeout, halt,
-/// or its future is dropped), a result that arrives anyway is still released.
-struct ResultSlot<Out: Task>(oneshot::Receiver<Result<Out, Error>>);
-
-impl<Out: Task> Drop for ResultSlot<Out> {
-    fn drop(&mut self) {
-        self.0.close();
-        if let Ok(Ok(task)) = self.0.try_recv() {
-            ownership::release(&task);
-        }
     }
 }
 

@@ -12,11 +12,11 @@ use tokio::time::Instant;
 use super::batcher;
 use super::control::Control;
 use super::downstream::Downstream;
-use super::envelope::{Envelope, Unfit};
+use super::envelope::{Envelope, Route, Unfit};
 use super::pace::Pace;
 use crate::exec::{BatchResults, Dispatched, Executor};
+use crate::shm::Owned;
 use crate::stats::StageCounters;
-use crate::task::TaskField;
 use crate::{Error, Stage, StageConfig, Task};
 
 /// How long after its admission check any task of a run should start, by the stage's
@@ -31,7 +31,7 @@ struct Seat {
     behind: bool,
 }
 
-pub(crate) struct StageRunner<S: Stage, R, D, E> {
+pub(crate) struct StageRunner<S: Stage, R: Task, D, E> {
     pub input: async_channel::Receiver<Envelope<S::Input, R>>,
     pub downstream: Arc<D>,
     pub executor: Arc<E>,
@@ -125,12 +125,12 @@ where
                     },
                 },
             };
-            let mut batch = self.admit(batch);
+            let batch = self.admit(batch);
             if batch.is_empty() {
                 seats.put(seat);
                 continue;
             }
-            let tasks: Vec<S::Input> = batch.iter_mut().map(Envelope::take_task).collect();
+            let (tasks, routes): (Vec<_>, Vec<_>) = batch.into_iter().map(Envelope::split).unzip();
             self.counters
                 .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
             let quiet = self.is_quiet();
@@ -143,7 +143,7 @@ where
                 count,
                 sent: Instant::now(),
                 outcome,
-                batch,
+                routes,
                 downstream: self.downstream.clone(),
                 counters: self.counters.clone(),
                 pace: self.pace.clone(),
@@ -257,13 +257,14 @@ where
 const MAX_LOSSES: u32 = 2;
 
 /// One batch handed to its worker: its results awaited, then delivered.
-struct Job<S: Stage, R, D, F> {
+struct Job<S: Stage, R: Task, D, F> {
     worker: usize,
     count: u64,
     sent: Instant,
     /// The executor's answer for the batch.
     outcome: F,
-    batch: Vec<Envelope<S::Input, R>>,
+    /// Where each task of the batch goes, in order (the executor holds the tasks).
+    routes: Vec<Route<R>>,
     downstream: Arc<D>,
     counters: Arc<StageCounters>,
     pace: Arc<Pace>,
@@ -281,57 +282,52 @@ where
     F: Future<Output = Dispatched<S::Input, S::Output>>,
 {
     async fn run(self) {
-        let mut batch = self.batch;
+        let routes = self.routes;
         match self.outcome.await {
             Dispatched::Answered(results) => {
                 self.pace.record(self.worker, self.sent, self.count);
-                deliver::<S, R, D>(results, batch, &*self.downstream, &self.counters).await;
+                deliver::<S, R, D>(results, routes, &*self.downstream, &self.counters).await;
             }
             Dispatched::Unrun(tasks) => {
-                restore(&mut batch, tasks);
                 // Nothing ran: the whole batch goes again, as it was.
-                let _ = self.retries.send(batch).await;
+                let batch = routes
+                    .into_iter()
+                    .zip(tasks)
+                    .map(|(route, task)| route.carry(task));
+                let _ = self.retries.send(batch.collect()).await;
             }
             Dispatched::Lost { error, tasks } => {
-                restore(&mut batch, tasks);
                 // Each task goes again on its own, so that a poison task can take down
-                // no other task twice; one lost twice is failed.
-                for mut envelope in batch {
-                    if self.crash_retry && envelope.lost() < MAX_LOSSES {
+                // no other task twice; one lost twice is failed (and dropped).
+                for (mut route, task) in routes.into_iter().zip(tasks) {
+                    if self.crash_retry && route.lost() < MAX_LOSSES {
                         self.counters.retried();
-                        let _ = self.retries.send(vec![envelope]).await;
+                        let _ = self.retries.send(vec![route.carry(task)]).await;
                     } else {
                         self.counters.failed();
-                        envelope.fail(error.clone());
+                        route.fail(error.clone());
                     }
                 }
             }
-            Dispatched::Failed(error) => batch
+            Dispatched::Failed(error) => routes
                 .into_iter()
-                .for_each(|envelope| envelope.fail(error.clone())),
+                .for_each(|route| route.fail(error.clone())),
         }
     }
 }
 
-/// Gives each envelope back the task it lent to the executor.
-fn restore<T: TaskField, R>(batch: &mut [Envelope<T, R>], tasks: Vec<T>) {
-    for (envelope, task) in batch.iter_mut().zip(tasks) {
-        envelope.restore(task);
-    }
-}
-
 async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
-    results: BatchResults<S::Output>,
-    batch: Vec<Envelope<S::Input, R>>,
+    results: BatchResults<Owned<S::Output>>,
+    routes: Vec<Route<R>>,
     downstream: &D,
     counters: &StageCounters,
 ) {
-    for (envelope, result) in batch.into_iter().zip(results) {
+    for (route, result) in routes.into_iter().zip(results) {
         match result {
-            Ok(output) => downstream.push(envelope.with_task(output)).await,
+            Ok(output) => downstream.push(route.forward(output)).await,
             Err(message) => {
                 counters.failed();
-                envelope.fail(Error::Handler {
+                route.fail(Error::Handler {
                     stage: S::NAME,
                     message,
                 });

@@ -8,7 +8,7 @@ use super::handle::ResultHandle;
 use super::node::{Edge, Limits, Node, TypedNode};
 use super::processor::Processor;
 use super::progress::Progress;
-use crate::flow::Owned;
+use crate::shm::Owned;
 use crate::Task;
 
 /// A dataflow graph of processors: converters turn one processor's results into another

@@ -4,8 +4,7 @@
 
 use std::fmt;
 
-use crate::flow::Owned;
-use crate::shm::ownership;
+use crate::shm::Owned;
 use crate::{Error, Task};
 
 /// Identifies one input fed to one processor; ids grow in the order inputs were fed.
@@ -91,16 +90,14 @@ impl<In: Task, Out: Task> ResultHandle<In, Out> {
     /// A copy of the input that owns its own shared-memory references, to feed to a
     /// processor (a retry, say) while this handle keeps its copy.
     pub fn input_owned(&self) -> Result<In, Error> {
-        ownership::retain(&*self.input)?;
-        Ok(*self.input)
+        self.input.try_clone().map(Owned::into_inner)
     }
 
     /// A copy of the output that owns its own shared-memory references, to feed to a
     /// processor; or the failure or cancellation.
     pub fn output_owned(&self) -> Result<Out, Error> {
-        let output = self.result().map_err(Error::clone)?;
-        ownership::retain(output)?;
-        Ok(*output)
+        let output = self.outcome.as_ref().map_err(Error::clone)?;
+        output.try_clone().map(Owned::into_inner)
     }
 
     /// The outcome, taking it out of the handle.

@@ -13,8 +13,7 @@ use super::handle::ResultHandle;
 use super::processor::Processor;
 use super::results::ProcessorSummary;
 use super::status::ProcessorStatus;
-use crate::flow::Owned;
-use crate::shm::ownership;
+use crate::shm::Owned;
 use crate::{Error, Task};
 
 /// The run's guard against endless cycles, shared by every edge.
@@ -71,10 +70,12 @@ impl<In: Task, Out: Task> Edge<In, Out> {
         I: IntoIterator<Item = C>,
     {
         let convert = move |handle: &ResultHandle<In, Out>, delivery: &mut Delivery<'_>| {
-            let mut items = converter(handle).into_iter();
+            // A converter's items own their shared memory (see `ResultHandle::output_owned`).
+            let mut items = converter(handle).into_iter().map(Owned::new);
             while let Some(item) = items.next() {
                 if let Err(error) = delivery.feed(&to, item) {
-                    items.for_each(|rest| ownership::release(&rest));
+                    // The items not fed are dropped, with their memory.
+                    items.for_each(drop);
                     return Err(error);
                 }
             }
@@ -100,7 +101,11 @@ pub(crate) struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    fn feed<C: Task, D: Task>(&mut self, to: &Processor<C, D>, item: C) -> Result<(), Error> {
+    fn feed<C: Task, D: Task>(
+        &mut self,
+        to: &Processor<C, D>,
+        item: Owned<C>,
+    ) -> Result<(), Error> {
         let limits = self.book.limits;
         let exceeded = if self.rounds > limits.max_rounds {
             Some((limits.max_rounds, "rounds"))
@@ -111,14 +116,13 @@ impl Delivery<'_> {
                 .map(|limit| (limit, "items"))
         };
         if let Some((limit, what)) = exceeded {
-            ownership::release(&item);
             return Err(Error::EndlessCycle {
                 edge: self.label.to_string(),
                 limit,
                 what,
             });
         }
-        let id = to.feed(item)?;
+        let id = to.feed_owned(item)?;
         *self.fed += 1;
         self.book.rounds.insert((self.dst, id.get()), self.rounds);
         Ok(())
@@ -199,7 +203,7 @@ impl<In: Task, Out: Task> Node for TypedNode<In, Out> {
         // On a failure the inputs not yet fed are dropped with the iterator, releasing
         // their shared memory.
         for input in std::mem::take(&mut self.staged) {
-            self.processor.feed(input.into_inner())?;
+            self.processor.feed_owned(input)?;
         }
         Ok(())
     }

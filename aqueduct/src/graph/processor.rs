@@ -9,7 +9,7 @@ use super::options::{Mode, ProcessorOptions, DEFAULT_IN_FLIGHT, NO_TIMEOUT};
 use super::state::Shared;
 use super::status::{ProcessorState, ProcessorStatus};
 use crate::flow::{Chain, First, Flow, FlowBuilder};
-use crate::shm::ownership;
+use crate::shm::Owned;
 use crate::{Error, Stage, Task};
 
 /// Takes inputs at any time and hands back a [`ResultHandle`] for each as it finishes.
@@ -128,6 +128,11 @@ impl<In: Task, Out: Task> Processor<In, Out> {
     /// ownership of the input's shared memory. Fails with [`Error::NotRunning`] once the
     /// processor is stopping, or if the input holds an invalid shared-memory handle.
     pub fn feed(&self, input: In) -> Result<InputId, Error> {
+        self.feed_owned(Owned::new(input))
+    }
+
+    /// [`Processor::feed`] for an input already in the runtime's custody.
+    pub(crate) fn feed_owned(&self, input: Owned<In>) -> Result<InputId, Error> {
         self.shared().feed(input)
     }
 
@@ -142,13 +147,15 @@ impl<In: Task, Out: Task> Processor<In, Out> {
     }
 
     fn feed_iter(&self, inputs: impl IntoIterator<Item = In>) -> (Vec<InputId>, Option<Error>) {
-        let mut inputs = inputs.into_iter();
+        // Every input is the processor's from here: one not fed is dropped, with its
+        // shared memory.
+        let mut inputs = inputs.into_iter().map(Owned::new);
         let mut ids = Vec::with_capacity(inputs.size_hint().0);
         for input in inputs.by_ref() {
-            match self.feed(input) {
+            match self.feed_owned(input) {
                 Ok(id) => ids.push(id),
                 Err(error) => {
-                    inputs.for_each(|rest| ownership::release(&rest));
+                    inputs.for_each(drop);
                     return (ids, Some(error));
                 }
             }
@@ -259,9 +266,8 @@ impl<In: Task, Out: Task> Processor<In, Out> {
         inputs: impl IntoIterator<Item = In>,
     ) -> Result<Vec<ResultHandle<In, Out>>, Error> {
         if let Err(error) = not_in_async() {
-            inputs
-                .into_iter()
-                .for_each(|input| ownership::release(&input));
+            // Refused inputs are dropped with their shared memory, as `feed` would.
+            inputs.into_iter().map(Owned::new).for_each(drop);
             return Err(error);
         }
         let ids = self.fed_or_withdrawn(inputs)?;
@@ -271,7 +277,7 @@ impl<In: Task, Out: Task> Processor<In, Out> {
     /// [`Processor::run_one`] for code that is not async.
     pub fn run_one_blocking(&self, input: In) -> Result<ResultHandle<In, Out>, Error> {
         if let Err(error) = not_in_async() {
-            ownership::release(&input);
+            drop(Owned::new(input));
             return Err(error);
         }
         let id = self.feed(input)?;

@@ -24,8 +24,8 @@ use tokio::task::AbortHandle;
 use super::handle::{InputId, ResultHandle};
 use super::options::Mode;
 use super::status::{ProcessorState, ProcessorStatus};
-use crate::flow::{Flow, Owned};
-use crate::shm::ownership;
+use crate::flow::Flow;
+use crate::shm::Owned;
 use crate::{Error, Task};
 
 type Outcome<Out> = Result<Owned<Out>, Error>;
@@ -138,11 +138,10 @@ impl<In: Task, Out: Task> Shared<In, Out> {
         self.changed.notify_all();
     }
 
-    /// Takes ownership of `task`'s references; on error they are released.
-    pub(crate) fn feed(self: &Arc<Self>, task: In) -> Result<InputId, Error> {
-        let task = Owned::new(task);
-        ownership::retain(&*task)?;
-        let kept = Owned::new(*task);
+    /// Queues `task`, kept twice: once for the flow and once for the result handle.
+    /// If it is refused, it is dropped with its shared memory.
+    pub(crate) fn feed(self: &Arc<Self>, task: Owned<In>) -> Result<InputId, Error> {
+        let kept = task.try_clone()?;
         let mut book = self.lock();
         if book.state != ProcessorState::Running {
             return Err(Error::NotRunning);
@@ -166,10 +165,8 @@ impl<In: Task, Out: Task> Shared<In, Out> {
             let (flow, timeout, task) = (self.flow.clone(), self.timeout, queued.task);
             // `task` stays owned until the call runs, so a call dropped before its first
             // poll would still release the input's shared memory.
-            let mut work: Work<Out> = Box::pin(async move {
-                let task = task.into_inner();
-                flow.process_timeout(task, timeout).await
-            });
+            let mut work: Work<Out> =
+                Box::pin(async move { flow.process_owned(task, timeout).await });
             if let Poll::Ready(outcome) = self.start(&mut work) {
                 // Refused at once (the flow is stopped, say): finished already.
                 book.finish(ResultHandle::new(InputId(queued.id), queued.kept, outcome));

@@ -325,6 +325,18 @@ impl Arena {
         Ok(block)
     }
 
+    /// Checks that `handle` names a live block, without touching its references (a
+    /// worker, which keeps no books, checks the handle's range).
+    pub(crate) fn check_live(&self, handle: &ShmHandle) -> Result<(), Error> {
+        if handle.is_empty() {
+            return Ok(());
+        }
+        match self.books() {
+            Some(mut books) => self.check(&mut books, handle).map(|_| ()),
+            None => self.worker_range(handle).map(|_| ()),
+        }
+    }
+
     /// Adds a reference to a live block.
     pub(crate) fn retain(&self, handle: &ShmHandle) -> Result<(), Error> {
         if handle.is_empty() {

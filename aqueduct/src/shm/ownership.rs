@@ -1,10 +1,11 @@
-//! Reference accounting at the runtime's boundaries.
+//! Reference accounting: the primitives behind [`super::Owned`] and the handler
+//! boundary ([`super::owned::call_handler`]).
 //!
-//! The rule: a task value in the runtime's custody owns one arena reference per handle
-//! it holds. Around a handler call the runtime retains the outputs' handles, then
-//! releases the inputs' handles and everything the handler allocated (its *scope*), so
-//! a handle passed through is unchanged, a new one kept in an output survives, and
-//! anything dropped or replaced is freed.
+//! The rule: a task value in the runtime's custody (an `Owned`) owns one arena
+//! reference per handle it holds. Around a handler call the runtime retains the
+//! outputs' handles, then releases the inputs' handles and everything the handler
+//! allocated (its *scope*), so a handle passed through is unchanged, a new one kept in
+//! an output survives, and anything dropped or replaced is freed.
 
 use std::cell::RefCell;
 
@@ -52,11 +53,9 @@ pub(crate) fn validate<T: TaskField>(task: &T) -> Result<(), Error> {
         Err(_) if handles.iter().all(ShmHandle::is_empty) => return Ok(()),
         Err(error) => return Err(error),
     };
-    for handle in &handles {
-        arena.retain(handle)?;
-        arena.release(handle);
-    }
-    Ok(())
+    handles
+        .iter()
+        .try_for_each(|handle| arena.check_live(handle))
 }
 
 /// Adds one reference per handle of `task`; on failure, none.

@@ -48,8 +48,8 @@ use self::supervisor::{closed, kill_and_wait, live, supervise};
 use self::wire::{Geometry, MAX_LANES};
 use super::{Dispatched, Executor};
 use crate::shm::arena::Arena;
-use crate::shm::ownership;
 use crate::shm::scratch::Scratch;
+use crate::shm::Owned;
 use crate::stats::StageCounters;
 use crate::sync::lock;
 use crate::{Error, Stage, StageConfig};
@@ -199,7 +199,7 @@ where
     fn run(
         &self,
         worker: usize,
-        batch: Vec<S::Input>,
+        batch: Vec<Owned<S::Input>>,
         quiet: bool,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static {
         let shared = self.shared.clone();
@@ -208,7 +208,7 @@ where
         // once, for a worker that is up.
         let conn = shared.slots[worker].current.borrow().clone();
         let published = conn.filter(|_| !*shared.closing.borrow()).map(|conn| {
-            let ticket = publish(shared.geometry, &conn, &batch);
+            let ticket = publish(shared.geometry, &conn, Owned::as_tasks(&batch));
             (conn, ticket)
         });
         dispatch::<S>(shared, batch, quiet, published)
@@ -245,13 +245,12 @@ type Published = (Arc<Conn>, Result<Ticket, Failure>);
 /// down, or the stage is closing).
 async fn dispatch<S: Stage>(
     shared: Arc<Shared>,
-    batch: Vec<S::Input>,
+    batch: Vec<Owned<S::Input>>,
     quiet: bool,
     published: Option<Published>,
 ) -> Dispatched<S::Input, S::Output> {
     let Some((conn, ticket)) = published else {
         if *shared.closing.borrow() {
-            batch.iter().for_each(ownership::release);
             return Dispatched::Failed(Error::Stopped);
         }
         return Dispatched::Unrun(batch);
@@ -268,10 +267,10 @@ async fn dispatch<S: Stage>(
                     output_handles: &shared.output_handles,
                     scratch: &conn.scratch,
                 };
-                match take_results::<S>(&answer, &batch) {
+                match take_results::<S>(&answer, Owned::as_tasks(&batch)) {
                     Ok(results) => {
                         conn.served.store(true, Ordering::Relaxed);
-                        batch.iter().for_each(ownership::release);
+                        // The worker is done with the inputs: `batch` drops them.
                         return Dispatched::Answered(results);
                     }
                     Err(reason) => Failure::Violation(reason),

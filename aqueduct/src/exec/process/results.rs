@@ -9,7 +9,7 @@ use crate::exec::BatchResults;
 use crate::shm::arena::Arena;
 use crate::shm::ownership::{self, handles_of};
 use crate::shm::scratch::{ImportError, Scratch};
-use crate::shm::ShmHandle;
+use crate::shm::{Owned, ShmHandle};
 use crate::task::TaskField;
 use crate::{Error, Stage};
 
@@ -28,12 +28,13 @@ pub(super) struct Answer<'a> {
     pub scratch: &'a Scratch,
 }
 
-/// Reads and validates the worker's response to `batch`. On success the outputs own
-/// one reference per handle (scratch blocks copied in, lent handles retained).
+/// Reads and validates the worker's response to `batch`. This is where outputs cross
+/// back from a worker process into the runtime's custody: each comes back owning one
+/// reference per handle (scratch blocks copied in, lent handles retained).
 pub(super) fn take_results<S: Stage>(
     answer: &Answer<'_>,
     batch: &[S::Input],
-) -> Result<BatchResults<S::Output>, String> {
+) -> Result<BatchResults<Owned<S::Output>>, String> {
     let Answer {
         ctl,
         geometry,
@@ -50,7 +51,7 @@ pub(super) fn take_results<S: Stage>(
     let count = batch.len();
     wire::check_answer(ctl, &geometry, lane, seq, count, published)?;
     let lent: Vec<ShmHandle> = batch.iter().flat_map(handles_of).collect();
-    let mut results: BatchResults<S::Output> = Vec::with_capacity(count);
+    let mut results: BatchResults<Owned<S::Output>> = Vec::with_capacity(count);
     let outcome = (0..count).try_for_each(|i| {
         let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
         match wire::read_result(
@@ -62,7 +63,7 @@ pub(super) fn take_results<S: Stage>(
             bytemuck::bytes_of_mut(&mut output),
         )? {
             Read::Output => match adopt_handles(&mut output, output_handles, &lent, &made) {
-                Ok(()) => results.push(Ok(output)),
+                Ok(()) => results.push(Ok(Owned::new(output))),
                 // No room in the arena for what the handler made: that task fails,
                 // as it would have in a worker thread; the worker did nothing wrong.
                 Err(Rejected::Resources(error)) => results.push(Err(error.to_string())),
@@ -72,13 +73,8 @@ pub(super) fn take_results<S: Stage>(
         }
         Ok(())
     });
-    match outcome {
-        Ok(()) => Ok(results),
-        Err(reason) => {
-            results.iter().flatten().for_each(ownership::release);
-            Err(reason)
-        }
-    }
+    // On a violation, the outputs adopted so far are dropped with `results`.
+    outcome.map(|()| results)
 }
 
 /// Why an output's handles could not be adopted.

@@ -91,7 +91,7 @@ impl Fixture {
         self.ctl.slot(&self.geometry, LANE, 0)
     }
 
-    fn take(&self) -> Result<BatchResults<WithHandles>, String> {
+    fn take(&self) -> Result<BatchResults<Owned<WithHandles>>, String> {
         take_results::<Echo>(
             &Answer {
                 ctl: &self.ctl,
@@ -286,5 +286,4 @@ fn a_scratch_block_is_copied_into_the_arena() {
         &[0; 5],
         "the scratch bytes, copied"
     );
-    ownership::release(results[0].as_ref().unwrap());
 }

@@ -74,7 +74,7 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
             .collect();
         arena::reset_worker_scratch(geometry.scratch_window(boot.spec.scratch_len, lane));
         let results =
-            crate::exec::in_batches::<S>(&mut state, inputs, crate::exec::call_handler::<S>);
+            crate::exec::in_batches::<S, _, _>(&mut state, inputs, crate::exec::call_handler::<S>);
         let outcomes = results.iter().map(|result| match result {
             Ok(output) => Outcome::Output(bytemuck::bytes_of(output)),
             Err(message) => Outcome::Error(message),
