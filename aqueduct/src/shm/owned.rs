@@ -112,3 +112,40 @@ pub(crate) fn call_handler<I: TaskField, O: TaskField>(
     ownership::release_all(&allocated);
     results
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Owned;
+    use crate::{Error, ShmBytes};
+
+    fn is_freed(bytes: &ShmBytes) -> bool {
+        matches!(bytes.view(), Err(Error::InvalidHandle { .. }))
+    }
+
+    #[test]
+    fn each_owner_releases_its_reference_once_in_drop() {
+        let bytes = ShmBytes::copy_from_slice(b"custody").unwrap();
+        let first = Owned::new(bytes);
+        let second = first.try_clone().unwrap();
+        drop(first);
+        assert!(!is_freed(&bytes), "the clone still holds a reference");
+        assert_eq!(&*second.view().unwrap(), b"custody");
+        drop(second);
+        assert!(is_freed(&bytes), "the last owner freed the block");
+    }
+
+    #[test]
+    fn into_inner_hands_the_reference_to_the_caller() {
+        let bytes = ShmBytes::copy_from_slice(b"mine").unwrap();
+        let raw = Owned::new(bytes).into_inner();
+        assert!(!is_freed(&raw), "nothing released on the way out");
+        drop(Owned::new(raw));
+        assert!(is_freed(&raw));
+    }
+
+    #[test]
+    fn a_batch_reads_as_its_tasks() {
+        let batch = vec![Owned::new(7u64), Owned::new(9u64)];
+        assert_eq!(Owned::as_tasks(&batch), &[7, 9]);
+    }
+}
