@@ -6,6 +6,7 @@ use tokio::sync::watch;
 
 /// Where a flow is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum FlowState {
     /// Accepting tasks.
     Running,
@@ -27,7 +28,7 @@ pub(crate) struct Control {
 impl Control {
     pub(crate) fn new() -> Self {
         Self {
-            state: AtomicU8::new(0),
+            state: AtomicU8::new(FlowState::Running as u8),
             in_flight: AtomicUsize::new(0),
             halted: watch::Sender::new(false),
         }
@@ -46,8 +47,8 @@ impl Control {
 
     pub(crate) fn state(&self) -> FlowState {
         match self.state.load(Ordering::Acquire) {
-            0 => FlowState::Running,
-            1 => FlowState::Stopping,
+            state if state == FlowState::Running as u8 => FlowState::Running,
+            state if state == FlowState::Stopping as u8 => FlowState::Stopping,
             _ => FlowState::Stopped,
         }
     }
@@ -55,12 +56,18 @@ impl Control {
     /// Moves from running to stopping; `false` if the flow was not running.
     pub(crate) fn begin_stop(&self) -> bool {
         self.state
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                FlowState::Running as u8,
+                FlowState::Stopping as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
     }
 
     pub(crate) fn set_stopped(&self) {
-        self.state.store(2, Ordering::Release);
+        self.state
+            .store(FlowState::Stopped as u8, Ordering::Release);
     }
 
     pub(crate) fn halt(&self) {

@@ -12,9 +12,11 @@ mod control;
 mod downstream;
 mod envelope;
 mod handle;
+mod job;
 mod link;
 mod pace;
 mod runner;
+mod seats;
 mod start;
 
 pub use builder::FlowBuilder;

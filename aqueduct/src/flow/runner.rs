@@ -1,35 +1,27 @@
 //! The per-stage loop: idle worker -> batch -> admission -> executor -> downstream.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::batcher;
 use super::control::Control;
 use super::downstream::Downstream;
-use super::envelope::{Envelope, Route, Unfit};
+use super::envelope::{Envelope, Unfit};
+use super::job::Job;
 use super::pace::Pace;
-use crate::exec::{BatchResults, Dispatched, Executor};
-use crate::shm::Owned;
+use super::seats::{Seat, Seats};
+use crate::exec::Executor;
 use crate::stats::StageCounters;
-use crate::{Error, Stage, StageConfig, Task};
+use crate::{Stage, StageConfig, Task};
 
 /// How long after its admission check any task of a run should start, by the stage's
 /// measured pace.
 const RUN_BUDGET: Duration = Duration::from_millis(2);
-
-/// A place for one dispatch on a worker: the one it runs, or (`behind`) the one waiting
-/// behind that.
-#[derive(Debug, Clone, Copy)]
-struct Seat {
-    worker: usize,
-    behind: bool,
-}
+/// The slowest pace at which a stage serving a single request is waited for actively
+/// (see [`StageRunner::is_quiet`]).
+const QUIET_MAX_PACE: Duration = Duration::from_micros(100);
 
 pub(crate) struct StageRunner<S: Stage, R: Task, D, E> {
     pub input: async_channel::Receiver<Envelope<S::Input, R>>,
@@ -87,7 +79,7 @@ where
                 if seats.all_home(parked.len()) {
                     break;
                 }
-                seats.home.settled.notified().await;
+                seats.settled().await;
                 continue;
             }
             let Some(seat) = self.up_seat(&seats).await else {
@@ -175,14 +167,7 @@ where
             if self.executor.is_up(seat.worker) {
                 return Some(seat);
             }
-            let up = self.executor.until_up(seat.worker);
-            let home = seats.home();
-            home.down.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                up.await;
-                home.down.fetch_sub(1, Ordering::SeqCst);
-                home.put(seat);
-            });
+            seats.set_aside(seat, self.executor.until_up(seat.worker));
         }
     }
 
@@ -227,7 +212,10 @@ where
     /// load this is false, so no thread is spent spinning while there is other work.
     fn is_quiet(&self) -> bool {
         let pace = self.pace.per_task_ns();
-        self.control.in_flight() <= 1 && self.input.is_empty() && pace != 0 && pace < 100_000
+        self.control.in_flight() <= 1
+            && self.input.is_empty()
+            && pace != 0
+            && pace < QUIET_MAX_PACE.as_nanos() as u64
     }
 
     /// Keeps only the tasks that may reach the handler: none once the flow is halted
@@ -251,144 +239,5 @@ where
     }
 }
 
-/// How many times a worker may be lost while holding one task before the task is failed
-/// rather than run again: a task that kills its worker twice, once in its batch and once
-/// on its own, is the poison.
-const MAX_LOSSES: u32 = 2;
-
-/// One batch handed to its worker: its results awaited, then delivered.
-struct Job<S: Stage, R: Task, D, F> {
-    worker: usize,
-    count: u64,
-    sent: Instant,
-    /// The executor's answer for the batch.
-    outcome: F,
-    /// Where each task of the batch goes, in order (the executor holds the tasks).
-    routes: Vec<Route<R>>,
-    downstream: Arc<D>,
-    counters: Arc<StageCounters>,
-    pace: Arc<Pace>,
-    /// Where batches to run again go (see [`StageRunner::run`]).
-    retries: async_channel::Sender<Vec<Envelope<S::Input, R>>>,
-    /// The stage's `crash_retry` setting.
-    crash_retry: bool,
-}
-
-impl<S, R, D, F> Job<S, R, D, F>
-where
-    S: Stage,
-    R: Task,
-    D: Downstream<S::Output, R>,
-    F: Future<Output = Dispatched<S::Input, S::Output>>,
-{
-    async fn run(self) {
-        let routes = self.routes;
-        match self.outcome.await {
-            Dispatched::Answered(results) => {
-                self.pace.record(self.worker, self.sent, self.count);
-                deliver::<S, R, D>(results, routes, &*self.downstream, &self.counters).await;
-            }
-            Dispatched::Unrun(tasks) => {
-                // Nothing ran: the whole batch goes again, as it was.
-                let batch = routes
-                    .into_iter()
-                    .zip(tasks)
-                    .map(|(route, task)| route.carry(task));
-                let _ = self.retries.send(batch.collect()).await;
-            }
-            Dispatched::Lost { error, tasks } => {
-                // Each task goes again on its own, so that a poison task can take down
-                // no other task twice; one lost twice is failed (and dropped).
-                for (mut route, task) in routes.into_iter().zip(tasks) {
-                    if self.crash_retry && route.lost() < MAX_LOSSES {
-                        self.counters.retried();
-                        let _ = self.retries.send(vec![route.carry(task)]).await;
-                    } else {
-                        self.counters.failed();
-                        route.fail(error.clone());
-                    }
-                }
-            }
-            Dispatched::Failed(error) => routes
-                .into_iter()
-                .for_each(|route| route.fail(error.clone())),
-        }
-    }
-}
-
-async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
-    results: BatchResults<Owned<S::Output>>,
-    routes: Vec<Route<R>>,
-    downstream: &D,
-    counters: &StageCounters,
-) {
-    for (route, result) in routes.into_iter().zip(results) {
-        match result {
-            Ok(output) => downstream.push(route.forward(output)).await,
-            Err(message) => {
-                counters.failed();
-                route.fail(Error::Handler {
-                    stage: S::NAME,
-                    message,
-                });
-            }
-        }
-    }
-}
-
-/// The stage's seats: free ones wait in a queue; the runner knows how many there are in
-/// all, so it can tell when every batch in flight has come home.
-struct Seats {
-    total: usize,
-    home: Arc<Home>,
-    free: async_channel::Receiver<Seat>,
-}
-
-/// Where seats come back to, from jobs and from the watchers of down workers.
-struct Home {
-    queue: async_channel::Sender<Seat>,
-    /// Seats set aside while their worker is down.
-    down: AtomicUsize,
-    /// Signalled whenever a seat comes back.
-    settled: Notify,
-}
-
-impl Home {
-    fn put(&self, seat: Seat) {
-        // Never full: it holds every seat there is.
-        let _ = self.queue.try_send(seat);
-        self.settled.notify_one();
-    }
-}
-
-impl Seats {
-    fn new(total: usize) -> Self {
-        let (queue, free) = async_channel::bounded(total.max(1));
-        Self {
-            total,
-            home: Arc::new(Home {
-                queue,
-                down: AtomicUsize::new(0),
-                settled: Notify::new(),
-            }),
-            free,
-        }
-    }
-
-    fn home(&self) -> Arc<Home> {
-        self.home.clone()
-    }
-
-    fn put(&self, seat: Seat) {
-        self.home.put(seat);
-    }
-
-    async fn take(&self) -> Option<Seat> {
-        self.free.recv().await.ok()
-    }
-
-    /// Whether no batch is in flight: every seat is free, parked or set aside.
-    fn all_home(&self, parked: usize) -> bool {
-        self.free.len() + parked + self.home.down.load(Ordering::SeqCst) >= self.total
-    }
-}
+#[cfg(test)]
+mod tests;

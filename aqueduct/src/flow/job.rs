@@ -1,0 +1,100 @@
+//! One batch handed to its worker: its outcome awaited, then each task delivered,
+//! failed, or sent again.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::downstream::Downstream;
+use super::envelope::{Envelope, Route};
+use super::pace::Pace;
+use crate::exec::{BatchResults, Dispatched};
+use crate::shm::Owned;
+use crate::stats::StageCounters;
+use crate::{Error, Stage, Task};
+
+/// How many times a worker may be lost while holding one task before the task is failed
+/// rather than run again: a task that kills its worker twice, once in its batch and once
+/// on its own, is the poison.
+const MAX_LOSSES: u32 = 2;
+
+/// One batch handed to its worker: its results awaited, then delivered.
+pub(super) struct Job<S: Stage, R: Task, D, F> {
+    pub worker: usize,
+    pub count: u64,
+    pub sent: Instant,
+    /// The executor's answer for the batch.
+    pub outcome: F,
+    /// Where each task of the batch goes, in order (the executor holds the tasks).
+    pub routes: Vec<Route<R>>,
+    pub downstream: Arc<D>,
+    pub counters: Arc<StageCounters>,
+    pub pace: Arc<Pace>,
+    /// Where batches to run again go (see [`StageRunner::run`]).
+    pub retries: async_channel::Sender<Vec<Envelope<S::Input, R>>>,
+    /// The stage's `crash_retry` setting.
+    pub crash_retry: bool,
+}
+
+impl<S, R, D, F> Job<S, R, D, F>
+where
+    S: Stage,
+    R: Task,
+    D: Downstream<S::Output, R>,
+    F: Future<Output = Dispatched<S::Input, S::Output>>,
+{
+    pub(super) async fn run(self) {
+        let routes = self.routes;
+        match self.outcome.await {
+            Dispatched::Answered(results) => {
+                self.pace.record(self.worker, self.sent, self.count);
+                deliver::<S, R, D>(results, routes, &*self.downstream, &self.counters).await;
+            }
+            Dispatched::Unrun(tasks) => {
+                // Nothing ran: the whole batch goes again, as it was.
+                let batch = routes
+                    .into_iter()
+                    .zip(tasks)
+                    .map(|(route, task)| route.carry(task));
+                let _ = self.retries.send(batch.collect()).await;
+            }
+            Dispatched::Lost { error, tasks } => {
+                // Each task goes again on its own, so that a poison task can take down
+                // no other task twice; one lost twice is failed (and dropped).
+                for (mut route, task) in routes.into_iter().zip(tasks) {
+                    if self.crash_retry && route.lost() < MAX_LOSSES {
+                        self.counters.retried();
+                        let _ = self.retries.send(vec![route.carry(task)]).await;
+                    } else {
+                        self.counters.failed();
+                        route.fail(error.clone());
+                    }
+                }
+            }
+            Dispatched::Failed(error) => routes
+                .into_iter()
+                .for_each(|route| route.fail(error.clone())),
+        }
+    }
+}
+
+async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
+    results: BatchResults<Owned<S::Output>>,
+    routes: Vec<Route<R>>,
+    downstream: &D,
+    counters: &StageCounters,
+) {
+    for (route, result) in routes.into_iter().zip(results) {
+        match result {
+            Ok(output) => downstream.push(route.forward(output)).await,
+            Err(message) => {
+                counters.failed();
+                route.fail(Error::Handler {
+                    stage: S::NAME,
+                    message,
+                });
+            }
+        }
+    }
+}
