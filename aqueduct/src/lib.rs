@@ -15,6 +15,7 @@ mod exec;
 mod flow;
 pub mod graph;
 mod hash;
+mod platform;
 mod shapes;
 mod shm;
 mod stage;

@@ -298,7 +298,7 @@ async fn dispatch<S: Stage>(
             Error::WorkerCrashed {
                 stage: shared.stage,
                 pid: conn.pid,
-                signal: Some(libc::SIGKILL),
+                signal: Some(crate::platform::process::SIGKILL),
             }
         }
         Failure::Violation(reason) => {

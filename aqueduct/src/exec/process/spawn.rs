@@ -32,6 +32,7 @@ use super::marker::{claim, Claim};
 use super::registry;
 use super::wire::{Geometry, WorkerState};
 use crate::hash::Digest;
+use crate::platform::{fd, process};
 
 /// The marker: `<fd>:<nonce>`, naming the descriptor that holds the worker's [`Spec`].
 pub(crate) const WORKER_ENV: &str = "AQUEDUCT_WORKER";
@@ -56,7 +57,7 @@ extern "C" fn worker_hook() {
     // Before `main`, this thread is still the only one: removing the variable cannot
     // race with a reader.
     std::env::remove_var(WORKER_ENV);
-    if secure_mode() {
+    if process::secure_mode() {
         // Whoever set the environment may not be whoever owns this process.
         return;
     }
@@ -82,12 +83,6 @@ extern "C" fn worker_hook() {
     std::process::exit(code);
 }
 
-/// Whether the process runs in secure mode (setuid, setgid, capabilities).
-fn secure_mode() -> bool {
-    // SAFETY: getauxval reads the auxiliary vector; it has no preconditions.
-    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
-}
-
 /// Whether process workers can be started from this program: the hook ran here, so it
 /// will run in a re-executed copy, and will recognise its marker there. Also pins the
 /// hook into the link.
@@ -109,7 +104,7 @@ pub(crate) fn check_hook() -> Result<(), String> {
              workers from it"
         ));
     }
-    if secure_mode() {
+    if process::secure_mode() {
         return Err(
             "this program runs in secure mode (setuid or similar), where aqueduct ignores \
              worker markers, so a worker process would run `main` again; refusing to spawn. \
@@ -259,33 +254,27 @@ fn refuse(ctl: &Region, resp: &EventFd, why: &str) -> i32 {
     exit::REFUSED
 }
 
-/// Sets `FD_CLOEXEC` on `fd`.
-fn close_on_exec(fd: RawFd) -> std::io::Result<()> {
-    // SAFETY: fcntl on a plain integer: an fd that is not open yields EBADF, nothing more.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The worker process's life: checks, attach shared memory, run the stage.
 fn run_worker(spec: Spec) -> i32 {
     // What std's runtime start-up would have done in `main`: a closed log pipe must be
     // an error, not a fatal signal.
-    // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    process::ignore_sigpipe();
     super::logs::install_worker_subscriber();
     // The parent cleared close-on-exec on these for the exec into this worker; set it
     // again before any handler code runs, so a process a handler starts inherits none.
-    if let Err(e) = spec.inherited_fds().into_iter().try_for_each(close_on_exec) {
+    // SAFETY: the descriptors were made by the parent for this worker alone and named in
+    // its spec (whose descriptor proved it came from the parent); nothing else here
+    // holds them.
+    let sealed = spec
+        .inherited_fds()
+        .into_iter()
+        .try_for_each(|raw| unsafe { fd::set_close_on_exec_raw(raw, true) });
+    if let Err(e) = sealed {
         eprintln!("aqueduct worker: an inherited descriptor is unusable: {e}; exiting");
         return exit::BAD_SPEC;
     }
-    // SAFETY: these fds were inherited from the parent, which created them for this
-    // worker and names them in the spec (whose descriptor proved it came from the
-    // parent); nothing else in this fresh process owns them.
+    // SAFETY: as above: this fresh process owns these descriptors, and nothing else in
+    // it takes them over.
     let (ctl_file, req, resp, arena, scratch) = unsafe {
         (
             File::from_raw_fd(spec.ctl_fd),
@@ -303,8 +292,7 @@ fn run_worker(spec: Spec) -> i32 {
         }
     };
     // The parent may have died between fork and `prctl(PR_SET_PDEATHSIG)`.
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } as u32 != spec.parent_pid {
+    if process::parent_pid() != spec.parent_pid {
         return exit::ORPHANED;
     }
     if spec.build_id != build_id() {

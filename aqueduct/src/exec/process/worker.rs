@@ -10,13 +10,14 @@ use super::exit;
 use super::spawn::Boot;
 use super::stage_hash;
 use super::wire::{self, BadRequest, Outcome, WorkerState};
+use crate::platform::process;
 use crate::shapes::catch;
 use crate::shm::arena;
 use crate::Stage;
 
 /// How long the worker sleeps between checks that its parent is still alive (a backstop
 /// for `PR_SET_PDEATHSIG`).
-const PARENT_CHECK_MS: i32 = 500;
+const PARENT_CHECK: Duration = Duration::from_millis(500);
 
 /// The entry of a worker process running stage `S`, reached through a function handle.
 pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
@@ -116,10 +117,9 @@ fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
             header.worker_waiting.store(0, Ordering::SeqCst);
             continue;
         }
-        let woken = boot.req.wait(PARENT_CHECK_MS);
+        let woken = boot.req.wait(PARENT_CHECK);
         header.worker_waiting.store(0, Ordering::SeqCst);
-        // SAFETY: getppid has no preconditions.
-        if !woken && unsafe { libc::getppid() } as u32 != boot.spec.parent_pid {
+        if !woken && process::parent_pid() != boot.spec.parent_pid {
             return None;
         }
     }
