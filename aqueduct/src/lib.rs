@@ -18,6 +18,7 @@ mod hash;
 mod platform;
 mod shapes;
 mod shm;
+mod spin;
 mod stage;
 mod sync;
 mod task;

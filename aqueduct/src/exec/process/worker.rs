@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{fence, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::channel::Region;
 use super::exit;
@@ -13,6 +13,7 @@ use super::wire::{self, BadRequest, Outcome, WorkerState};
 use crate::platform::process;
 use crate::shapes::catch;
 use crate::shm::arena;
+use crate::spin::SpinWait;
 use crate::Stage;
 
 /// How long the worker sleeps between checks that its parent is still alive (a backstop
@@ -146,14 +147,8 @@ fn spin_budget() -> Duration {
 
 /// Spins up to `budget` for a request newer than `seen`.
 fn spin_until_request(ctl: &Region, seen: u64, budget: Duration) -> bool {
-    if budget.is_zero() {
-        return false;
-    }
-    let started = Instant::now();
-    while started.elapsed() < budget {
-        for _ in 0..64 {
-            std::hint::spin_loop();
-        }
+    let mut wait = SpinWait::new(budget, budget);
+    while wait.pause() {
         let header = ctl.header();
         if header.req_seq.load(Ordering::Acquire) > seen
             || header.closing.load(Ordering::Acquire) != 0
