@@ -74,6 +74,17 @@ pub enum Error {
     /// A configuration value was rejected.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An `AQUEDUCT_*` environment variable is set to a value it does not accept (the
+    /// variables, their defaults and accepted values are listed in the crate's README).
+    #[error("invalid configuration: {variable}={value:?}; {variable} accepts {expected}")]
+    ConfigVariable {
+        /// The variable, e.g. `AQUEDUCT_SCRATCH_BYTES`.
+        variable: &'static str,
+        /// Its value (non-UTF-8 bytes replaced).
+        value: String,
+        /// What it accepts.
+        expected: &'static str,
+    },
     /// The input was cancelled (by `cancel`, `cancel_all` or a processor being killed)
     /// before it finished. Cancelled before dispatch, it never reached the handler.
     #[error("the input was cancelled")]

@@ -10,6 +10,7 @@ pub mod arena {
     pub use crate::shm::arena::{configure, stats, CAPACITY_ENV, DEFAULT_CAPACITY};
     pub use crate::shm::ArenaStats;
 }
+mod config;
 mod error;
 mod exec;
 mod flow;

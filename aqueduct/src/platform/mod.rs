@@ -16,6 +16,11 @@
 //! libc implementers ([`process::secure_mode`], [`process::ignore_sigpipe`],
 //! [`process::exit_immediately`]).
 
+/// The page size the runtime lays shared memory out by (the smallest page of the
+/// platforms it runs on): windows of a mapping that different writers use start on
+/// multiples of it.
+pub(crate) const PAGE: usize = 4096;
+
 pub(crate) mod eventfd;
 pub(crate) mod fd;
 pub(crate) mod memfd;

@@ -26,6 +26,8 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use tracing::level_filters::LevelFilter;
+
 use super::channel::{EventFd, Region};
 use super::exit;
 use super::marker::{claim, Claim};
@@ -149,7 +151,8 @@ pub(crate) fn build_id() -> u64 {
 }
 
 /// Everything a worker needs, passed in its spec descriptor (the other fds it names
-/// are inherited).
+/// are inherited). The worker's settings travel here too: a worker never reads
+/// `AQUEDUCT_*` settings from its environment (see [`crate::config`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Spec {
     pub build_id: u64,
@@ -164,7 +167,14 @@ pub(crate) struct Spec {
     pub scratch_fd: RawFd,
     pub scratch_len: usize,
     pub geometry: Geometry,
+    /// Microseconds to spin for the next request after answering one.
+    pub spin_us: u64,
+    /// The most verbose level the worker logs at.
+    pub log_level: LevelFilter,
 }
+
+/// The first field of an encoded [`Spec`]: its layout's version.
+const SPEC_VERSION: &str = "3";
 
 impl Spec {
     /// The descriptors the worker inherits, as the parent names them.
@@ -181,7 +191,7 @@ impl Spec {
     pub(crate) fn encode(&self) -> String {
         let g = &self.geometry;
         format!(
-            "2;{};{};{};{};{};{};{};{};{};{};{};{};{};{};{}",
+            "{SPEC_VERSION};{};{};{};{};{};{};{};{};{};{};{};{};{};{};{};{};{}",
             self.build_id,
             self.stage_hash,
             self.parent_pid,
@@ -196,13 +206,15 @@ impl Spec {
             g.batch_cap,
             g.input_size,
             g.output_size,
-            g.lanes
+            g.lanes,
+            self.spin_us,
+            self.log_level,
         )
     }
 
     pub(crate) fn decode(text: &str) -> Option<Self> {
         let mut parts = text.split(';');
-        if parts.next()? != "2" {
+        if parts.next()? != SPEC_VERSION {
             return None;
         }
         fn field<T: std::str::FromStr>(parts: &mut std::str::Split<'_, char>) -> Option<T> {
@@ -227,6 +239,8 @@ impl Spec {
                 output_size: field(p)?,
                 lanes: field(p)?,
             },
+            spin_us: field(p)?,
+            log_level: field(p)?,
         };
         p.next().is_none().then_some(spec)
     }
@@ -259,7 +273,7 @@ fn run_worker(spec: Spec) -> i32 {
     // What std's runtime start-up would have done in `main`: a closed log pipe must be
     // an error, not a fatal signal.
     process::ignore_sigpipe();
-    super::logs::install_worker_subscriber();
+    super::logs::install_worker_subscriber(spec.log_level);
     // The parent cleared close-on-exec on these for the exec into this worker; set it
     // again before any handler code runs, so a process a handler starts inherits none.
     // SAFETY: the descriptors were made by the parent for this worker alone and named in
@@ -342,6 +356,8 @@ pub(super) mod tests {
                 output_size: 48,
                 lanes: 2,
             },
+            spin_us: 20,
+            log_level: LevelFilter::DEBUG,
         }
     }
 
@@ -350,7 +366,10 @@ pub(super) mod tests {
         assert_eq!(Spec::decode(&spec().encode()), Some(spec()));
         assert_eq!(Spec::decode("2;1;2"), None);
         assert_eq!(Spec::decode("2;x"), None);
-        assert_eq!(Spec::decode(&spec().encode().replacen('2', "1", 1)), None);
+        assert_eq!(Spec::decode(&spec().encode().replacen('3', "2", 1)), None);
+        let mut bad_level = spec().encode();
+        bad_level.truncate(bad_level.rfind(';').unwrap());
+        assert_eq!(Spec::decode(&format!("{bad_level};loud")), None);
     }
 
     #[test]

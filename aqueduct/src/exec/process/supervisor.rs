@@ -21,6 +21,7 @@ use super::spawn::{self, Spec, WORKER_ENV};
 use super::spawner;
 use super::wire::WorkerState;
 use super::{logs, stage_hash, Conn, Exit, Shared};
+use crate::config::Settings;
 use crate::platform::{fd, process};
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
@@ -124,6 +125,7 @@ pub(super) async fn supervise<S: Stage>(
 /// its `init` error or refusal.
 async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, String> {
     let arena = Arena::global().map_err(|e| e.to_string())?;
+    let settings = Settings::get().map_err(|e| e.to_string())?;
     let geometry = shared.geometry;
     let ctl = Region::create(geometry.region_len())
         .map_err(|e| format!("cannot create the worker's control region: {e}"))?;
@@ -144,6 +146,8 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
         scratch_fd: scratch.raw_fd(),
         scratch_len: scratch.capacity(),
         geometry,
+        spin_us: u64::try_from(settings.spin.as_micros()).unwrap_or(u64::MAX),
+        log_level: settings.worker_log,
     };
     let resp = register(resp)?;
     // Kept open until the child has been spawned (and has its own copy).

@@ -2,7 +2,6 @@
 //! control region until the parent asks it to close or disappears.
 
 use std::sync::atomic::{fence, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::channel::Region;
@@ -49,9 +48,10 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     ctl.set_state(WorkerState::Ready, "");
     boot.resp.notify();
 
+    let spin = spin_budget(boot.spec.spin_us);
     let mut seen = 0u64;
     let mut bytes = Vec::new();
-    while let Some(newest) = next_request(&boot, seen) {
+    while let Some(newest) = next_request(&boot, seen, spin) {
         if newest - seen > geometry.lanes as u64 {
             eprintln!("aqueduct worker: request {newest} published while {seen} was the last taken and only {} may be outstanding; exiting", geometry.lanes);
             return exit::PROTOCOL;
@@ -87,11 +87,10 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     exit::CLOSED
 }
 
-/// Waits for a request newer than `seen` and returns the newest published; `None` when
-/// the parent asked the worker to close or is gone.
-fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
+/// Waits for a request newer than `seen` and returns the newest published, spinning up
+/// to `spin` first; `None` when the parent asked the worker to close or is gone.
+fn next_request(boot: &Boot, seen: u64, mut spin: Duration) -> Option<u64> {
     let ctl = &boot.ctl;
-    let mut spin = spin_budget();
     loop {
         let header = ctl.header();
         if header.closing.load(Ordering::Acquire) != 0 {
@@ -126,23 +125,16 @@ fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
     }
 }
 
-/// How long a worker spins for the next request after answering one: `AQUEDUCT_SPIN_US`
-/// microseconds (default 0: off). Spinning pays only when cores are idle: measured on a
-/// loaded 2-core VM, a 20 us spin made the 64-byte round trip slower (p50 47-55 us vs 33).
-fn spin_budget() -> Duration {
-    static BUDGET: OnceLock<Duration> = OnceLock::new();
-    *BUDGET.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let micros = std::env::var("AQUEDUCT_SPIN_US")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        if cores < 2 {
-            Duration::ZERO
-        } else {
-            Duration::from_micros(micros)
-        }
-    })
+/// How long a worker spins for the next request after answering one: the parent's
+/// `AQUEDUCT_SPIN_US` (`spin_us`, see [`crate::config`]), but never on a single core,
+/// where the spin would only delay the parent writing that request.
+fn spin_budget(spin_us: u64) -> Duration {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        Duration::ZERO
+    } else {
+        Duration::from_micros(spin_us)
+    }
 }
 
 /// Spins up to `budget` for a request newer than `seen`.
