@@ -97,7 +97,8 @@ pub struct FieldLayout {
     pub fingerprint: u64,
 }
 
-/// The crate's [`Digest`] over everything in a layout, usable in constants.
+/// A hash of everything in a layout (the crate's one hash, `hash::Digest`), usable in
+/// constants.
 pub const fn fingerprint(layout: &TaskLayout) -> u64 {
     let mut hash = Digest::new()
         .str(layout.name)
