@@ -71,7 +71,9 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
-    /// A configuration value was rejected.
+    /// A configuration value was rejected: a builder setting, or an `AQUEDUCT_*`
+    /// environment variable set to a value it does not accept (the message names the
+    /// variable, its value and what it accepts; the variables are listed in the README).
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The input was cancelled (by `cancel`, `cancel_all` or a processor being killed)

@@ -10,13 +10,16 @@ pub mod arena {
     pub use crate::shm::arena::{configure, stats, CAPACITY_ENV, DEFAULT_CAPACITY};
     pub use crate::shm::ArenaStats;
 }
+mod config;
 mod error;
 mod exec;
 mod flow;
 pub mod graph;
 mod hash;
+mod platform;
 mod shapes;
 mod shm;
+mod spin;
 mod stage;
 mod stats;
 mod sync;

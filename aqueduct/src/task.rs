@@ -4,6 +4,7 @@
 //! `#[task]` implements these traits; writing the impls by hand is possible but must
 //! uphold the same promises (see [`TaskField`]'s safety section).
 
+use crate::hash::Digest;
 use crate::shm::ShmHandle;
 
 /// A type that may be a field of a `#[task]` struct: plain data whose every bit pattern
@@ -44,7 +45,7 @@ plain_fields!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f3
 // SAFETY: an array holds exactly its elements' handles, all reported.
 unsafe impl<T: TaskField, const N: usize> TaskField for [T; N] {
     const HAS_HANDLES: bool = T::HAS_HANDLES;
-    const FINGERPRINT: u64 = T::FINGERPRINT ^ (N as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    const FINGERPRINT: u64 = Digest::new().word(T::FINGERPRINT).word(N as u64).finish();
 
     fn visit_handles(&self, visit: &mut dyn FnMut(ShmHandle)) {
         if T::HAS_HANDLES {
@@ -96,56 +97,25 @@ pub struct FieldLayout {
     pub fingerprint: u64,
 }
 
-/// FNV-1a over everything in a layout, usable in constants.
+/// A hash of everything in a layout (the crate's one hash, `hash::Digest`), usable in
+/// constants.
 pub const fn fingerprint(layout: &TaskLayout) -> u64 {
-    let mut hash = Fnv::new()
+    let mut hash = Digest::new()
         .str(layout.name)
-        .num(layout.size as u64)
-        .num(layout.align as u64);
+        .word(layout.size as u64)
+        .word(layout.align as u64);
     let mut i = 0;
     while i < layout.fields.len() {
         let field = &layout.fields[i];
         hash = hash
             .str(field.name)
             .str(field.ty)
-            .num(field.offset as u64)
-            .num(field.size as u64)
-            .num(field.fingerprint);
+            .word(field.offset as u64)
+            .word(field.size as u64)
+            .word(field.fingerprint);
         i += 1;
     }
-    hash.0
-}
-
-struct Fnv(u64);
-
-impl Fnv {
-    const fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-
-    const fn byte(self, b: u8) -> Self {
-        Self((self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
-    }
-
-    const fn str(mut self, s: &str) -> Self {
-        let bytes = s.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            self = self.byte(bytes[i]);
-            i += 1;
-        }
-        self.byte(0xff)
-    }
-
-    const fn num(mut self, n: u64) -> Self {
-        let bytes = n.to_le_bytes();
-        let mut i = 0;
-        while i < 8 {
-            self = self.byte(bytes[i]);
-            i += 1;
-        }
-        self
-    }
+    hash.finish()
 }
 
 /// Calls `visit` with every arena handle held by `task` (nothing for handle-free types).

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::shapes::catch;
 use crate::shm::{owned, Owned};
+use crate::spin::SpinWait;
 use crate::task::TaskField;
 use crate::{Error, Stage};
 
@@ -29,19 +30,13 @@ pub(crate) const QUIET_SPIN: Duration = Duration::from_micros(25);
 /// very core and a pure spin would keep it from answering.
 pub(crate) fn poll_within<T>(budget: Duration, mut answer: impl FnMut() -> Option<T>) -> Option<T> {
     const PURE_SPIN: Duration = Duration::from_micros(5);
-    let started = std::time::Instant::now();
+    let mut wait = SpinWait::new(budget, PURE_SPIN);
     loop {
         if let Some(answer) = answer() {
             return Some(answer);
         }
-        let waited = started.elapsed();
-        if waited >= budget {
+        if !wait.pause() {
             return None;
-        }
-        if waited < PURE_SPIN {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
         }
     }
 }

@@ -23,12 +23,17 @@ use memmap2::{MmapOptions, MmapRaw};
 use super::buddy::{Buddy, MIN_BLOCK};
 use super::memfd;
 use super::ShmHandle;
+use crate::config::{self, Settings};
 use crate::Error;
 
 /// Default arena size: 1 GiB of address space. Pages are only backed once written.
-pub const DEFAULT_CAPACITY: usize = 1 << 30;
-/// Environment variable that sets the arena size in bytes, read once at first use.
-pub const CAPACITY_ENV: &str = "AQUEDUCT_ARENA_BYTES";
+pub const DEFAULT_CAPACITY: usize = config::DEFAULT_ARENA_BYTES;
+/// Environment variable that sets the arena size in bytes, read once at first use
+/// (unless [`configure`] set it). A value that is not a byte count fails the arena's
+/// creation with [`Error::Config`].
+pub const CAPACITY_ENV: &str = config::ARENA_BYTES;
+/// The smallest arena [`configure`] accepts: one page.
+const MIN_CAPACITY: usize = crate::platform::PAGE;
 
 static REQUESTED_CAPACITY: AtomicUsize = AtomicUsize::new(0);
 static GLOBAL: OnceLock<Arena> = OnceLock::new();
@@ -37,9 +42,9 @@ static GLOBAL: OnceLock<Arena> = OnceLock::new();
 /// before the first shared-memory allocation; afterwards the arena exists and its size
 /// is fixed, and this returns [`Error::Config`].
 pub fn configure(capacity: usize) -> Result<(), Error> {
-    if capacity < 4096 {
+    if capacity < MIN_CAPACITY {
         return Err(Error::Config(format!(
-            "arena capacity {capacity} is below the minimum of 4096 bytes"
+            "arena capacity {capacity} is below the minimum of {MIN_CAPACITY} bytes"
         )));
     }
     REQUESTED_CAPACITY.store(capacity, Ordering::SeqCst);
@@ -192,12 +197,7 @@ impl Arena {
             return Ok(arena);
         }
         let requested = match REQUESTED_CAPACITY.load(Ordering::SeqCst) {
-            0 => match std::env::var(CAPACITY_ENV) {
-                Ok(value) => value.trim().parse::<usize>().map_err(|_| {
-                    Error::Config(format!("{CAPACITY_ENV}={value:?} is not a byte count"))
-                })?,
-                Err(_) => DEFAULT_CAPACITY,
-            },
+            0 => Settings::get()?.arena_bytes,
             n => n,
         };
         let arena = Arena::new(requested)?;

@@ -4,14 +4,15 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
 
 use memmap2::{MmapOptions, MmapRaw};
+
+use crate::platform::memfd::{self as sys, Seals};
 
 /// Creates a memfd of `len` bytes and seals its size.
 pub fn create_sealed(name: &str, len: usize) -> io::Result<File> {
     let file = create(name, len)?;
-    add_seals(&file, libc::F_SEAL_SEAL)?;
+    sys::add_seals(&file, Seals::SEAL)?;
     Ok(file)
 }
 
@@ -24,36 +25,14 @@ pub fn create_sealed(name: &str, len: usize) -> io::Result<File> {
 pub fn create_owner_writable(name: &str, len: usize) -> io::Result<(File, MmapRaw)> {
     let file = create(name, len)?;
     let map = MmapOptions::new().len(len).map_raw(&file)?;
-    match add_seals(&file, libc::F_SEAL_FUTURE_WRITE) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-        Err(e) => return Err(e),
-    }
-    add_seals(&file, libc::F_SEAL_SEAL)?;
+    sys::seal_future_writes(&file)?;
+    sys::add_seals(&file, Seals::SEAL)?;
     Ok((file, map))
 }
 
 fn create(name: &str, len: usize) -> io::Result<File> {
-    let name =
-        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `name` is a valid NUL-terminated string; the flags are valid for memfd_create.
-    let fd =
-        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
-    let file = unsafe { File::from_raw_fd(fd) };
+    let file = sys::create(name)?;
     file.set_len(len as u64)?;
-    add_seals(&file, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW)?;
+    sys::add_seals(&file, Seals::SHRINK | Seals::GROW)?;
     Ok(file)
-}
-
-fn add_seals(file: &File, seals: libc::c_int) -> io::Result<()> {
-    // SAFETY: the fd is a valid memfd created with MFD_ALLOW_SEALING; F_ADD_SEALS takes
-    // an int.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

@@ -9,10 +9,12 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
 
 use super::wire::{MAGIC, MIN_REGION};
+use crate::platform::eventfd;
 
 /// A type that may be viewed in place in the shared region.
 ///
@@ -126,14 +128,7 @@ pub(crate) struct EventFd(OwnedFd);
 impl EventFd {
     /// A new eventfd, close-on-exec (it is passed to a worker explicitly).
     pub(crate) fn create(nonblocking: bool) -> io::Result<Self> {
-        let flags = libc::EFD_CLOEXEC | if nonblocking { libc::EFD_NONBLOCK } else { 0 };
-        // SAFETY: plain syscall with valid flags.
-        let fd = unsafe { libc::eventfd(0, flags) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created and is owned by nobody else.
-        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+        eventfd::create(nonblocking).map(Self)
     }
 
     /// Takes ownership of an inherited eventfd (worker side).
@@ -147,40 +142,24 @@ impl EventFd {
 
     /// Adds one to the counter, waking a sleeper.
     pub(crate) fn notify(&self) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a valid buffer to an owned fd. An error (counter
-        // overflow after 2^64 - 2 wake-ups) cannot happen in practice and only loses a
-        // wake-up that the periodic re-check recovers.
-        unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), 8) };
+        // An error (counter overflow after 2^64 - 2 wake-ups) cannot happen in practice
+        // and only loses a wake-up that the periodic re-check recovers.
+        let _ = eventfd::add(&self.0, 1);
     }
 
     /// Resets the counter; `Err(WouldBlock)` if it was zero (non-blocking eventfd).
     pub(crate) fn drain(&self) -> io::Result<()> {
-        let mut value = [0u8; 8];
-        // SAFETY: reads 8 bytes into a valid buffer from an owned fd.
-        let n = unsafe { libc::read(self.0.as_raw_fd(), value.as_mut_ptr().cast(), 8) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        eventfd::take(&self.0).map(drop)
     }
 
-    /// Sleeps until the counter is non-zero or `timeout_ms` passes, then drains it.
+    /// Sleeps until the counter is non-zero or `timeout` passes, then drains it.
     /// Returns whether it was woken (as opposed to timing out).
-    pub(crate) fn wait(&self, timeout_ms: i32) -> bool {
-        let mut pollfd = libc::pollfd {
-            fd: self.0.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: `pollfd` is a valid array of one element for the duration of the call.
-        let ready = unsafe { libc::poll(&mut pollfd, 1, timeout_ms) };
-        if ready > 0 {
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+        let woken = eventfd::wait_readable(&self.0, timeout);
+        if woken {
             let _ = self.drain();
-            true
-        } else {
-            false
         }
+        woken
     }
 }
 

@@ -28,13 +28,9 @@ const MARK: char = '\u{1e}';
 /// a worker writing without newlines cannot grow the parent's memory.
 const MAX_LINE: usize = 16 * 1024;
 
-/// Worker side: routes the worker's `tracing` events to stderr as marked lines. Level:
-/// `AQUEDUCT_WORKER_LOG` (`error` … `trace`), INFO by default.
-pub(crate) fn install_worker_subscriber() {
-    let level = std::env::var("AQUEDUCT_WORKER_LOG")
-        .ok()
-        .and_then(|v| LevelFilter::from_str(v.trim()).ok())
-        .unwrap_or(LevelFilter::INFO);
+/// Worker side: routes the worker's `tracing` events up to `level` to stderr as marked
+/// lines. (`level` is the parent's `AQUEDUCT_WORKER_LOG`, passed in the spawn spec.)
+pub(crate) fn install_worker_subscriber(level: LevelFilter) {
     let _ = tracing::subscriber::set_global_default(LineSubscriber { level });
 }
 

@@ -18,6 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::spawn::Spec;
+use crate::platform::fd;
 
 /// Starts the spec descriptor's contents, followed by `;<nonce>;` and the spec.
 const SPEC_MAGIC: &str = "aqueduct-worker-spec";
@@ -100,21 +101,15 @@ pub(crate) fn claim(marker: &OsStr) -> Claim {
         return Claim::NotOurs("malformed".into());
     };
     let fd = marker.fd;
-    // SAFETY: a zeroed `stat` is a valid out-buffer; fstat on a plain integer only
-    // fails (EBADF) when it is not an open descriptor.
-    let mut stat = unsafe { std::mem::zeroed::<libc::stat>() };
-    // SAFETY: as above; `stat` is a valid, writable `struct stat`.
-    if unsafe { libc::fstat(fd, &mut stat) } != 0 {
-        return Claim::NotOurs(format!("descriptor {fd} is not open"));
-    }
-    if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Claim::NotOurs(format!("descriptor {fd} is not a spec file"));
+    match fd::is_regular_file(fd) {
+        Err(_) => return Claim::NotOurs(format!("descriptor {fd} is not open")),
+        Ok(false) => return Claim::NotOurs(format!("descriptor {fd} is not a spec file")),
+        Ok(true) => {}
     }
     let mut bytes = vec![0u8; MAX_SPEC];
-    // SAFETY: reads at most `bytes.len()` bytes into `bytes`; pread leaves the
-    // descriptor's offset alone, so a descriptor that is not ours is not disturbed.
-    let read = unsafe { libc::pread(fd, bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    let Ok(read) = usize::try_from(read) else {
+    // pread leaves the descriptor's offset alone, so a descriptor that is not ours is
+    // not disturbed.
+    let Ok(read) = fd::read_at(fd, &mut bytes, 0) else {
         return Claim::NotOurs(format!("descriptor {fd} cannot be read"));
     };
     bytes.truncate(read);
@@ -184,11 +179,7 @@ mod tests {
             Claim::NotOurs(why) => assert!(why.contains("not open"), "{why}"),
             other => panic!("{other:?}"),
         }
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe(2) to fill.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: both descriptors were just created and are owned by nobody else.
-        let (read, _write) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        let (read, _write) = crate::platform::fd::pipe().unwrap();
         let pipe = format!("{}:0123456789abcdef", read.as_raw_fd());
         assert!(matches!(claim(pipe.as_ref()), Claim::NotOurs(_)));
     }

@@ -54,11 +54,8 @@ use crate::stats::StageCounters;
 use crate::sync::lock;
 use crate::{Error, Stage, StageConfig};
 
-/// Default size of a worker's scratch area (address space; only written pages cost
-/// memory). `AQUEDUCT_SCRATCH_BYTES` overrides it.
-const DEFAULT_SCRATCH: usize = 256 << 20;
-/// One page per lane.
-const MIN_SCRATCH: usize = 4096 * MAX_LANES;
+/// One page per lane (the size is `AQUEDUCT_SCRATCH_BYTES`, see [`crate::config`]).
+const MIN_SCRATCH: usize = crate::platform::PAGE * MAX_LANES;
 
 /// Identifies a stage across the process boundary: name plus both task layouts.
 pub(crate) fn stage_hash<S: Stage>() -> u64 {
@@ -132,12 +129,11 @@ impl<S: Stage> ProcessExecutor<S> {
         };
         spawn::check_hook().map_err(init_error)?;
         registry::check::<S>().map_err(init_error)?;
+        let settings = crate::config::Settings::get()?;
         let arena = Arena::global()?;
         let output_handles = handle_offsets::<S::Output>().map_err(init_error)?;
-        let scratch_capacity = std::env::var("AQUEDUCT_SCRATCH_BYTES")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(DEFAULT_SCRATCH)
+        let scratch_capacity = settings
+            .scratch_bytes
             .clamp(MIN_SCRATCH, arena.capacity().max(MIN_SCRATCH));
         let shared = Arc::new(Shared {
             stage: S::NAME,
@@ -292,7 +288,7 @@ async fn dispatch<S: Stage>(
             Error::WorkerCrashed {
                 stage: shared.stage,
                 pid: conn.pid,
-                signal: Some(libc::SIGKILL),
+                signal: Some(crate::platform::process::SIGKILL),
             }
         }
         Failure::Violation(reason) => {

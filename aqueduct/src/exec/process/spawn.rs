@@ -26,12 +26,15 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use tracing::level_filters::LevelFilter;
+
 use super::channel::{EventFd, Region};
 use super::exit;
 use super::marker::{claim, Claim};
 use super::registry;
 use super::wire::{Geometry, WorkerState};
 use crate::hash::Digest;
+use crate::platform::{fd, process};
 
 /// The marker: `<fd>:<nonce>`, naming the descriptor that holds the worker's [`Spec`].
 pub(crate) const WORKER_ENV: &str = "AQUEDUCT_WORKER";
@@ -56,7 +59,7 @@ extern "C" fn worker_hook() {
     // Before `main`, this thread is still the only one: removing the variable cannot
     // race with a reader.
     std::env::remove_var(WORKER_ENV);
-    if secure_mode() {
+    if process::secure_mode() {
         // Whoever set the environment may not be whoever owns this process.
         return;
     }
@@ -82,12 +85,6 @@ extern "C" fn worker_hook() {
     std::process::exit(code);
 }
 
-/// Whether the process runs in secure mode (setuid, setgid, capabilities).
-fn secure_mode() -> bool {
-    // SAFETY: getauxval reads the auxiliary vector; it has no preconditions.
-    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
-}
-
 /// Whether process workers can be started from this program: the hook ran here, so it
 /// will run in a re-executed copy, and will recognise its marker there. Also pins the
 /// hook into the link.
@@ -109,7 +106,7 @@ pub(crate) fn check_hook() -> Result<(), String> {
              workers from it"
         ));
     }
-    if secure_mode() {
+    if process::secure_mode() {
         return Err(
             "this program runs in secure mode (setuid or similar), where aqueduct ignores \
              worker markers, so a worker process would run `main` again; refusing to spawn. \
@@ -154,7 +151,8 @@ pub(crate) fn build_id() -> u64 {
 }
 
 /// Everything a worker needs, passed in its spec descriptor (the other fds it names
-/// are inherited).
+/// are inherited). The worker's settings travel here too: a worker never reads
+/// `AQUEDUCT_*` settings from its environment (see [`crate::config`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Spec {
     pub build_id: u64,
@@ -169,7 +167,14 @@ pub(crate) struct Spec {
     pub scratch_fd: RawFd,
     pub scratch_len: usize,
     pub geometry: Geometry,
+    /// Microseconds to spin for the next request after answering one.
+    pub spin_us: u64,
+    /// The most verbose level the worker logs at.
+    pub log_level: LevelFilter,
 }
+
+/// The first field of an encoded [`Spec`]: its layout's version.
+const SPEC_VERSION: &str = "3";
 
 impl Spec {
     /// The descriptors the worker inherits, as the parent names them.
@@ -186,7 +191,7 @@ impl Spec {
     pub(crate) fn encode(&self) -> String {
         let g = &self.geometry;
         format!(
-            "2;{};{};{};{};{};{};{};{};{};{};{};{};{};{};{}",
+            "{SPEC_VERSION};{};{};{};{};{};{};{};{};{};{};{};{};{};{};{};{};{}",
             self.build_id,
             self.stage_hash,
             self.parent_pid,
@@ -201,13 +206,15 @@ impl Spec {
             g.batch_cap,
             g.input_size,
             g.output_size,
-            g.lanes
+            g.lanes,
+            self.spin_us,
+            self.log_level,
         )
     }
 
     pub(crate) fn decode(text: &str) -> Option<Self> {
         let mut parts = text.split(';');
-        if parts.next()? != "2" {
+        if parts.next()? != SPEC_VERSION {
             return None;
         }
         fn field<T: std::str::FromStr>(parts: &mut std::str::Split<'_, char>) -> Option<T> {
@@ -232,6 +239,8 @@ impl Spec {
                 output_size: field(p)?,
                 lanes: field(p)?,
             },
+            spin_us: field(p)?,
+            log_level: field(p)?,
         };
         p.next().is_none().then_some(spec)
     }
@@ -259,33 +268,27 @@ fn refuse(ctl: &Region, resp: &EventFd, why: &str) -> i32 {
     exit::REFUSED
 }
 
-/// Sets `FD_CLOEXEC` on `fd`.
-fn close_on_exec(fd: RawFd) -> std::io::Result<()> {
-    // SAFETY: fcntl on a plain integer: an fd that is not open yields EBADF, nothing more.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The worker process's life: checks, attach shared memory, run the stage.
 fn run_worker(spec: Spec) -> i32 {
     // What std's runtime start-up would have done in `main`: a closed log pipe must be
     // an error, not a fatal signal.
-    // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    super::logs::install_worker_subscriber();
+    process::ignore_sigpipe();
+    super::logs::install_worker_subscriber(spec.log_level);
     // The parent cleared close-on-exec on these for the exec into this worker; set it
     // again before any handler code runs, so a process a handler starts inherits none.
-    if let Err(e) = spec.inherited_fds().into_iter().try_for_each(close_on_exec) {
+    // SAFETY: the descriptors were made by the parent for this worker alone and named in
+    // its spec (whose descriptor proved it came from the parent); nothing else here
+    // holds them.
+    let sealed = spec
+        .inherited_fds()
+        .into_iter()
+        .try_for_each(|raw| unsafe { fd::set_close_on_exec_raw(raw, true) });
+    if let Err(e) = sealed {
         eprintln!("aqueduct worker: an inherited descriptor is unusable: {e}; exiting");
         return exit::BAD_SPEC;
     }
-    // SAFETY: these fds were inherited from the parent, which created them for this
-    // worker and names them in the spec (whose descriptor proved it came from the
-    // parent); nothing else in this fresh process owns them.
+    // SAFETY: as above: this fresh process owns these descriptors, and nothing else in
+    // it takes them over.
     let (ctl_file, req, resp, arena, scratch) = unsafe {
         (
             File::from_raw_fd(spec.ctl_fd),
@@ -303,8 +306,7 @@ fn run_worker(spec: Spec) -> i32 {
         }
     };
     // The parent may have died between fork and `prctl(PR_SET_PDEATHSIG)`.
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } as u32 != spec.parent_pid {
+    if process::parent_pid() != spec.parent_pid {
         return exit::ORPHANED;
     }
     if spec.build_id != build_id() {
@@ -354,6 +356,8 @@ pub(super) mod tests {
                 output_size: 48,
                 lanes: 2,
             },
+            spin_us: 20,
+            log_level: LevelFilter::DEBUG,
         }
     }
 
@@ -362,7 +366,10 @@ pub(super) mod tests {
         assert_eq!(Spec::decode(&spec().encode()), Some(spec()));
         assert_eq!(Spec::decode("2;1;2"), None);
         assert_eq!(Spec::decode("2;x"), None);
-        assert_eq!(Spec::decode(&spec().encode().replacen('2', "1", 1)), None);
+        assert_eq!(Spec::decode(&spec().encode().replacen('3', "2", 1)), None);
+        let mut bad_level = spec().encode();
+        bad_level.truncate(bad_level.rfind(';').unwrap());
+        assert_eq!(Spec::decode(&format!("{bad_level};loud")), None);
     }
 
     #[test]

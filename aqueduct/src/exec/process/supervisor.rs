@@ -21,6 +21,8 @@ use super::spawn::{self, Spec, WORKER_ENV};
 use super::spawner;
 use super::wire::WorkerState;
 use super::{logs, stage_hash, Conn, Exit, Shared};
+use crate::config::Settings;
+use crate::platform::{fd, process};
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
 use crate::Stage;
@@ -123,6 +125,7 @@ pub(super) async fn supervise<S: Stage>(
 /// its `init` error or refusal.
 async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, String> {
     let arena = Arena::global().map_err(|e| e.to_string())?;
+    let settings = Settings::get().map_err(|e| e.to_string())?;
     let geometry = shared.geometry;
     let ctl = Region::create(geometry.region_len())
         .map_err(|e| format!("cannot create the worker's control region: {e}"))?;
@@ -143,6 +146,8 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
         scratch_fd: scratch.raw_fd(),
         scratch_len: scratch.capacity(),
         geometry,
+        spin_us: u64::try_from(settings.spin.as_micros()).unwrap_or(u64::MAX),
+        log_level: settings.worker_log,
     };
     let resp = register(resp)?;
     // Kept open until the child has been spawned (and has its own copy).
@@ -158,24 +163,21 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (fcntl, prctl, getppid) on plain integers it owns.
+    // async-signal-safe calls (the `platform` functions so marked: raw system calls) on
+    // plain integers. The descriptors in `inherit` are open in the child: the parent holds
+    // them open until the spawn has returned.
     unsafe {
         command.pre_exec(move || {
             for &fd in &inherit {
                 // The fds were created close-on-exec so that other children spawned
                 // concurrently never inherit them; only this child's copies are opened.
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                fd::set_close_on_exec_raw(fd, false)?;
             }
             // Die with the parent. (Fires when the forking *thread* exits, which is why
             // every fork runs on the spawner thread; the worker also polls getppid.)
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() as u32 != parent_pid {
-                libc::_exit(exit::ORPHANED);
+            process::die_with_parent()?;
+            if process::parent_pid() != parent_pid {
+                process::exit_immediately(exit::ORPHANED);
             }
             Ok(())
         });
@@ -290,7 +292,7 @@ pub(super) async fn exited(exit: &mut watch::Receiver<Option<Exit>>) -> Exit {
         Ok(exit) => exit.unwrap_or(Exit { signal: None }),
         // The supervisor is gone (the runtime is shutting down); the child was killed.
         Err(_) => Exit {
-            signal: Some(libc::SIGKILL),
+            signal: Some(process::SIGKILL),
         },
     }
 }

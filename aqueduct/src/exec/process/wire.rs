@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::channel::Region;
 use crate::hash::Digest;
+use crate::platform::PAGE;
 
 pub(crate) const MAGIC: u64 = 0x6171_7565_6475_6374; // "aqueduct"
 /// Longest init error or refusal text.
@@ -51,6 +52,9 @@ pub(crate) const MSG_CAP: usize = 1024;
 pub(crate) const ERR_CAP: usize = 1024;
 /// Most lanes a region has: a worker holds at most this many requests at once.
 pub(crate) const MAX_LANES: usize = 2;
+/// Bytes of a cache line: parts of the region that different processes write start on
+/// separate lines (the `align(64)` attributes below say the same, as a literal).
+const CACHE_LINE: usize = 64;
 
 /// A word on its own cache line, so the two processes' writes do not share lines.
 #[repr(C, align(64))]
@@ -124,7 +128,7 @@ pub(crate) struct SlotHeader {
 /// Bytes of a response slot's header.
 pub(crate) const RESP_HEADER: usize = size_of::<SlotHeader>();
 /// Where the lanes start.
-const LANES_START: usize = size_of::<Header>().next_multiple_of(64);
+const LANES_START: usize = size_of::<Header>().next_multiple_of(CACHE_LINE);
 
 /// A worker's start-up state.
 #[repr(u32)]
@@ -179,11 +183,11 @@ impl Geometry {
     }
 
     fn responses_start(&self) -> usize {
-        (size_of::<LaneHeader>() + self.batch_cap * self.input_size).next_multiple_of(64)
+        (size_of::<LaneHeader>() + self.batch_cap * self.input_size).next_multiple_of(CACHE_LINE)
     }
 
     fn lane_offset(&self, lane: usize) -> usize {
-        LANES_START + lane * self.lane_len().next_multiple_of(64)
+        LANES_START + lane * self.lane_len().next_multiple_of(CACHE_LINE)
     }
 
     pub(crate) fn request_offset(&self, lane: usize, index: usize) -> usize {
@@ -196,13 +200,13 @@ impl Geometry {
 
     /// Total bytes of the region.
     pub(crate) fn region_len(&self) -> usize {
-        self.lane_offset(self.lanes).next_multiple_of(4096)
+        self.lane_offset(self.lanes).next_multiple_of(PAGE)
     }
 
     /// The part of a scratch area of `capacity` bytes that a lane's handler calls
     /// allocate in: an equal share per lane, page-aligned.
     pub(crate) fn scratch_window(&self, capacity: usize, lane: usize) -> Range<usize> {
-        let share = (capacity / self.lanes) & !4095;
+        let share = (capacity / self.lanes) & !(PAGE - 1);
         lane * share..(lane + 1) * share
     }
 }

@@ -2,21 +2,22 @@
 //! control region until the parent asks it to close or disappears.
 
 use std::sync::atomic::{fence, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::channel::Region;
 use super::exit;
 use super::spawn::Boot;
 use super::stage_hash;
 use super::wire::{self, BadRequest, Outcome, WorkerState};
+use crate::platform::process;
 use crate::shapes::catch;
 use crate::shm::arena;
+use crate::spin::SpinWait;
 use crate::Stage;
 
 /// How long the worker sleeps between checks that its parent is still alive (a backstop
 /// for `PR_SET_PDEATHSIG`).
-const PARENT_CHECK_MS: i32 = 500;
+const PARENT_CHECK: Duration = Duration::from_millis(500);
 
 /// The entry of a worker process running stage `S`, reached through a function handle.
 pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
@@ -47,9 +48,10 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     ctl.set_state(WorkerState::Ready, "");
     boot.resp.notify();
 
+    let spin = spin_budget(boot.spec.spin_us);
     let mut seen = 0u64;
     let mut bytes = Vec::new();
-    while let Some(newest) = next_request(&boot, seen) {
+    while let Some(newest) = next_request(&boot, seen, spin) {
         if newest - seen > geometry.lanes as u64 {
             eprintln!("aqueduct worker: request {newest} published while {seen} was the last taken and only {} may be outstanding; exiting", geometry.lanes);
             return exit::PROTOCOL;
@@ -85,11 +87,10 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     exit::CLOSED
 }
 
-/// Waits for a request newer than `seen` and returns the newest published; `None` when
-/// the parent asked the worker to close or is gone.
-fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
+/// Waits for a request newer than `seen` and returns the newest published, spinning up
+/// to `spin` first; `None` when the parent asked the worker to close or is gone.
+fn next_request(boot: &Boot, seen: u64, mut spin: Duration) -> Option<u64> {
     let ctl = &boot.ctl;
-    let mut spin = spin_budget();
     loop {
         let header = ctl.header();
         if header.closing.load(Ordering::Acquire) != 0 {
@@ -116,44 +117,30 @@ fn next_request(boot: &Boot, seen: u64) -> Option<u64> {
             header.worker_waiting.store(0, Ordering::SeqCst);
             continue;
         }
-        let woken = boot.req.wait(PARENT_CHECK_MS);
+        let woken = boot.req.wait(PARENT_CHECK);
         header.worker_waiting.store(0, Ordering::SeqCst);
-        // SAFETY: getppid has no preconditions.
-        if !woken && unsafe { libc::getppid() } as u32 != boot.spec.parent_pid {
+        if !woken && process::parent_pid() != boot.spec.parent_pid {
             return None;
         }
     }
 }
 
-/// How long a worker spins for the next request after answering one: `AQUEDUCT_SPIN_US`
-/// microseconds (default 0: off). Spinning pays only when cores are idle: measured on a
-/// loaded 2-core VM, a 20 us spin made the 64-byte round trip slower (p50 47-55 us vs 33).
-fn spin_budget() -> Duration {
-    static BUDGET: OnceLock<Duration> = OnceLock::new();
-    *BUDGET.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let micros = std::env::var("AQUEDUCT_SPIN_US")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        if cores < 2 {
-            Duration::ZERO
-        } else {
-            Duration::from_micros(micros)
-        }
-    })
+/// How long a worker spins for the next request after answering one: the parent's
+/// `AQUEDUCT_SPIN_US` (`spin_us`, see [`crate::config`]), but never on a single core,
+/// where the spin would only delay the parent writing that request.
+fn spin_budget(spin_us: u64) -> Duration {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        Duration::ZERO
+    } else {
+        Duration::from_micros(spin_us)
+    }
 }
 
 /// Spins up to `budget` for a request newer than `seen`.
 fn spin_until_request(ctl: &Region, seen: u64, budget: Duration) -> bool {
-    if budget.is_zero() {
-        return false;
-    }
-    let started = Instant::now();
-    while started.elapsed() < budget {
-        for _ in 0..64 {
-            std::hint::spin_loop();
-        }
+    let mut wait = SpinWait::new(budget, budget);
+    while wait.pause() {
         let header = ctl.header();
         if header.req_seq.load(Ordering::Acquire) > seen
             || header.closing.load(Ordering::Acquire) != 0

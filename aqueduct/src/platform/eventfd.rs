@@ -1,0 +1,40 @@
+//! eventfd counters: one side adds to the counter, the other sleeps until it is non-zero
+//! and takes it.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+
+/// A new eventfd with a zero counter, close-on-exec; reads on an empty counter fail with
+/// `WouldBlock` if `nonblocking`, and sleep otherwise.
+pub(crate) fn create(nonblocking: bool) -> io::Result<OwnedFd> {
+    let mut flags = EventfdFlags::CLOEXEC;
+    if nonblocking {
+        flags |= EventfdFlags::NONBLOCK;
+    }
+    Ok(rustix::event::eventfd(0, flags)?)
+}
+
+/// Adds `n` to the counter, waking a sleeper.
+pub(crate) fn add(fd: impl AsFd, n: u64) -> io::Result<()> {
+    rustix::io::write(fd, &n.to_ne_bytes())?;
+    Ok(())
+}
+
+/// Takes the counter's value, leaving it at zero.
+pub(crate) fn take(fd: impl AsFd) -> io::Result<u64> {
+    let mut value = [0u8; 8];
+    rustix::io::read(fd, &mut value)?;
+    Ok(u64::from_ne_bytes(value))
+}
+
+/// Sleeps until `fd` is readable (the counter is non-zero) or `timeout` passes; returns
+/// whether it became readable. An interruption by a signal counts as a timeout.
+pub(crate) fn wait_readable(fd: impl AsFd, timeout: Duration) -> bool {
+    // A duration past `Timespec`'s range (~292 billion years) waits without end.
+    let timeout = Timespec::try_from(timeout).ok();
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    matches!(rustix::event::poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0)
+}

@@ -1,0 +1,44 @@
+//! This process's relation to its parent, signals, and leaving a forked child.
+
+use std::io;
+
+use rustix::process::Signal;
+
+/// SIGKILL's number, as [`crate::Error::WorkerCrashed`] reports it.
+pub(crate) const SIGKILL: i32 = Signal::KILL.as_raw();
+
+/// The parent's pid; 0 if there is none (the process is in another pid namespace than
+/// its parent's). Async-signal-safe.
+pub(crate) fn parent_pid() -> u32 {
+    rustix::process::Pid::as_raw(rustix::process::getppid()) as u32
+}
+
+/// Asks the kernel to SIGKILL this process when its parent dies (`PR_SET_PDEATHSIG`; it
+/// fires when the parent *thread* that forked it exits). Async-signal-safe.
+pub(crate) fn die_with_parent() -> io::Result<()> {
+    Ok(rustix::process::set_parent_process_death_signal(Some(
+        Signal::KILL,
+    ))?)
+}
+
+/// Ends the process at once with `code`: no destructors, no `atexit` handlers, no
+/// flushing. What a forked child that must not run the parent's code calls.
+/// Async-signal-safe.
+pub(crate) fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Whether the process runs in secure mode (`AT_SECURE`: setuid, setgid, capabilities).
+pub(crate) fn secure_mode() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector; it has no preconditions.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// Makes writing to a closed pipe an error (`EPIPE`) instead of a fatal signal, as std's
+/// start-up does before `main`.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to "ignore" installs no handler and has no
+    // preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
