@@ -610,7 +610,11 @@ async fn w7() {
     .await;
     w7_flow(
         "reject",
-        aqueduct::flow!(one_ms).reject_when_full().start().await.unwrap(),
+        aqueduct::flow!(one_ms)
+            .reject_when_full()
+            .start()
+            .await
+            .unwrap(),
     )
     .await;
 }

@@ -111,18 +111,18 @@ impl Load {
         !estimate.queueing.is_zero() && estimate.total() > remaining
     }
 
-    /// Until when a caller may wait for room in the full first stage: while a task that
-    /// gets in could still finish before `deadline`, and at most `max_queue_wait` from
-    /// `now`. `None`: not at all.
-    pub(crate) fn wait_until(&self, now: Instant, deadline: Instant) -> Option<Instant> {
+    /// Until when a caller that called at `called` may wait for room in the full first
+    /// stage: while a task that gets in could still finish before `deadline`, and at
+    /// most `max_queue_wait` after the call. `None`: not (or no longer) at all.
+    pub(crate) fn wait_until(&self, called: Instant, deadline: Instant) -> Option<Instant> {
         let WhenFull::Wait(max_wait) = self.when_full else {
             return None;
         };
         let last_useful = deadline.checked_sub(self.estimate_full().total())?;
         let until = match max_wait {
-            Some(max_wait) => last_useful.min(now + max_wait),
+            Some(max_wait) => last_useful.min(called + max_wait),
             None => last_useful,
         };
-        (until > now).then_some(until)
+        (until > Instant::now()).then_some(until)
     }
 }

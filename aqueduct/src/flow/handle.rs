@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio::time::{sleep_until, timeout_at};
 
 use super::admission::Load;
 use super::control::Control;
@@ -138,14 +138,14 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             Ok(()) => {}
             Err(async_channel::TrySendError::Closed(_)) => return Err(Error::NotRunning),
             Err(async_channel::TrySendError::Full(envelope)) => {
-                let arrived = Instant::now();
-                let Some(until) = inner.load.wait_until(arrived, deadline) else {
+                let called = deadline - timeout;
+                let Some(until) = inner.load.wait_until(called, deadline) else {
                     return Err(overloaded(Duration::ZERO));
                 };
                 match timeout_at(until, inner.input.send(envelope)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(Error::NotRunning),
-                    Err(_) => return Err(overloaded(until - arrived)),
+                    Err(_) => return Err(overloaded(until - called)),
                 }
             }
         }
