@@ -78,6 +78,14 @@ pub enum Error {
     /// variable, its value and what it accepts; the variables are listed in the README).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A task was submitted with a priority the flow has no lane for.
+    #[error("priority {priority} is out of range: the flow has {lanes} priority lanes (0 to {})", lanes - 1)]
+    InvalidPriority {
+        /// The priority asked for.
+        priority: usize,
+        /// The flow's lanes (`FlowBuilder::priorities`).
+        lanes: usize,
+    },
     /// The input was cancelled (by `cancel`, `cancel_all` or a processor being killed)
     /// before it finished. Cancelled before dispatch, it never reached the handler.
     #[error("the input was cancelled")]

@@ -5,24 +5,21 @@ use std::time::Duration;
 
 use tokio::time::{timeout_at, Instant};
 
+use super::queue::QueueRx;
+
 /// Fills a batch that starts with `first`, up to `max` items.
 ///
 /// With `wait == 0` it takes only what is already queued (dynamic batching: small batches
 /// at low load, full ones under load, no added latency). Otherwise it waits until
 /// `wait` after the first task arrived, or until the batch is full.
-pub(crate) async fn collect<T>(
-    queue: &async_channel::Receiver<T>,
-    first: T,
-    max: usize,
-    wait: Duration,
-) -> Vec<T> {
+pub(crate) async fn collect<T>(queue: &QueueRx<T>, first: T, max: usize, wait: Duration) -> Vec<T> {
     let mut batch = Vec::with_capacity(max.min(1024));
     batch.push(first);
     if wait.is_zero() {
         while batch.len() < max {
             match queue.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
+                Some(item) => batch.push(item),
+                None => break,
             }
         }
         return batch;
@@ -30,11 +27,11 @@ pub(crate) async fn collect<T>(
     let deadline = Instant::now() + wait;
     while batch.len() < max {
         match queue.try_recv() {
-            Ok(item) => batch.push(item),
-            Err(_) => match timeout_at(deadline, queue.recv()).await {
-                Ok(Ok(item)) => batch.push(item),
+            Some(item) => batch.push(item),
+            None => match timeout_at(deadline, queue.recv()).await {
+                Ok(Some(item)) => batch.push(item),
                 // Deadline reached, or the queue closed: flush what we have.
-                Ok(Err(_)) | Err(_) => break,
+                Ok(None) | Err(_) => break,
             },
         }
     }
@@ -44,6 +41,7 @@ pub(crate) async fn collect<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::queue;
     use std::future::Future;
     use std::pin::pin;
     use std::task::{Context, Poll};
@@ -55,8 +53,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waits_for_the_timeout_then_flushes_a_partial_batch() {
-        let (tx, rx) = async_channel::bounded(16);
-        tx.send(2).await.unwrap();
+        let (tx, rx) = queue::bounded(1, 16);
+        tx.send(0, 2).await.unwrap();
         let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(50)));
         assert!(
             poll_once(batch.as_mut()).is_pending(),
@@ -67,7 +65,7 @@ mod tests {
             poll_once(batch.as_mut()).is_pending(),
             "still within the batch timeout"
         );
-        tx.send(3).await.unwrap();
+        tx.send(0, 3).await.unwrap();
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(
             batch.await,
@@ -78,12 +76,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn flushes_as_soon_as_the_batch_is_full() {
-        let (tx, rx) = async_channel::bounded(16);
+        let (tx, rx) = queue::bounded(1, 16);
         let mut batch = pin!(collect(&rx, 1, 3, Duration::from_secs(3600)));
         assert!(poll_once(batch.as_mut()).is_pending());
-        tx.send(2).await.unwrap();
-        tx.send(3).await.unwrap();
-        tx.send(4).await.unwrap();
+        tx.send(0, 2).await.unwrap();
+        tx.send(0, 3).await.unwrap();
+        tx.send(0, 4).await.unwrap();
         let started = Instant::now();
         assert_eq!(batch.await, vec![1, 2, 3]);
         assert_eq!(
@@ -93,15 +91,15 @@ mod tests {
         );
         assert_eq!(
             rx.try_recv(),
-            Ok(4),
+            Some(4),
             "the extra task stays queued for the next batch"
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn zero_timeout_takes_only_what_is_queued() {
-        let (tx, rx) = async_channel::bounded(16);
-        tx.send(2).await.unwrap();
+        let (tx, rx) = queue::bounded(1, 16);
+        tx.send(0, 2).await.unwrap();
         let mut batch = pin!(collect(&rx, 1, 8, Duration::ZERO));
         assert_eq!(
             poll_once(batch.as_mut()),
@@ -112,7 +110,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn timer_counts_from_the_first_task_not_from_idle_time() {
-        let (tx, rx) = async_channel::bounded(16);
+        let (tx, rx) = queue::bounded(1, 16);
         tokio::time::advance(Duration::from_secs(10)).await;
         let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(20)));
         assert!(

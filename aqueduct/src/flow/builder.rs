@@ -40,6 +40,7 @@ impl FlowBuilder<(), (), ()> {
                 start_timeout: None,
                 exec_timeout: None,
                 when_full: WhenFull::Wait(None),
+                priorities: 1,
             },
             _types: PhantomData,
         }
@@ -86,6 +87,17 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
     /// restarted, and the batch fails with [`Error::WorkerCrashed`].
     pub fn exec_timeout(mut self, timeout: Duration) -> Self {
         self.options.exec_timeout = Some(timeout);
+        self
+    }
+
+    /// Gives every stage's queue `lanes` priority lanes (default 1). Tasks are submitted
+    /// with a priority from `0` (the default, lowest) to `lanes - 1` through
+    /// [`Flow::submit`]. At every stage a queued task of higher priority overtakes queued
+    /// tasks of lower priority (a running batch is not pre-empted); a lower lane still
+    /// starts a batch after being passed over 8 times, so it is never starved. With one
+    /// lane there is no cost.
+    pub fn priorities(mut self, lanes: usize) -> Self {
+        self.options.priorities = lanes.max(1);
         self
     }
 

@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use super::downstream::{Downstream, Forward};
 use super::envelope::Envelope;
 use super::link::Link;
+use super::queue::QueueTx;
 use super::start::{spawn_stage, StartCtx};
 use crate::{Error, Stage, Task};
 
@@ -23,7 +24,7 @@ pub trait Chain<In: Task>: Send + 'static {
         self,
         ctx: &mut StartCtx,
         downstream: D,
-    ) -> Result<async_channel::Sender<Envelope<In, R>>, Error>;
+    ) -> Result<QueueTx<Envelope<In, R>>, Error>;
 }
 
 /// The first stage of a chain.
@@ -43,7 +44,7 @@ impl<S: Stage> Chain<S::Input> for First<S> {
         self,
         ctx: &mut StartCtx,
         downstream: D,
-    ) -> Result<async_channel::Sender<Envelope<S::Input, R>>, Error> {
+    ) -> Result<QueueTx<Envelope<S::Input, R>>, Error> {
         spawn_stage::<S, R, D>(ctx, downstream)
     }
 }
@@ -58,7 +59,7 @@ where
         self,
         ctx: &mut StartCtx,
         downstream: D,
-    ) -> Result<async_channel::Sender<Envelope<In, R>>, Error> {
+    ) -> Result<QueueTx<Envelope<In, R>>, Error> {
         let queue = spawn_stage::<S, R, D>(ctx, downstream)?;
         self.0.spawn(ctx, Forward::new(queue))
     }

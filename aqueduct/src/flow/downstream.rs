@@ -4,6 +4,7 @@ use std::future::Future;
 
 use super::envelope::Envelope;
 use super::link::Link;
+use super::queue::QueueTx;
 use crate::shm::Owned;
 use crate::task::{Task, TaskField};
 
@@ -16,11 +17,11 @@ pub trait Downstream<T: TaskField, R: TaskField>: Send + Sync + 'static {
 
 /// Sends outputs into the next stage's input queue.
 pub(crate) struct Forward<In: TaskField, R: TaskField> {
-    queue: async_channel::Sender<Envelope<In, R>>,
+    queue: QueueTx<Envelope<In, R>>,
 }
 
 impl<In: TaskField, R: TaskField> Forward<In, R> {
-    pub(crate) fn new(queue: async_channel::Sender<Envelope<In, R>>) -> Self {
+    pub(crate) fn new(queue: QueueTx<Envelope<In, R>>) -> Self {
         Self { queue }
     }
 }
@@ -36,7 +37,7 @@ where
         // `link` is the identity: the same task, under the next stage's input type.
         let task = Owned::new(task.into_inner().link());
         // A closed queue means the flow was halted; the envelope is dropped with its task.
-        let _ = self.queue.send(route.carry(task)).await;
+        let _ = self.queue.send(route.priority(), route.carry(task)).await;
     }
 }
 

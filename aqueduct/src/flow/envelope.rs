@@ -32,6 +32,8 @@ pub(crate) struct Route<R: TaskField> {
     timeout: Duration,
     /// How many times a worker was lost while it held this task (at this stage).
     losses: u32,
+    /// The task's priority: the lane it takes in every stage's queue.
+    priority: usize,
 }
 
 /// Why a task is not admitted to a handler.
@@ -44,7 +46,7 @@ pub(crate) enum Unfit {
 }
 
 impl<T: TaskField, R: TaskField> Envelope<T, R> {
-    pub(crate) fn new(task: Owned<T>, reply: Reply<R>, timeout: Duration) -> Self {
+    pub(crate) fn new(task: Owned<T>, reply: Reply<R>, timeout: Duration, priority: usize) -> Self {
         Self {
             task,
             route: Route {
@@ -52,6 +54,7 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
                 deadline: Instant::now() + timeout,
                 timeout,
                 losses: 0,
+                priority,
             },
         }
     }
@@ -85,6 +88,11 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
 }
 
 impl<R: TaskField> Route<R> {
+    /// The task's priority.
+    pub(crate) fn priority(&self) -> usize {
+        self.priority
+    }
+
     /// The route carrying `task` again, at the same stage (a task back unrun, or from
     /// a lost worker).
     pub(crate) fn carry<U: TaskField>(self, task: Owned<U>) -> Envelope<U, R> {

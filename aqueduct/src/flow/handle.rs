@@ -11,6 +11,7 @@ use super::admission::Load;
 use super::control::Control;
 pub use super::control::FlowState;
 use super::envelope::Envelope;
+use super::queue::QueueTx;
 use crate::shm::{ownership, Owned};
 use crate::stats::{StageCounters, StageStats};
 use crate::{Error, Task};
@@ -43,7 +44,8 @@ impl<In: Task, Out: Task> std::fmt::Debug for Flow<In, Out> {
 
 /// Everything `start()` produced.
 pub(crate) struct FlowParts<In: Task, Out: Task> {
-    pub input: async_channel::Sender<Envelope<In, Out>>,
+    pub input: QueueTx<Envelope<In, Out>>,
+    pub priorities: usize,
     pub load: Load,
     pub control: Arc<Control>,
     pub timeout: Duration,
@@ -54,7 +56,8 @@ pub(crate) struct FlowParts<In: Task, Out: Task> {
 }
 
 struct Inner<In: Task, Out: Task> {
-    input: async_channel::Sender<Envelope<In, Out>>,
+    input: QueueTx<Envelope<In, Out>>,
+    priorities: usize,
     load: Load,
     control: Arc<Control>,
     timeout: Duration,
@@ -70,6 +73,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     pub(crate) fn new(parts: FlowParts<In, Out>) -> Self {
         let inner = Inner {
             input: parts.input,
+            priorities: parts.priorities,
             load: parts.load,
             control: parts.control,
             timeout: parts.timeout,
@@ -105,7 +109,23 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// first stage's queue ([`Error::Overloaded`] if none came) and the processing
     /// ([`Error::Timeout`]).
     pub async fn process_timeout(&self, task: In, timeout: Duration) -> Result<Owned<Out>, Error> {
-        self.process_owned(Owned::new(task), timeout).await
+        self.process_owned(Owned::new(task), timeout, 0).await
+    }
+
+    /// A `process` call with options, run by awaiting it:
+    /// `flow.submit(task).priority(2).timeout(d).await`.
+    pub fn submit(&self, task: In) -> Submission<'_, In, Out> {
+        Submission {
+            flow: self,
+            task: Owned::new(task),
+            priority: 0,
+            timeout: self.inner.timeout,
+        }
+    }
+
+    /// Priority lanes in this flow's queues (`FlowBuilder::priorities`).
+    pub fn priorities(&self) -> usize {
+        self.inner.priorities
     }
 
     /// [`Flow::process_timeout`] for a task already in the runtime's custody (a graph
@@ -114,10 +134,17 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         &self,
         task: Owned<In>,
         timeout: Duration,
+        priority: usize,
     ) -> Result<Owned<Out>, Error> {
         let inner = &*self.inner;
         if inner.control.state() != FlowState::Running {
             return Err(Error::NotRunning);
+        }
+        if priority >= inner.priorities {
+            return Err(Error::InvalidPriority {
+                priority,
+                lanes: inner.priorities,
+            });
         }
         ownership::validate(&*task)?;
         let _in_flight = inner.control.enter();
@@ -125,7 +152,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         // receiver is dropped: the runner sees the task abandoned, and a result that
         // arrives anyway is dropped with the channel.
         let (reply, mut receiver) = oneshot::channel();
-        let envelope = Envelope::new(task, reply, timeout);
+        let envelope = Envelope::new(task, reply, timeout, priority);
         let deadline = envelope.deadline();
         let overloaded = |waited| Error::Overloaded {
             stage: inner.first_stage,
@@ -134,7 +161,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         if inner.load.turns_away(timeout) {
             return Err(overloaded(Duration::ZERO));
         }
-        match inner.input.try_send(envelope) {
+        match inner.input.try_send(priority, envelope) {
             Ok(()) => {}
             Err(async_channel::TrySendError::Closed(_)) => return Err(Error::NotRunning),
             Err(async_channel::TrySendError::Full(envelope)) => {
@@ -142,7 +169,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
                 let Some(until) = inner.load.wait_until(called, deadline) else {
                     return Err(overloaded(Duration::ZERO));
                 };
-                match timeout_at(until, inner.input.send(envelope)).await {
+                match timeout_at(until, inner.input.send(priority, envelope)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(Error::NotRunning),
                     Err(_) => return Err(overloaded(until - called)),
@@ -179,7 +206,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         }
         self.inner
             .handle
-            .block_on(self.process_owned(task, timeout))
+            .block_on(self.process_owned(task, timeout, 0))
     }
 
     /// Stops the flow. New `process` calls get [`Error::NotRunning`] at once.
@@ -227,7 +254,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// Whether the first stage's queue has room now.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn has_room(&self) -> bool {
-        !self.inner.input.is_full()
+        !self.inner.input.is_full(0)
     }
 
     /// Resolves when the first stage next takes tasks from its queue (making room), or
@@ -253,6 +280,53 @@ impl<In: Task, Out: Task> Drop for Inner<In, Out> {
     fn drop(&mut self) {
         // Stages drain what they accepted and exit; worker threads end with them.
         self.input.close();
+    }
+}
+
+/// A `process` call being set up: [`Flow::submit`]. Await it to run the task.
+#[must_use = "a submission does nothing until it is awaited"]
+pub struct Submission<'a, In: Task, Out: Task> {
+    flow: &'a Flow<In, Out>,
+    task: Owned<In>,
+    priority: usize,
+    timeout: Duration,
+}
+
+impl<In: Task, Out: Task> Submission<'_, In, Out> {
+    /// The task's priority: `0` (the default, lowest) up to `priorities - 1`. A queued
+    /// task of higher priority overtakes queued tasks of lower priority at every stage;
+    /// an out-of-range priority fails with [`Error::InvalidPriority`].
+    pub fn priority(mut self, priority: usize) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The call's timeout, as in [`Flow::process_timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl<'a, In: Task, Out: Task> std::future::IntoFuture for Submission<'a, In, Out> {
+    type Output = Result<Owned<Out>, Error>;
+    type IntoFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(
+            self.flow
+                .process_owned(self.task, self.timeout, self.priority),
+        )
+    }
+}
+
+impl<In: Task, Out: Task> std::fmt::Debug for Submission<'_, In, Out> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission")
+            .field("priority", &self.priority)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 

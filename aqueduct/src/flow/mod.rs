@@ -16,6 +16,7 @@ mod handle;
 mod job;
 mod link;
 mod pace;
+mod queue;
 mod runner;
 mod seats;
 #[cfg(feature = "tower")]
@@ -24,7 +25,7 @@ mod start;
 
 pub use builder::FlowBuilder;
 pub use chain::{Chain, First, Then};
-pub use handle::{Flow, FlowState};
+pub use handle::{Flow, FlowState, Submission};
 pub use link::Link;
 #[cfg(feature = "tower")]
 pub use service::{FlowFuture, FlowService};

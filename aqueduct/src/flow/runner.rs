@@ -12,6 +12,7 @@ use super::downstream::Downstream;
 use super::envelope::{Envelope, Unfit};
 use super::job::Job;
 use super::pace::Pace;
+use super::queue::QueueRx;
 use super::seats::{Seat, Seats};
 use crate::exec::Executor;
 use crate::stats::StageCounters;
@@ -25,7 +26,7 @@ const RUN_BUDGET: Duration = Duration::from_millis(2);
 const QUIET_MAX_PACE: Duration = Duration::from_micros(100);
 
 pub(crate) struct StageRunner<S: Stage, R: Task, D, E> {
-    pub input: async_channel::Receiver<Envelope<S::Input, R>>,
+    pub input: QueueRx<Envelope<S::Input, R>>,
     pub downstream: Arc<D>,
     pub executor: Arc<E>,
     pub config: StageConfig,
@@ -106,7 +107,7 @@ where
                     biased;
                     Ok(batch) = retries.recv() => batch,
                     first = self.input.recv() => match first {
-                        Ok(first) => {
+                        Some(first) => {
                             let batch = batcher::collect(
                                 &self.input,
                                 first,
@@ -117,7 +118,7 @@ where
                             self.room.notify_waiters();
                             batch
                         }
-                        Err(_) => {
+                        None => {
                             input_open = false;
                             seats.put(seat);
                             continue;

@@ -13,6 +13,7 @@ use super::downstream::Downstream;
 use super::envelope::Envelope;
 use super::handle::{Flow, FlowParts};
 use super::pace::Pace;
+use super::queue::{self, QueueRx, QueueTx};
 use super::runner::StageRunner;
 use crate::exec::{Executor, ProcessExecutor, ThreadExecutor};
 use crate::stats::StageCounters;
@@ -26,6 +27,8 @@ pub(crate) struct FlowOptions {
     pub start_timeout: Option<Duration>,
     pub exec_timeout: Option<Duration>,
     pub when_full: WhenFull,
+    /// Priority lanes in every stage's queue.
+    pub priorities: usize,
 }
 
 /// What spawning the stages accumulates.
@@ -71,7 +74,7 @@ impl StartCtx {
     /// stages already started are stopped.
     pub(crate) async fn finish<In: Task, Out: Task>(
         mut self,
-        input: async_channel::Sender<Envelope<In, Out>>,
+        input: QueueTx<Envelope<In, Out>>,
     ) -> Result<Flow<In, Out>, Error> {
         // Stages were spawned from the last to the first.
         self.counters.reverse();
@@ -92,6 +95,7 @@ impl StartCtx {
         };
         Ok(Flow::new(FlowParts {
             input,
+            priorities: self.options.priorities,
             load,
             control: self.control,
             timeout: self.options.timeout,
@@ -151,7 +155,7 @@ async fn wait_ready(stages: Vec<Readiness>) -> Result<(), Error> {
 pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     ctx: &mut StartCtx,
     downstream: D,
-) -> Result<async_channel::Sender<Envelope<S::Input, R>>, Error> {
+) -> Result<QueueTx<Envelope<S::Input, R>>, Error> {
     let mut config = S::CONFIG;
     if let Some(capacity) = ctx.options.queue_size {
         config.queue_size = Some(capacity);
@@ -168,9 +172,8 @@ pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     if let Some(timeout) = ctx.options.exec_timeout {
         config.exec_timeout = Some(timeout);
     }
-    let (queue, input) = async_channel::bounded(config.queue_capacity());
-    let probe = input.clone();
-    let counters = StageCounters::new(S::NAME, config.nprocs, move || probe.len());
+    let (queue, input) = queue::bounded(ctx.options.priorities, config.queue_capacity());
+    let counters = StageCounters::new(S::NAME, config.nprocs, input.counter());
     match config.isolation {
         Isolation::Thread => {
             let (executor, started) = ThreadExecutor::<S>::spawn(config.nprocs)?;
@@ -201,7 +204,7 @@ fn launch<S: Stage, R: Task, D: Downstream<S::Output, R>, E: Executor<S>>(
     executor: E,
     ready: Vec<oneshot::Receiver<Result<(), String>>>,
     config: StageConfig,
-    input: async_channel::Receiver<Envelope<S::Input, R>>,
+    input: QueueRx<Envelope<S::Input, R>>,
     counters: impl Into<Arc<StageCounters>>,
 ) {
     let counters = counters.into();

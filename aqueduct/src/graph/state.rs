@@ -166,7 +166,7 @@ impl<In: Task, Out: Task> Shared<In, Out> {
             // `task` stays owned until the call runs, so a call dropped before its first
             // poll would still release the input's shared memory.
             let mut work: Work<Out> =
-                Box::pin(async move { flow.process_owned(task, timeout).await });
+                Box::pin(async move { flow.process_owned(task, timeout, 0).await });
             if let Poll::Ready(outcome) = self.start(&mut work) {
                 // Refused at once (the flow is stopped, say): finished already.
                 book.finish(ResultHandle::new(InputId(queued.id), queued.kept, outcome));

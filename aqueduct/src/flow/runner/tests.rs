@@ -15,6 +15,7 @@ use crate::flow::control::Control;
 use crate::flow::downstream::Deliver;
 use crate::flow::envelope::Envelope;
 use crate::flow::pace::Pace;
+use crate::flow::queue::QueueTx;
 use crate::shm::Owned;
 use crate::stats::StageCounters;
 use crate::{Error, Isolation, Stage, StageConfig};
@@ -137,7 +138,7 @@ type Answer = oneshot::Receiver<Result<Owned<Item>, Error>>;
 
 /// A runner for stage `S` over a fake executor, fed by the test.
 struct Harness {
-    input: async_channel::Sender<Envelope<Item, Item>>,
+    input: QueueTx<Envelope<Item, Item>>,
     control: Arc<Control>,
     book: Arc<Mutex<Book>>,
     runner: tokio::task::JoinHandle<()>,
@@ -145,19 +146,17 @@ struct Harness {
 
 impl Harness {
     fn start<S: Stage<Input = Item, Output = Item>>(fake: Fake) -> Self {
-        let (input, queue) = async_channel::bounded(1024);
+        let (input, queue) = crate::flow::queue::bounded(1, 1024);
         let control = Arc::new(Control::new());
         let book = fake.book.clone();
-        let probe = queue.clone();
+        let probe = queue.counter();
         let runner = StageRunner::<S, Item, Deliver, Fake> {
             input: queue,
             downstream: Arc::new(Deliver),
             executor: Arc::new(fake),
             config: S::CONFIG,
             control: control.clone(),
-            counters: Arc::new(StageCounters::new(S::NAME, S::CONFIG.nprocs, move || {
-                probe.len()
-            })),
+            counters: Arc::new(StageCounters::new(S::NAME, S::CONFIG.nprocs, probe)),
             pace: Arc::new(Pace::new(S::CONFIG.nprocs)),
             room: Arc::default(),
         };
@@ -175,8 +174,8 @@ impl Harness {
             .map(|n| {
                 let (reply, answer) = oneshot::channel();
                 let task = Owned::new(Item { n: n as u64 });
-                let envelope = Envelope::new(task, reply, Duration::from_secs(60));
-                self.input.try_send(envelope).unwrap();
+                let envelope = Envelope::new(task, reply, Duration::from_secs(60), 0);
+                self.input.try_send(0, envelope).unwrap();
                 answer
             })
             .collect()
