@@ -9,7 +9,7 @@ pub use ::std::vec::Vec;
 
 pub use crate::exec::process::fault::{corrupt_control, running_request};
 pub use crate::exec::registry::{StageEntry, STAGES};
-pub use crate::flow::{Chain, First, FlowBuilder, Then};
+pub use crate::flow::{Chain, First, FirstIf, FlowBuilder, Then, ThenIf};
 pub use crate::shapes::{
     error_message, in_place_batch, in_place_each, transform_batch, transform_each, InitOutput,
 };

@@ -27,7 +27,7 @@ mod task;
 
 pub use aqueduct_macros::{flow, handler, task};
 pub use error::Error;
-pub use flow::{Flow, FlowBuilder, FlowState, Link, Submission};
+pub use flow::{Condition, Flow, FlowBuilder, FlowState, Link, SkipTo, Submission};
 #[cfg(feature = "tower")]
 pub use flow::{FlowFuture, FlowService};
 pub use shm::{Owned, ShmBytes, ShmHandle, ShmStr, ShmVec, ShmView};

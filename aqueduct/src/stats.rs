@@ -23,6 +23,8 @@ pub struct StageStats {
     /// Tasks sent again, on their own, after the worker process holding them was lost
     /// (see [`crate::StageConfig::crash_retry`]).
     pub retried: u64,
+    /// Tasks that skipped the stage because its condition rejected them.
+    pub skipped: u64,
     /// Worker processes restarted after they died (crashed, were killed, or were killed
     /// by the runtime for a timeout or an invalid response). Always 0 for threads.
     pub restarts: u64,
@@ -51,6 +53,7 @@ pub(crate) struct StageCounters {
     failed: AtomicU64,
     abandoned: AtomicU64,
     retried: AtomicU64,
+    skipped: AtomicU64,
     restarts: AtomicU64,
     pids: Vec<AtomicU32>,
 }
@@ -70,6 +73,7 @@ impl StageCounters {
             failed: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             retried: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             pids: Vec::new(),
         }
@@ -106,6 +110,10 @@ impl StageCounters {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn skipped(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn retried(&self) {
         self.retried.fetch_add(1, Ordering::Relaxed);
     }
@@ -124,6 +132,7 @@ impl StageCounters {
             failed: self.failed.load(Ordering::Relaxed),
             abandoned: self.abandoned.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
             worker_pids: self
                 .pids

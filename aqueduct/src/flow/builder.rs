@@ -5,7 +5,8 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::admission::WhenFull;
-use super::chain::{Chain, First, Then};
+use super::chain::{Chain, First, FirstIf, Then, ThenIf};
+use super::condition::{Condition, SkipTo};
 use super::downstream::Deliver;
 use super::handle::Flow;
 use super::link::Link;
@@ -47,6 +48,24 @@ impl FlowBuilder<(), (), ()> {
     }
 }
 
+impl FlowBuilder<(), (), ()> {
+    /// A flow whose first stage `S` runs only the tasks `condition` accepts; the others
+    /// skip it (see [`FlowBuilder::then_if`]).
+    pub fn first_if<S: Stage>(
+        condition: Condition<S::Input>,
+    ) -> FlowBuilder<S::Input, S::Output, FirstIf<S>>
+    where
+        S::Input: SkipTo<S::Output>,
+    {
+        let FlowBuilder { options, .. } = Self::first::<S>();
+        FlowBuilder {
+            chain: FirstIf(condition),
+            options,
+            _types: PhantomData,
+        }
+    }
+}
+
 // `then` asks only that adjacent stages link (not the whole chain's bounds, which `start`
 // needs), so a first stage that is not a `Stage` is one error, not one more per `then`.
 impl<In, Out, C> FlowBuilder<In, Out, C> {
@@ -57,6 +76,26 @@ impl<In, Out, C> FlowBuilder<In, Out, C> {
     {
         FlowBuilder {
             chain: Then(self.chain, PhantomData),
+            options: self.options,
+            _types: PhantomData,
+        }
+    }
+
+    /// Appends stage `S`, run only for the tasks `condition` accepts, evaluated on each
+    /// task as it arrives there (after the stages before it). A task it rejects skips
+    /// the stage, and goes on to the next stage whose condition accepts it, or straight
+    /// back to the caller. `S` must take and return the same type. Its statistics count
+    /// the skips.
+    pub fn then_if<S: Stage>(
+        self,
+        condition: Condition<S::Input>,
+    ) -> FlowBuilder<In, S::Output, ThenIf<C, S>>
+    where
+        Out: Link<S::Input>,
+        S::Input: SkipTo<S::Output>,
+    {
+        FlowBuilder {
+            chain: ThenIf(self.chain, condition),
             options: self.options,
             _types: PhantomData,
         }
@@ -133,7 +172,7 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
     pub async fn start(self) -> Result<Flow<In, Out>, Error> {
         let mut ctx = StartCtx::new(self.options);
         match self.chain.spawn::<Out, Deliver>(&mut ctx, Deliver) {
-            Ok(input) => ctx.finish(input).await,
+            Ok(entry) => ctx.finish(entry).await,
             Err(error) => Err(ctx.abort(error)),
         }
     }

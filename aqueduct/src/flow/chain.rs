@@ -4,12 +4,29 @@
 
 use std::marker::PhantomData;
 
+use super::condition::{Branch, Condition, EntrySkip, SkipTo, Skipped};
 use super::downstream::{Downstream, Forward};
 use super::envelope::Envelope;
 use super::link::Link;
 use super::queue::QueueTx;
 use super::start::{spawn_stage, StartCtx};
 use crate::{Error, Stage, Task};
+
+/// Where a flow's tasks enter: the first stage's queue, and, if the first stage has a
+/// condition, where the tasks it rejects go instead.
+#[doc(hidden)]
+pub struct Entry<In: Task, R: Task> {
+    pub(crate) queue: QueueTx<Envelope<In, R>>,
+    pub(crate) skip: Option<EntrySkip<In, R>>,
+}
+
+impl<In: Task, R: Task> std::fmt::Debug for Entry<In, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("conditional", &self.skip.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 /// A chain of stages taking `In` and emitting `Out` (a type-level list built by
 /// [`FlowBuilder::then`]).
@@ -18,13 +35,13 @@ pub trait Chain<In: Task>: Send + 'static {
     /// What the chain's last stage emits.
     type Out: Task;
 
-    /// Spawns the chain's stages, the last one feeding `downstream`; returns the first
-    /// stage's input queue.
+    /// Spawns the chain's stages, the last one feeding `downstream`; returns where the
+    /// flow's tasks enter.
     fn spawn<R: Task, D: Downstream<Self::Out, R>>(
         self,
         ctx: &mut StartCtx,
         downstream: D,
-    ) -> Result<QueueTx<Envelope<In, R>>, Error>;
+    ) -> Result<Entry<In, R>, Error>;
 }
 
 /// The first stage of a chain.
@@ -37,6 +54,29 @@ pub struct First<S>(pub(super) PhantomData<fn() -> S>);
 #[derive(Debug)]
 pub struct Then<C, S>(pub(super) C, pub(super) PhantomData<fn() -> S>);
 
+/// The first stage of a chain, run only for the tasks its condition accepts.
+#[doc(hidden)]
+pub struct FirstIf<S: Stage>(pub(super) Condition<S::Input>);
+
+/// A chain followed by stage `S`, run only for the tasks its condition accepts.
+#[doc(hidden)]
+pub struct ThenIf<C, S: Stage>(pub(super) C, pub(super) Condition<S::Input>);
+
+impl<S: Stage> std::fmt::Debug for FirstIf<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FirstIf({})", S::NAME)
+    }
+}
+
+impl<C: std::fmt::Debug, S: Stage> std::fmt::Debug for ThenIf<C, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ThenIf")
+            .field(&self.0)
+            .field(&S::NAME)
+            .finish()
+    }
+}
+
 impl<S: Stage> Chain<S::Input> for First<S> {
     type Out = S::Output;
 
@@ -44,8 +84,56 @@ impl<S: Stage> Chain<S::Input> for First<S> {
         self,
         ctx: &mut StartCtx,
         downstream: D,
-    ) -> Result<QueueTx<Envelope<S::Input, R>>, Error> {
-        spawn_stage::<S, R, D>(ctx, downstream)
+    ) -> Result<Entry<S::Input, R>, Error> {
+        let queue = spawn_stage::<S, R, D>(ctx, downstream)?;
+        Ok(Entry { queue, skip: None })
+    }
+}
+
+impl<S: Stage> Chain<S::Input> for FirstIf<S>
+where
+    S::Input: SkipTo<S::Output>,
+{
+    type Out = S::Output;
+
+    fn spawn<R: Task, D: Downstream<S::Output, R>>(
+        self,
+        ctx: &mut StartCtx,
+        downstream: D,
+    ) -> Result<Entry<S::Input, R>, Error> {
+        let queue = spawn_stage::<S, R, D>(ctx, downstream.clone())?;
+        let skip = EntrySkip {
+            condition: self.0,
+            to: Box::new(Skipped::<D, S::Output>::new(downstream)),
+            counters: ctx.last_counters(),
+        };
+        Ok(Entry {
+            queue,
+            skip: Some(skip),
+        })
+    }
+}
+
+impl<In: Task, C: Chain<In>, S: Stage> Chain<In> for ThenIf<C, S>
+where
+    C::Out: Link<S::Input>,
+    S::Input: SkipTo<S::Output>,
+{
+    type Out = S::Output;
+
+    fn spawn<R: Task, D: Downstream<S::Output, R>>(
+        self,
+        ctx: &mut StartCtx,
+        downstream: D,
+    ) -> Result<Entry<In, R>, Error> {
+        let queue = spawn_stage::<S, R, D>(ctx, downstream.clone())?;
+        let branch = Branch {
+            condition: self.1,
+            queue,
+            skip: Skipped::<D, S::Output>::new(downstream),
+            counters: ctx.last_counters(),
+        };
+        self.0.spawn(ctx, branch)
     }
 }
 
@@ -59,7 +147,7 @@ where
         self,
         ctx: &mut StartCtx,
         downstream: D,
-    ) -> Result<QueueTx<Envelope<In, R>>, Error> {
+    ) -> Result<Entry<In, R>, Error> {
         let queue = spawn_stage::<S, R, D>(ctx, downstream)?;
         self.0.spawn(ctx, Forward::new(queue))
     }

@@ -11,13 +11,21 @@ use crate::task::{Task, TaskField};
 /// Receives a stage's successful outputs. Awaiting `push` is how backpressure travels
 /// upstream: a full next stage holds the worker that produced the output.
 #[doc(hidden)]
-pub trait Downstream<T: TaskField, R: TaskField>: Send + Sync + 'static {
+pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static {
     fn push(&self, envelope: Envelope<T, R>) -> impl Future<Output = ()> + Send;
 }
 
 /// Sends outputs into the next stage's input queue.
 pub(crate) struct Forward<In: TaskField, R: TaskField> {
     queue: QueueTx<Envelope<In, R>>,
+}
+
+impl<In: TaskField, R: TaskField> Clone for Forward<In, R> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
 }
 
 impl<In: TaskField, R: TaskField> Forward<In, R> {
@@ -42,6 +50,7 @@ where
 }
 
 /// Answers the caller: the last stage's outputs are the flow's results.
+#[derive(Clone, Copy)]
 pub(crate) struct Deliver;
 
 impl<R: Task> Downstream<R, R> for Deliver {

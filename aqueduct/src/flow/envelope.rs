@@ -59,6 +59,11 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
         }
     }
 
+    /// The task.
+    pub(crate) fn task(&self) -> &T {
+        &self.task
+    }
+
     /// The task's deadline.
     pub(crate) fn deadline(&self) -> Instant {
         self.route.deadline

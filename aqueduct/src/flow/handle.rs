@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout_at};
 
 use super::admission::Load;
+use super::condition::EntrySkip;
 use super::control::Control;
 pub use super::control::FlowState;
 use super::envelope::Envelope;
@@ -45,6 +46,7 @@ impl<In: Task, Out: Task> std::fmt::Debug for Flow<In, Out> {
 /// Everything `start()` produced.
 pub(crate) struct FlowParts<In: Task, Out: Task> {
     pub input: QueueTx<Envelope<In, Out>>,
+    pub entry_skip: Option<EntrySkip<In, Out>>,
     pub priorities: usize,
     pub load: Load,
     pub control: Arc<Control>,
@@ -57,6 +59,7 @@ pub(crate) struct FlowParts<In: Task, Out: Task> {
 
 struct Inner<In: Task, Out: Task> {
     input: QueueTx<Envelope<In, Out>>,
+    entry_skip: Option<EntrySkip<In, Out>>,
     priorities: usize,
     load: Load,
     control: Arc<Control>,
@@ -73,6 +76,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     pub(crate) fn new(parts: FlowParts<In, Out>) -> Self {
         let inner = Inner {
             input: parts.input,
+            entry_skip: parts.entry_skip,
             priorities: parts.priorities,
             load: parts.load,
             control: parts.control,
@@ -154,27 +158,18 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         let (reply, mut receiver) = oneshot::channel();
         let envelope = Envelope::new(task, reply, timeout, priority);
         let deadline = envelope.deadline();
-        let overloaded = |waited| Error::Overloaded {
-            stage: inner.first_stage,
-            waited,
-        };
-        if inner.load.turns_away(timeout) {
-            return Err(overloaded(Duration::ZERO));
-        }
-        match inner.input.try_send(priority, envelope) {
-            Ok(()) => {}
-            Err(async_channel::TrySendError::Closed(_)) => return Err(Error::NotRunning),
-            Err(async_channel::TrySendError::Full(envelope)) => {
-                let called = deadline - timeout;
-                let Some(until) = inner.load.wait_until(called, deadline) else {
-                    return Err(overloaded(Duration::ZERO));
-                };
-                match timeout_at(until, inner.input.send(priority, envelope)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Err(Error::NotRunning),
-                    Err(_) => return Err(overloaded(until - called)),
+        match &inner.entry_skip {
+            // The first stage's condition rejects the task: it goes on from there.
+            Some(skip) if !(skip.condition)(envelope.task()) => {
+                skip.counters.skipped();
+                if timeout_at(deadline, skip.to.push_boxed(envelope))
+                    .await
+                    .is_err()
+                {
+                    return Err(Error::Timeout { after: timeout });
                 }
             }
+            _ => self.enter(envelope, timeout, priority).await?,
         }
         tokio::select! {
             biased;
@@ -249,6 +244,40 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// Running, stopping or stopped.
     pub fn state(&self) -> FlowState {
         self.inner.control.state()
+    }
+
+    /// Puts `envelope` into the first stage's queue, by the flow's admission policy
+    /// (see `admission`).
+    async fn enter(
+        &self,
+        envelope: Envelope<In, Out>,
+        timeout: Duration,
+        priority: usize,
+    ) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let deadline = envelope.deadline();
+        let overloaded = |waited| Error::Overloaded {
+            stage: inner.first_stage,
+            waited,
+        };
+        if inner.load.turns_away(timeout) {
+            return Err(overloaded(Duration::ZERO));
+        }
+        match inner.input.try_send(priority, envelope) {
+            Ok(()) => Ok(()),
+            Err(async_channel::TrySendError::Closed(_)) => Err(Error::NotRunning),
+            Err(async_channel::TrySendError::Full(envelope)) => {
+                let called = deadline - timeout;
+                let Some(until) = inner.load.wait_until(called, deadline) else {
+                    return Err(overloaded(Duration::ZERO));
+                };
+                match timeout_at(until, inner.input.send(priority, envelope)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(Error::NotRunning),
+                    Err(_) => Err(overloaded(until - called)),
+                }
+            }
+        }
     }
 
     /// Whether the first stage's queue has room now.

@@ -9,6 +9,7 @@ mod admission;
 mod batcher;
 mod builder;
 mod chain;
+mod condition;
 mod control;
 mod downstream;
 mod envelope;
@@ -24,7 +25,8 @@ mod service;
 mod start;
 
 pub use builder::FlowBuilder;
-pub use chain::{Chain, First, Then};
+pub use chain::{Chain, First, FirstIf, Then, ThenIf};
+pub use condition::{Condition, SkipTo};
 pub use handle::{Flow, FlowState, Submission};
 pub use link::Link;
 #[cfg(feature = "tower")]

@@ -8,6 +8,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::{timeout_at, Instant};
 
 use super::admission::{Load, StageLoad, WhenFull};
+use super::chain::Entry;
 use super::control::Control;
 use super::downstream::Downstream;
 use super::envelope::Envelope;
@@ -69,12 +70,20 @@ impl StartCtx {
         }
     }
 
+    /// The counters of the stage spawned last.
+    pub(crate) fn last_counters(&self) -> Arc<StageCounters> {
+        self.counters
+            .last()
+            .expect("called after a stage was spawned")
+            .clone()
+    }
+
     /// Waits until every stage's workers have finished `init`, then hands over the
     /// running flow, fed through `input` (the first stage's queue). If one fails, the
     /// stages already started are stopped.
     pub(crate) async fn finish<In: Task, Out: Task>(
         mut self,
-        input: QueueTx<Envelope<In, Out>>,
+        entry: Entry<In, Out>,
     ) -> Result<Flow<In, Out>, Error> {
         // Stages were spawned from the last to the first.
         self.counters.reverse();
@@ -84,7 +93,7 @@ impl StartCtx {
         if let Err(error) = wait_ready(std::mem::take(&mut self.readiness)).await {
             self.control.begin_stop();
             self.control.halt();
-            input.close();
+            entry.queue.close();
             self.control.set_stopped();
             return Err(error);
         }
@@ -94,7 +103,8 @@ impl StartCtx {
             when_full: self.options.when_full,
         };
         Ok(Flow::new(FlowParts {
-            input,
+            input: entry.queue,
+            entry_skip: entry.skip,
             priorities: self.options.priorities,
             load,
             control: self.control,
