@@ -85,6 +85,8 @@ async fn main() {
 }
 
 async fn serve(addr: SocketAddr) -> i32 {
+    // Installed before anything else, so that no SIGTERM finds the default action.
+    let shutdown = http::shutdown_signal();
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -101,7 +103,7 @@ async fn serve(addr: SocketAddr) -> i32 {
             eprintln!("http: flow started, ready");
         }
     });
-    match http::serve(listener, app, start_flow(), http::shutdown_signal()).await {
+    match http::serve(listener, app, start_flow(), shutdown).await {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("http: {error}");

@@ -300,15 +300,20 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn classify(State(app): State<Arc<App>>, body: Bytes) -> Response {
+async fn classify(State(app): State<Arc<App>>, body: Body) -> Response {
+    // Counted from the headers on, while the body may still be arriving.
     let _in_flight = InFlight::enter(&app.in_flight);
-    match infer(&app, &body).await {
+    match infer(&app, body).await {
         Ok(response) => response,
         Err(failure) => failure_response(&failure),
     }
 }
 
-async fn infer(app: &App, body: &[u8]) -> Result<Response, Failure> {
+async fn infer(app: &App, body: Body) -> Result<Response, Failure> {
+    let body = axum::body::to_bytes(body, BODY_BYTES)
+        .await
+        .map_err(|e| Failure::BadBody(format!("reading the body: {e}")))?;
+    let body = &body[..];
     let flow = app.flow().ok_or(Failure::Flow(Error::NotRunning))?;
     check_body(body)?;
     // The one copy: from the received body straight into shared memory, where the
@@ -432,13 +437,19 @@ where
     outcome
 }
 
-/// Resolves on SIGTERM or ctrl-c (SIGINT).
-pub async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Resolves on SIGTERM or ctrl-c (SIGINT). Both handlers are installed by this call, not
+/// when the future is first polled, so a signal sent once it has returned is never lost
+/// (nor left to its default action, which would kill the process). Call it inside a
+/// tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("install a SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("install a SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
     }
 }
 
