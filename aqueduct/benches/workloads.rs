@@ -527,6 +527,98 @@ async fn w6() {
     );
 }
 
+// ---------------------------------------------------------------- W7 overload
+
+/// A stage with a fixed 1 ms cost per task: about 1000 tasks/s on its one worker.
+#[aqueduct::handler]
+fn one_ms(task: &mut Small) {
+    let until = std::time::Instant::now() + Duration::from_millis(1);
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    task.a = 1;
+}
+
+/// Offers 10x `one_ms`'s capacity (10 000 tasks/s for 2 s, open loop, 1 s timeout)
+/// and reports what became of the tasks: completed, turned away (Overloaded, and how
+/// fast), expired after admission (Timeout), and the share of admitted tasks that
+/// completed.
+async fn w7_flow(mode: &str, flow: Flow<Small, Small>) {
+    const RATE_PER_MS: usize = 10;
+    const MILLIS: usize = 2000;
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    for i in 0..200 {
+        flow.process(small(i)).await.unwrap();
+    }
+    let outcomes = tokio::spawn({
+        let flow = flow.clone();
+        async move {
+            let mut calls = tokio::task::JoinSet::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            for ms in 0..MILLIS {
+                tick.tick().await;
+                for k in 0..RATE_PER_MS {
+                    let flow = flow.clone();
+                    let task = small((ms * RATE_PER_MS + k) as u64);
+                    calls.spawn(async move {
+                        let started = Instant::now();
+                        let outcome = flow.process_timeout(task, TIMEOUT).await.map(|_| ());
+                        (outcome, started.elapsed())
+                    });
+                }
+            }
+            calls.join_all().await
+        }
+    })
+    .await
+    .unwrap();
+    let (mut ok, mut expired, mut other) = (0usize, 0usize, 0usize);
+    let mut refused_ms = Vec::new();
+    for (outcome, took) in &outcomes {
+        match outcome {
+            Ok(()) => ok += 1,
+            Err(Error::Overloaded { .. }) => refused_ms.push(took.as_secs_f64() * 1e3),
+            Err(Error::Timeout { .. }) => expired += 1,
+            Err(_) => other += 1,
+        }
+    }
+    refused_ms.sort_by(f64::total_cmp);
+    let refused_p50 = if refused_ms.is_empty() {
+        0.0
+    } else {
+        percentile(&refused_ms, 0.5)
+    };
+    println!(
+        "W7 mode={mode} offered={} ok={ok} overloaded={} expired={expired} other={other} overloaded_p50_ms={refused_p50:.1} admitted_completed_pct={:.1}",
+        outcomes.len(),
+        refused_ms.len(),
+        100.0 * ok as f64 / (ok + expired).max(1) as f64
+    );
+    flow.stop(true).await;
+}
+
+async fn w7() {
+    w7_flow("wait", aqueduct::flow!(one_ms).start().await.unwrap()).await;
+    w7_flow(
+        "max_wait_50ms",
+        aqueduct::flow!(one_ms)
+            .max_queue_wait(Duration::from_millis(50))
+            .start()
+            .await
+            .unwrap(),
+    )
+    .await;
+    w7_flow(
+        "reject",
+        aqueduct::flow!(one_ms)
+            .reject_when_full()
+            .start()
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a name filter selects workloads: `-- W3 W4`.
     let filters: Vec<String> = std::env::args()
@@ -558,6 +650,9 @@ fn main() {
         }
         if wanted("W6") {
             w6().await;
+        }
+        if wanted("W7") {
+            w7().await;
         }
     });
 }

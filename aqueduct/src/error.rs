@@ -14,11 +14,13 @@ pub enum Error {
         /// The timeout that expired.
         after: Duration,
     },
-    /// The first stage's queue stayed full for the whole timeout, so the task was never
-    /// accepted. Nothing ran.
-    #[error("stage `{stage}` is overloaded: its queue stayed full for {waited:?}")]
+    /// The flow turned the task away without running it: the first stage's queue was
+    /// full (and the flow rejects at once, or stayed full as long as the caller could
+    /// wait), or the work queued ahead of it would have outlasted its timeout. Nothing
+    /// ran; the caller may try again later (HTTP 503).
+    #[error("stage `{stage}` is overloaded: the task was not admitted (waited {waited:?})")]
     Overloaded {
-        /// The stage whose queue was full.
+        /// The flow's first stage.
         stage: &'static str,
         /// How long `process` waited for room.
         waited: Duration,

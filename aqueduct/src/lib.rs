@@ -28,6 +28,8 @@ mod task;
 pub use aqueduct_macros::{flow, handler, task};
 pub use error::Error;
 pub use flow::{Flow, FlowBuilder, FlowState, Link};
+#[cfg(feature = "tower")]
+pub use flow::{FlowFuture, FlowService};
 pub use shm::{Owned, ShmBytes, ShmHandle, ShmStr, ShmVec, ShmView};
 pub use stage::{Isolation, Stage, StageConfig};
 pub use stats::StageStats;

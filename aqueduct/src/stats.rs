@@ -81,6 +81,11 @@ impl StageCounters {
         self
     }
 
+    /// Tasks waiting in the stage's input queue now.
+    pub(crate) fn queued(&self) -> usize {
+        (self.queued)()
+    }
+
     pub(crate) fn restarted(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }

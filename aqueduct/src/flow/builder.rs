@@ -4,6 +4,7 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use super::admission::WhenFull;
 use super::chain::{Chain, First, Then};
 use super::downstream::Deliver;
 use super::handle::Flow;
@@ -38,6 +39,7 @@ impl FlowBuilder<(), (), ()> {
                 queue_size: None,
                 start_timeout: None,
                 exec_timeout: None,
+                when_full: WhenFull::Wait(None),
             },
             _types: PhantomData,
         }
@@ -84,6 +86,31 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
     /// restarted, and the batch fails with [`Error::WorkerCrashed`].
     pub fn exec_timeout(mut self, timeout: Duration) -> Self {
         self.options.exec_timeout = Some(timeout);
+        self
+    }
+
+    /// Makes `process()` answer [`Error::Overloaded`] at once when the first stage's
+    /// queue is full, instead of waiting for room: load shedding, for services that
+    /// would rather tell a client to come back (HTTP 503) than keep it waiting.
+    pub fn reject_when_full(mut self) -> Self {
+        self.options.when_full = WhenFull::Reject;
+        self
+    }
+
+    /// Longest time `process()` waits for room when the first stage's queue is full,
+    /// before it answers [`Error::Overloaded`]. Without it a caller waits while a task
+    /// that got in could still finish within its timeout, by the flow's measured pace
+    /// (at first, before anything is measured: up to the whole timeout).
+    ///
+    /// Whatever the setting, a task is turned away at once with `Error::Overloaded` when
+    /// the work already queued ahead of it would, by the same measure, outlast its
+    /// timeout: it would only expire in the queue.
+    pub fn max_queue_wait(mut self, wait: Duration) -> Self {
+        self.options.when_full = if wait.is_zero() {
+            WhenFull::Reject
+        } else {
+            WhenFull::Wait(Some(wait))
+        };
         self
     }
 

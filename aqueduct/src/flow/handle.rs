@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout_at};
 
+use super::admission::Load;
 use super::control::Control;
 pub use super::control::FlowState;
 use super::envelope::Envelope;
@@ -43,6 +44,7 @@ impl<In: Task, Out: Task> std::fmt::Debug for Flow<In, Out> {
 /// Everything `start()` produced.
 pub(crate) struct FlowParts<In: Task, Out: Task> {
     pub input: async_channel::Sender<Envelope<In, Out>>,
+    pub load: Load,
     pub control: Arc<Control>,
     pub timeout: Duration,
     pub first_stage: &'static str,
@@ -53,6 +55,7 @@ pub(crate) struct FlowParts<In: Task, Out: Task> {
 
 struct Inner<In: Task, Out: Task> {
     input: async_channel::Sender<Envelope<In, Out>>,
+    load: Load,
     control: Arc<Control>,
     timeout: Duration,
     first_stage: &'static str,
@@ -67,6 +70,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     pub(crate) fn new(parts: FlowParts<In, Out>) -> Self {
         let inner = Inner {
             input: parts.input,
+            load: parts.load,
             control: parts.control,
             timeout: parts.timeout,
             first_stage: parts.first_stage,
@@ -123,19 +127,25 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         let (reply, mut receiver) = oneshot::channel();
         let envelope = Envelope::new(task, reply, timeout);
         let deadline = envelope.deadline();
+        let overloaded = |waited| Error::Overloaded {
+            stage: inner.first_stage,
+            waited,
+        };
+        if inner.load.turns_away(timeout) {
+            return Err(overloaded(Duration::ZERO));
+        }
         match inner.input.try_send(envelope) {
             Ok(()) => {}
             Err(async_channel::TrySendError::Closed(_)) => return Err(Error::NotRunning),
             Err(async_channel::TrySendError::Full(envelope)) => {
-                match timeout_at(deadline, inner.input.send(envelope)).await {
+                let called = deadline - timeout;
+                let Some(until) = inner.load.wait_until(called, deadline) else {
+                    return Err(overloaded(Duration::ZERO));
+                };
+                match timeout_at(until, inner.input.send(envelope)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(Error::NotRunning),
-                    Err(_) => {
-                        return Err(Error::Overloaded {
-                            stage: inner.first_stage,
-                            waited: timeout,
-                        })
-                    }
+                    Err(_) => return Err(overloaded(until - called)),
                 }
             }
         }
@@ -212,6 +222,25 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// Running, stopping or stopped.
     pub fn state(&self) -> FlowState {
         self.inner.control.state()
+    }
+
+    /// Whether the first stage's queue has room now.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn has_room(&self) -> bool {
+        !self.inner.input.is_full()
+    }
+
+    /// Resolves when the first stage next takes tasks from its queue (making room), or
+    /// the flow halts. Registers on its first poll.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn room_made(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let inner = self.inner.clone();
+        async move {
+            tokio::select! {
+                () = inner.load.room.notified() => {}
+                () = inner.control.halted() => {}
+            }
+        }
     }
 
     /// Counters of every stage, in flow order.

@@ -5,6 +5,7 @@
 //! whose deadline passed, and hands the batch to the stage's executor. Results go
 //! straight to the next stage's queue, or to the caller for the last stage.
 
+mod admission;
 mod batcher;
 mod builder;
 mod chain;
@@ -17,9 +18,13 @@ mod link;
 mod pace;
 mod runner;
 mod seats;
+#[cfg(feature = "tower")]
+mod service;
 mod start;
 
 pub use builder::FlowBuilder;
 pub use chain::{Chain, First, Then};
 pub use handle::{Flow, FlowState};
 pub use link::Link;
+#[cfg(feature = "tower")]
+pub use service::{FlowFuture, FlowService};

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::batcher;
@@ -31,6 +32,9 @@ pub(crate) struct StageRunner<S: Stage, R: Task, D, E> {
     pub control: Arc<Control>,
     pub counters: Arc<StageCounters>,
     pub pace: Arc<Pace>,
+    /// Signalled whenever tasks are taken from `input`: room was made (see
+    /// `Flow`'s readiness).
+    pub room: Arc<Notify>,
 }
 
 impl<S, R, D, E> StageRunner<S, R, D, E>
@@ -102,13 +106,17 @@ where
                     biased;
                     Ok(batch) = retries.recv() => batch,
                     first = self.input.recv() => match first {
-                        Ok(first) => batcher::collect(
-                            &self.input,
-                            first,
-                            self.dispatch_size(ahead),
-                            self.config.batch_timeout,
-                        )
-                        .await,
+                        Ok(first) => {
+                            let batch = batcher::collect(
+                                &self.input,
+                                first,
+                                self.dispatch_size(ahead),
+                                self.config.batch_timeout,
+                            )
+                            .await;
+                            self.room.notify_waiters();
+                            batch
+                        }
                         Err(_) => {
                             input_open = false;
                             seats.put(seat);

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::{timeout_at, Instant};
 
+use super::admission::{Load, StageLoad, WhenFull};
 use super::control::Control;
 use super::downstream::Downstream;
 use super::envelope::Envelope;
@@ -24,6 +25,7 @@ pub(crate) struct FlowOptions {
     pub queue_size: Option<usize>,
     pub start_timeout: Option<Duration>,
     pub exec_timeout: Option<Duration>,
+    pub when_full: WhenFull,
 }
 
 /// What spawning the stages accumulates.
@@ -33,6 +35,9 @@ pub struct StartCtx {
     control: Arc<Control>,
     first_stage: &'static str,
     counters: Vec<Arc<StageCounters>>,
+    loads: Vec<StageLoad>,
+    /// Per stage: signalled when its runner takes tasks from its queue.
+    rooms: Vec<Arc<Notify>>,
     readiness: Vec<Readiness>,
     runners: Vec<tokio::task::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -53,6 +58,8 @@ impl StartCtx {
             control: Arc::new(Control::new()),
             first_stage: "",
             counters: Vec::new(),
+            loads: Vec::new(),
+            rooms: Vec::new(),
             readiness: Vec::new(),
             runners: Vec::new(),
             threads: Vec::new(),
@@ -68,6 +75,8 @@ impl StartCtx {
     ) -> Result<Flow<In, Out>, Error> {
         // Stages were spawned from the last to the first.
         self.counters.reverse();
+        self.loads.reverse();
+        self.rooms.reverse();
         self.readiness.reverse();
         if let Err(error) = wait_ready(std::mem::take(&mut self.readiness)).await {
             self.control.begin_stop();
@@ -76,8 +85,14 @@ impl StartCtx {
             self.control.set_stopped();
             return Err(error);
         }
+        let load = Load {
+            stages: self.loads,
+            room: self.rooms.swap_remove(0),
+            when_full: self.options.when_full,
+        };
         Ok(Flow::new(FlowParts {
             input,
+            load,
             control: self.control,
             timeout: self.options.timeout,
             first_stage: self.first_stage,
@@ -190,6 +205,16 @@ fn launch<S: Stage, R: Task, D: Downstream<S::Output, R>, E: Executor<S>>(
     counters: impl Into<Arc<StageCounters>>,
 ) {
     let counters = counters.into();
+    let pace = Arc::new(Pace::new(config.nprocs));
+    let room = Arc::new(Notify::new());
+    ctx.loads.push(StageLoad {
+        pace: pace.clone(),
+        counters: counters.clone(),
+        workers: config.nprocs,
+        batch_size: config.batch_size,
+        capacity: config.queue_capacity(),
+    });
+    ctx.rooms.push(room.clone());
     ctx.readiness.push(Readiness {
         stage: S::NAME,
         timeout: config.start_timeout,
@@ -202,7 +227,8 @@ fn launch<S: Stage, R: Task, D: Downstream<S::Output, R>, E: Executor<S>>(
         config,
         control: ctx.control.clone(),
         counters: counters.clone(),
-        pace: Arc::new(Pace::new(config.nprocs)),
+        pace,
+        room,
     };
     ctx.runners.push(tokio::spawn(runner.run()));
     ctx.counters.push(counters);

@@ -159,6 +159,7 @@ impl Harness {
                 probe.len()
             })),
             pace: Arc::new(Pace::new(S::CONFIG.nprocs)),
+            room: Arc::default(),
         };
         Self {
             input,
