@@ -6,6 +6,9 @@
 //! `curl -s --data-binary @body.bin localhost:8080/v1/classify` with a body of 512
 //! little-endian f32 (2048 bytes). It answers `{"class": k, "scores": [...]}`.
 //!
+//! When the stage's queue (48 requests) is full, a request is answered 503 with
+//! `Retry-After` at once (`FlowBuilder::reject_when_full`) rather than kept waiting.
+//!
 //! Endpoints: `POST /v1/classify`, `GET /readyz` (200 once the flow has started and
 //! while it runs, else 503), `GET /healthz` (200 while the process serves), `GET /stats`
 //! (the flow's `StageStats` as JSON). Failures map to statuses in one function,
@@ -33,7 +36,7 @@ use std::time::Duration;
 
 use http::{App, Features};
 
-/// How long a request may take in the flow (waiting for room, then running).
+/// How long a request may take in the flow.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const SELF_TEST_CONCURRENCY: usize = 32;
 /// The self-test checks every this many answers against the model run here.
@@ -42,6 +45,8 @@ const CHECK_EVERY: u64 = 25;
 async fn start_flow() -> Result<aqueduct::Flow<Features, Features>, aqueduct::Error> {
     aqueduct::flow!(http::mlp)
         .timeout(REQUEST_TIMEOUT)
+        // A full first stage answers 503 at once: shed load, never queue a client up.
+        .reject_when_full()
         .start()
         .await
 }

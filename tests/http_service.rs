@@ -222,6 +222,85 @@ async fn readyz_follows_the_flow_and_healthz_the_process() {
     assert!(!app.ready());
 }
 
+// ------------------------------------------------------------------ overload
+
+static SHED_GATE: aqueduct_suite::Gate = aqueduct_suite::Gate::new();
+
+/// Holds its worker until the test opens `SHED_GATE`.
+#[aqueduct::handler(isolation = "thread")]
+fn shed(task: &mut http::Features) {
+    SHED_GATE.wait();
+    task.class = 1;
+}
+
+/// With the only worker held and the queue full, a request is answered 503 with
+/// `Retry-After` at once (the flow's timeout is a minute), never kept waiting; once the
+/// worker is free again the accepted ones are answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after_at_once() {
+    const SENT: usize = 16;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = App::new();
+    let start = aqueduct::flow!(shed)
+        .queue_size(2)
+        .timeout(LIMIT)
+        .reject_when_full()
+        .start();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, app.clone(), start, async {
+        let _ = stopped.await;
+    }));
+    tokio::time::timeout(LIMIT, app.started()).await.unwrap();
+
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let send = |seed: u64| {
+        let answers = answers.clone();
+        tokio::spawn(async move {
+            let mut client = Client::connect(addr).await.unwrap();
+            let answer = client.classify(&http::features(seed)).await.unwrap();
+            answers.send(answer).unwrap();
+        });
+    };
+    send(0);
+    aqueduct_suite::until(LIMIT, || SHED_GATE.waiting() == 1).await;
+    (1..SENT as u64).for_each(send);
+    // The worker is still held, so whatever is answered now was turned away.
+    let first = tokio::time::timeout(LIMIT, answered.recv())
+        .await
+        .expect("a request is turned away while the worker is held")
+        .unwrap();
+    assert_eq!(first.status, 503, "{:?}", first.body);
+    assert_eq!(
+        first.headers[header::RETRY_AFTER],
+        http::RETRY_AFTER_S.to_string()
+    );
+    assert_eq!(SHED_GATE.waiting(), 1);
+
+    SHED_GATE.open();
+    let mut statuses = vec![first.status.as_u16()];
+    for _ in 1..SENT {
+        let answer = tokio::time::timeout(LIMIT, answered.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        statuses.push(answer.status.as_u16());
+    }
+    assert!(
+        statuses.iter().all(|s| [200, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.iter().any(|&s| s == 200), "{statuses:?}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(LIMIT, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 // ------------------------------------------------------------------ SIGTERM drain
 
 /// Tells the test how many requests this call holds, then waits until the test closes
