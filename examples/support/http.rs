@@ -128,17 +128,9 @@ pub fn classify_batch(model: &Model, tasks: &mut [Features]) -> Result<(), Error
     Ok(())
 }
 
-/// `init` of [`mlp`], once in each worker process: the model, and SIGINT/SIGTERM ignored.
-/// Workers share the server's process group, so a ctrl-c in a terminal (or a SIGTERM to
-/// the whole group or cgroup) would otherwise kill them under the requests the server is
-/// draining. They still end with the server: the runtime has the kernel SIGKILL them when
-/// their parent dies.
+/// `init` of [`mlp`], once in each worker process: the model. (Worker processes ignore
+/// SIGINT and SIGTERM, so a ctrl-c in a terminal reaches only the server, which drains.)
 fn worker_init() -> Model {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code; it
-        // runs in the worker before any request is taken.
-        unsafe { libc::signal(signal, libc::SIG_IGN) };
-    }
     load_model()
 }
 

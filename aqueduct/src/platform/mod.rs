@@ -12,8 +12,9 @@
 //! Functions documented as *async-signal-safe* are raw system calls that allocate
 //! nothing and take no lock, so they may run in a forked child before `exec`.
 //!
-//! `libc` is used only for the three calls that rustix reserves to its runtime API for
-//! libc implementers ([`process::secure_mode`], [`process::ignore_sigpipe`],
+//! `libc` is used only for the calls that rustix reserves to its runtime API for libc
+//! implementers ([`process::secure_mode`], signal dispositions in
+//! [`process::ignore_sigpipe`] and [`process::ignore_stop_requests`],
 //! [`process::exit_immediately`]).
 
 /// The page size the runtime lays shared memory out by (the smallest page of the

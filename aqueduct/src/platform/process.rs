@@ -42,3 +42,14 @@ pub(crate) fn ignore_sigpipe() {
     // preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
+
+/// Ignores SIGINT and SIGTERM. A worker shares its parent's process group (and cgroup),
+/// so a ctrl-c in a terminal, or a service manager's SIGTERM to the whole group, would
+/// otherwise kill it under the requests its parent is draining for a graceful stop. It
+/// still ends with its parent, which the kernel makes SIGKILL it.
+pub(crate) fn ignore_stop_requests() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: as for SIGPIPE above.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+}

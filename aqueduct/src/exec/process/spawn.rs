@@ -273,6 +273,9 @@ fn run_worker(spec: Spec) -> i32 {
     // What std's runtime start-up would have done in `main`: a closed log pipe must be
     // an error, not a fatal signal.
     process::ignore_sigpipe();
+    // Stopping is the parent's call: a SIGINT or SIGTERM meant for the whole process
+    // group must not kill a worker while its parent drains (see the function).
+    process::ignore_stop_requests();
     super::logs::install_worker_subscriber(spec.log_level);
     // The parent cleared close-on-exec on these for the exec into this worker; set it
     // again before any handler code runs, so a process a handler starts inherits none.
