@@ -17,21 +17,8 @@ pub use crate::shm::ShmHandle;
 pub use crate::stage::{Isolation, Stage, StageConfig};
 pub use crate::task::{fingerprint, FieldLayout, Task, TaskField, TaskLayout};
 
-/// What generated code needs from a `#[task]` field's type. Every use of a field type's
-/// [`TaskField`] impl goes through this one function with the type spanned at the field,
-/// so a type that is not a `TaskField` yields one error there: rustc merges identical
-/// diagnostics, where a use per check would report the same mistake several times.
-pub const fn task_field<T: TaskField>() -> FieldInfo<T> {
-    FieldInfo {
-        has_handles: T::HAS_HANDLES,
-        fingerprint: T::FINGERPRINT,
-        visit_handles: T::visit_handles,
-        debug: <T as core::fmt::Debug>::fmt,
-    }
-}
-
-/// Formats a field through the `Debug` impl found by [`task_field`], so a field type that
-/// is not plain data is reported once, as such, rather than also as "not `Debug`".
+/// Formats a field through [`TaskField`]'s `Debug`, so a field type that is not plain
+/// data is reported once, as such, rather than also as "not `Debug`".
 pub struct FieldDebug<'a, T>(
     pub &'a T,
     pub fn(&T, &mut core::fmt::Formatter<'_>) -> core::fmt::Result,
@@ -43,7 +30,10 @@ impl<T> core::fmt::Debug for FieldDebug<'_, T> {
     }
 }
 
-/// A field type's [`TaskField`] facts, from [`task_field`].
+/// A field type's [`TaskField`] facts. `#[task]` builds one per field, every part read
+/// as `<Type as TaskField>::…` spanned at the field's type: a type that is not a
+/// `TaskField` is then one error there (rustc merges identical diagnostics), with no note
+/// pointing into this module.
 #[derive(Debug)]
 pub struct FieldInfo<T> {
     /// [`TaskField::HAS_HANDLES`].
@@ -52,7 +42,7 @@ pub struct FieldInfo<T> {
     pub fingerprint: u64,
     /// [`TaskField::visit_handles`].
     pub visit_handles: fn(&T, &mut dyn FnMut(ShmHandle)),
-    /// The field type's `Debug` (a supertrait of [`TaskField`]).
+    /// The field type's `Debug` (a supertrait of [`TaskField`], via `__debug_field`).
     pub debug: fn(&T, &mut core::fmt::Formatter<'_>) -> core::fmt::Result,
 }
 

@@ -32,6 +32,14 @@ pub unsafe trait TaskField: bytemuck::Pod + std::fmt::Debug + Send + Sync + 'sta
     fn visit_handles(&self, visit: &mut dyn FnMut(ShmHandle)) {
         let _ = visit;
     }
+
+    /// `Debug::fmt`, reached through this trait so that `#[task]`'s generated `Debug`
+    /// reports a field type that is not plain data once, as such. Not public API.
+    #[doc(hidden)]
+    #[inline]
+    fn __debug_field(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
 }
 
 macro_rules! plain_fields {

@@ -21,3 +21,12 @@ pub fn emit(macro_name: &str, output: TokenStream) -> proc_macro::TokenStream {
     }
     output.into()
 }
+
+/// A type that reports `error` and then stands for "already reported": an array whose
+/// length is `compile_error!(…)`. rustc treats a type containing an erroneous constant as
+/// an error type and stays silent about every use of it, where `compile_error!` alone in
+/// type position would leave `()` behind and every use would be a new error.
+pub fn error_type(error: &syn::Error) -> syn::Type {
+    let error = error.to_compile_error();
+    syn::parse_quote!([u8; #error])
+}

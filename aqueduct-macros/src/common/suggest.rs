@@ -7,6 +7,8 @@ pub fn did_you_mean<'a>(
     known: &[&'a str],
     synonyms: &[(&str, &'a str)],
 ) -> Option<&'a str> {
+    let word = word.to_lowercase().replace('-', "_");
+    let word = word.as_str();
     if let Some((_, target)) = synonyms.iter().find(|(alias, _)| *alias == word) {
         return Some(target);
     }

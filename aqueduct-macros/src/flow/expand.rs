@@ -8,8 +8,20 @@ use super::parse::FlowDef;
 
 pub fn expand(def: &FlowDef) -> TokenStream {
     let first = &def.stages[0];
+    // Every token at the first stage, so that errors about it point there, not at `flow!`.
+    let krate: TokenStream = std::iter::empty()
+        .chain(
+            quote::ToTokens::to_token_stream(&def.krate)
+                .into_iter()
+                .map(|mut token| {
+                    token.set_span(first.span());
+                    token
+                }),
+        )
+        .collect();
+    // One path into the runtime (the first call), so a wrong `crate = "…"` is one error.
     let mut chain =
-        quote_spanned!(first.span()=> ::aqueduct::__private::FlowBuilder::first::<#first>());
+        quote_spanned!(first.span()=> #krate::__private::FlowBuilder::first::<#first>());
     for stage in &def.stages[1..] {
         chain = quote_spanned!(stage.span()=> #chain.then::<#stage>());
     }

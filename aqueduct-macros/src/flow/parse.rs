@@ -4,11 +4,13 @@
 use proc_macro2::TokenStream;
 use syn::parse::{ParseStream, Parser};
 
-use crate::common::Errors;
+use crate::common::args::{self, Arg};
+use crate::common::{CratePath, Errors};
 
 /// The stages of a flow, in order.
 pub struct FlowDef {
     pub stages: Vec<syn::Path>,
+    pub krate: CratePath,
 }
 
 impl FlowDef {
@@ -20,8 +22,27 @@ impl FlowDef {
             );
             return None;
         }
-        match parse_stages.parse2(input) {
-            Ok(stages) => Some(Self { stages }),
+        let mut krate = CratePath::default();
+        let parsed = (|stream: ParseStream<'_>| {
+            // `flow!(crate = "path"; a -> b)`, as `crate = "…"` in the other two macros.
+            if stream.peek(syn::Token![crate]) && stream.peek2(syn::Token![=]) {
+                let arg: Arg = stream.parse()?;
+                stream.parse::<syn::Token![;]>().map_err(|e| {
+                    syn::Error::new(e.span(), "expected `;` between `crate = \"…\"` and the stages: `flow!(crate = \"::aqueduct\"; decode -> detect)`")
+                })?;
+                args::for_each_known("flow", std::slice::from_ref(&arg), &["crate"], &[], errors, |arg, errors| {
+                    if let Some(path) = args::string(arg, errors)
+                        .and_then(|lit| CratePath::parse(&lit).map_err(|e| errors.push(e)).ok())
+                    {
+                        krate = path;
+                    }
+                });
+            }
+            parse_stages(stream)
+        })
+        .parse2(input);
+        match parsed {
+            Ok(stages) => Some(Self { stages, krate }),
             Err(error) => {
                 errors.push(error);
                 None
@@ -86,12 +107,26 @@ fn stage(input: ParseStream<'_>) -> syn::Result<syn::Path> {
             "expected a stage before `->`",
         ));
     }
-    input.call(syn::Path::parse_mod_style).map_err(|e| {
+    let path = input.call(syn::Path::parse_mod_style).map_err(|e| {
         syn::Error::new(
             e.span(),
             "expected a stage: the name of a `#[handler]` function",
         )
-    })
+    })?;
+    // `decode()`: the stage is named, not called.
+    if input.peek(syn::token::Paren) {
+        let content;
+        let parens = syn::parenthesized!(content in input);
+        let _: TokenStream = content.parse()?;
+        return Err(syn::Error::new(
+            parens.span.join(),
+            format!(
+                "`flow!` names its stages, it does not call them: remove the parentheses after `{}`",
+                quote::quote!(#path).to_string().replace(' ', "")
+            ),
+        ));
+    }
+    Ok(path)
 }
 
 /// The next token, or the whole operator if it is a punctuation sequence such as `=>`.

@@ -3,11 +3,11 @@
 //! processes look their stage up in. Calls into the user's function are wrapped by
 //! runtime helpers (one per signature shape) that catch panics per call.
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::parse::HandlerDef;
+use super::parse::{HandlerArgs, HandlerDef};
 use super::signature::Shape;
 use crate::common::CratePath;
 
@@ -21,13 +21,23 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
     let sig = &def.signature;
     let (input, output) = (&sig.input, &sig.output);
     let state = sig.state.clone().unwrap_or_else(|| syn::parse_quote!(()));
+    // Locals of the generated code are hygienic (`mixed_site`), so a handler or task named
+    // `items`, `state` or `f` is never shadowed by them.
+    let local = |name: &str| format_ident!("{}", name, span = Span::mixed_site());
+    let (items, item, inputs, state_var) = (
+        local("items"),
+        local("item"),
+        local("inputs"),
+        local("state"),
+    );
+    let f = local("f");
 
     // The stage's associated types are spanned at the user's types, so "`String` is not a
     // #[task] type" points at the parameter or return type that says `String`.
     let input_decl = quote_spanned!(input.span()=> type Input = #input;);
     let output_decl = quote_spanned!(output.span()=> type Output = #output;);
 
-    let state_arg = sig.state.as_ref().map(|_| quote!(state,));
+    let state_arg = sig.state.as_ref().map(|_| quote!(#state_var,));
     let call = |data: TokenStream| quote!(#name(#state_arg #data));
     // The error type is named explicitly, so "`E` doesn't implement `Display`" points at
     // `E` in the return type (`_` when the return type is an alias such as `io::Result`).
@@ -41,26 +51,26 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
     };
     let body = match sig.shape {
         Shape::InPlaceBatch => {
-            let run = finish(call(quote!(items)));
-            quote!(#private::in_place_batch(inputs, |items: &mut [#input]| #run))
+            let run = finish(call(quote!(#items)));
+            quote!(#private::in_place_batch(#inputs, |#items: &mut [#input]| #run))
         }
         Shape::InPlaceEach => {
-            let run = finish(call(quote!(item)));
-            quote!(#private::in_place_each(inputs, |item: &mut #input| #run))
+            let run = finish(call(quote!(#item)));
+            quote!(#private::in_place_each(#inputs, |#item: &mut #input| #run))
         }
         Shape::TransformEach => {
-            let run = finish(call(quote!(item)));
-            quote!(#private::transform_each(inputs, |item: #input| #run))
+            let run = finish(call(quote!(#item)));
+            quote!(#private::transform_each(#inputs, |#item: #input| #run))
         }
         Shape::TransformBatch => {
-            let run = finish(call(quote!(items)));
-            quote!(#private::transform_batch(inputs, |items: #private::Vec<#input>| #run))
+            let run = finish(call(quote!(#items)));
+            quote!(#private::transform_batch(#inputs, |#items: #private::Vec<#input>| #run))
         }
     };
     let state_param = if sig.state.is_some() {
-        quote!(state)
+        quote!(#state_var)
     } else {
-        quote!(_state)
+        quote!(_)
     };
 
     let init = match &def.args.init {
@@ -70,6 +80,8 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
             private.set_span(path.span());
             quote_spanned!(path.span()=> #private::InitOutput::<#state>::into_state(#path()))
         }
+        // `init = …` was written but rejected (already reported): never runs.
+        None if sig.state.is_some() => quote!(#private::core::unreachable!()),
         None => quote!(#private::core::result::Result::Ok(())),
     };
 
@@ -123,8 +135,8 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
 
             #[automatically_derived]
             impl #private::core::fmt::Debug for #name {
-                fn fmt(&self, f: &mut #private::core::fmt::Formatter<'_>) -> #private::core::fmt::Result {
-                    f.write_str(#name_str)
+                fn fmt(&self, #f: &mut #private::core::fmt::Formatter<'_>) -> #private::core::fmt::Result {
+                    #f.write_str(#name_str)
                 }
             }
 
@@ -145,7 +157,7 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
 
                 fn handle(
                     #state_param: &mut #state,
-                    inputs: #private::Vec<#input>,
+                    #inputs: #private::Vec<#input>,
                 ) -> #private::Vec<#private::core::result::Result<#output, #private::String>> {
                     #body
                 }
@@ -154,7 +166,61 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
             // The table worker processes find their stage in (see `register_stage!`).
             #[#private::linkme::distributed_slice(#private::STAGES)]
             #[linkme(crate = #private::linkme)]
-            static STAGE: #private::StageEntry = #private::StageEntry::of::<#name>();
+            static __AQUEDUCT_STAGE: #private::StageEntry = #private::StageEntry::of::<#name>();
         };
+    }
+}
+
+/// What a handler whose signature was rejected expands to: the function as written and a
+/// stage type whose task types are the error itself, so that `flow!` and other code that
+/// names the handler resolve without reporting the same mistake again.
+pub fn stub(func: &syn::ItemFn, args: &HandlerArgs, error: &syn::Error) -> TokenStream {
+    let import = args.krate.import_private();
+    let private = CratePath::private();
+    let name = &func.sig.ident;
+    let name_str = name.to_string();
+    let vis = &func.vis;
+    // `compile_error!` in type position: the one error, and a type rustc treats as
+    // already reported wherever it is used.
+    let first = error
+        .clone()
+        .into_iter()
+        .next()
+        .map(|e| crate::common::error_type(&e));
+    let rest = error
+        .clone()
+        .into_iter()
+        .skip(1)
+        .map(|e| e.to_compile_error());
+    quote! {
+        #func
+
+        #[allow(non_camel_case_types)]
+        #vis struct #name {}
+
+        #[doc(hidden)]
+        const _: () = {
+            #import
+
+            impl #private::Stage for #name {
+                type Input = #first;
+                type Output = <Self as #private::Stage>::Input;
+                type State = ();
+                const NAME: &'static str = #name_str;
+                const CONFIG: #private::StageConfig = #private::StageConfig::DEFAULT;
+
+                fn init() -> #private::core::result::Result<(), #private::String> {
+                    #private::core::result::Result::Ok(())
+                }
+
+                fn handle(
+                    _: &mut (),
+                    _: #private::Vec<<Self as #private::Stage>::Input>,
+                ) -> #private::Vec<#private::core::result::Result<<Self as #private::Stage>::Output, #private::String>> {
+                    #private::core::unreachable!()
+                }
+            }
+        };
+        #(#rest)*
     }
 }

@@ -1,10 +1,15 @@
 //! `#[handler(…)]`: a function becomes a pipeline stage. The function stays as written
 //! (callable and unit-testable); beside it goes a marker type of the same name that
 //! implements the runtime's `Stage` trait, which `flow!` names.
+//!
+//! On a mistake the function and the stage type are still emitted (with default settings
+//! for a rejected argument, with an erroneous task type for a rejected signature), so that
+//! `flow!` and calls naming the handler resolve and one mistake is exactly one error.
 
 mod expand;
 mod parse;
 mod signature;
+mod validate;
 
 use proc_macro2::TokenStream;
 
@@ -21,18 +26,31 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     let args = parse::HandlerArgs::parse(args, &mut errors);
-    let signature = signature::Signature::parse(&func, args.init.is_some(), &mut errors);
+    let signature = signature::Signature::parse(&func, args.init_written, &mut errors);
+    let signature = signature.filter(|_| validate::check(&func, &mut errors));
+    let in_impl = func
+        .sig
+        .inputs
+        .iter()
+        .any(|arg| matches!(arg, syn::FnArg::Receiver(_)));
     match (signature, errors.finish()) {
-        (Some(signature), Ok(())) => expand::expand(&parse::HandlerDef {
-            func,
-            args,
-            signature,
-        }),
-        // On error keep the function so calls to it still resolve; only the stage is missing.
-        (_, Err(error)) => {
+        (Some(signature), result) => {
+            // A rejected argument is left at its default, so the stage is still usable.
+            let errors = result.err().map(|e| e.to_compile_error());
+            let def = parse::HandlerDef {
+                func,
+                args,
+                signature,
+            };
+            let stage = expand::expand(&def);
+            quote::quote!(#stage #errors)
+        }
+        // A method: the stage type cannot be declared inside an `impl` block.
+        (None, Err(error)) if in_impl => {
             let errors = error.to_compile_error();
             quote::quote!(#func #errors)
         }
+        (None, Err(error)) => expand::stub(&func, &args, &error),
         (None, Ok(())) => {
             unreachable!("signature parsing yields nothing only after recording an error")
         }

@@ -50,11 +50,15 @@ impl Signature {
         if let Some(token) = &sig.asyncness {
             reject(token, "handlers run on worker threads or processes and must not be `async`; do blocking work directly, or create a runtime in `init`");
         }
-        if !sig.generics.params.is_empty() {
-            reject(
-                &sig.generics,
-                "handlers cannot be generic: each stage is one concrete function",
-            );
+        // Lifetime parameters (`fn scale<'a>(frames: &'a mut [Frame])`) are fine: the stage
+        // calls the function, which infers them.
+        for param in &sig.generics.params {
+            if !matches!(param, syn::GenericParam::Lifetime(_)) {
+                reject(
+                    param,
+                    "handlers cannot have type or const parameters: each stage is one concrete function; name the task types instead",
+                );
+            }
         }
         if let Some(token) = &sig.unsafety {
             reject(
@@ -70,7 +74,7 @@ impl Signature {
             match input {
                 syn::FnArg::Receiver(receiver) => reject(
                     receiver,
-                    "a handler is a free function; it cannot take `self`",
+                    "a handler is a free function, not a method: move it out of the `impl` block and take the task instead of `self`",
                 ),
                 syn::FnArg::Typed(typed) => params.push(&*typed.ty),
             }

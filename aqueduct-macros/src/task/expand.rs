@@ -1,8 +1,8 @@
 //! Code generation for `#[task]`. Everything the runtime relies on is asserted here, each
 //! check spanned at the field it is about, so a layout mistake points at the user's code.
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::parse::TaskDef;
@@ -40,9 +40,20 @@ pub fn expand(def: &TaskDef) -> TokenStream {
     let idents: Vec<&syn::Ident> = fields.iter().filter_map(|f| f.ident.as_ref()).collect();
     let types: Vec<&syn::Type> = fields.iter().map(|f| &f.ty).collect();
 
-    // Every use of a field type's `TaskField` impl goes through `task_field::<#ty>()`,
-    // spanned at the type, so a field type that is not plain data is one error at the field.
-    let field_info = |ty: &syn::Type| quote_spanned!(ty.span()=> #private::task_field::<#ty>());
+    // Every use of a field type's `TaskField` impl goes through one constant per field,
+    // built from `<#ty as TaskField>::…` spanned at the type, so a field type that is not
+    // plain data is one error at the field.
+    let consts: Vec<syn::Ident> = (0..types.len())
+        .map(|i| format_ident!("__AQUEDUCT_FIELD_{}", i))
+        .collect();
+    let field_info = |ty: &syn::Type| {
+        let i = types.iter().position(|t| std::ptr::eq(*t, ty)).unwrap_or(0);
+        let name = &consts[i];
+        quote!(#name)
+    };
+    // Hygienic locals: a unit struct or constant named `f` or `visit` is not matched.
+    let f = format_ident!("f", span = Span::mixed_site());
+    let visit = format_ident!("visit", span = Span::mixed_site());
     // Tasks come back inside `Result`s; `Debug` lets callers `unwrap` and log them.
     let debug = (!def.derives_debug).then(|| {
         let names = idents.iter().map(|i| i.to_string());
@@ -50,17 +61,23 @@ pub fn expand(def: &TaskDef) -> TokenStream {
         quote! {
             #[automatically_derived]
             impl #private::core::fmt::Debug for #name {
-                fn fmt(&self, f: &mut #private::core::fmt::Formatter<'_>) -> #private::core::fmt::Result {
-                    f.debug_struct(#name_str)
+                fn fmt(&self, #f: &mut #private::core::fmt::Formatter<'_>) -> #private::core::fmt::Result {
+                    #f.debug_struct(#name_str)
                         #(.field(#names, &#private::FieldDebug(&self.#idents, (#infos).debug)))*
                         .finish()
                 }
             }
         }
     });
-    let field_checks = types.iter().map(|ty| {
-        let info = field_info(ty);
-        quote_spanned!(ty.span()=> const _: #private::FieldInfo<#ty> = #info;)
+    let field_checks = types.iter().zip(&consts).map(|(ty, name)| {
+        quote_spanned! {ty.span()=>
+            const #name: #private::FieldInfo<#ty> = #private::FieldInfo {
+                has_handles: <#ty as #private::TaskField>::HAS_HANDLES,
+                fingerprint: <#ty as #private::TaskField>::FINGERPRINT,
+                visit_handles: <#ty as #private::TaskField>::visit_handles,
+                debug: <#ty as #private::TaskField>::__debug_field,
+            };
+        }
     });
     let has_handles = types.iter().map(|ty| {
         let info = field_info(ty);
@@ -68,9 +85,11 @@ pub fn expand(def: &TaskDef) -> TokenStream {
     });
     let visits = idents.iter().zip(&types).map(|(field, ty)| {
         let info = field_info(ty);
-        quote!((#info.visit_handles)(&self.#field, visit);)
+        quote!((#info.visit_handles)(&self.#field, #visit);)
     });
-    let padding_checks = padding_checks(def, &idents, &types);
+    let padding_checks = def
+        .check_padding
+        .then(|| padding_checks(def, &idents, &types));
 
     let field_layouts = idents.iter().zip(&types).map(|(field, ty)| {
         let field_str = field.to_string();
@@ -116,8 +135,8 @@ pub fn expand(def: &TaskDef) -> TokenStream {
                 const HAS_HANDLES: bool = false #(#has_handles)*;
                 const FINGERPRINT: u64 = <#name as #private::Task>::FINGERPRINT;
                 #[inline]
-                fn visit_handles(&self, visit: &mut dyn #private::core::ops::FnMut(#private::ShmHandle)) {
-                    let _ = &visit;
+                fn visit_handles(&self, #visit: &mut dyn #private::core::ops::FnMut(#private::ShmHandle)) {
+                    let _ = &#visit;
                     #(#visits)*
                 }
             }

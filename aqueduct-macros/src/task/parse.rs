@@ -15,6 +15,9 @@ pub struct TaskDef {
     pub derives_clone: bool,
     pub derives_copy: bool,
     pub derives_debug: bool,
+    /// `false` once a rejected `repr` option was removed: the layout is then not the one
+    /// the user wrote, so its padding is not reported on top of the `repr` error.
+    pub check_padding: bool,
 }
 
 impl TaskDef {
@@ -66,7 +69,39 @@ impl TaskDef {
             derives_clone,
             derives_copy,
             derives_debug,
+            check_padding: true,
         })
+    }
+
+    /// The named fields, mutably (see [`TaskDef::fields`]).
+    pub fn fields_mut(&mut self) -> impl Iterator<Item = &mut syn::Field> {
+        match &mut self.item.fields {
+            syn::Fields::Named(named) => named.named.iter_mut().collect::<Vec<_>>().into_iter(),
+            _ => Vec::new().into_iter(),
+        }
+    }
+
+    /// Drops `repr` options other than `C` (already reported), so that the rest of the
+    /// expansion still compiles.
+    pub fn strip_bad_reprs(&mut self) {
+        self.item.attrs.retain(|attr| {
+            if !attr.path().is_ident("repr") {
+                return true;
+            }
+            let mut only_c = true;
+            let _ = attr.parse_nested_meta(|meta| {
+                only_c &= meta.path.is_ident("C");
+                if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+                    let _: proc_macro2::TokenStream = meta.input.parse()?;
+                }
+                Ok(())
+            });
+            self.check_padding &= only_c;
+            only_c
+        });
+        if !self.item.attrs.iter().any(|a| a.path().is_ident("repr")) {
+            self.has_repr_c = false;
+        }
     }
 
     /// The named fields (empty for tuple and unit structs, which validation rejects).

@@ -1,0 +1,11 @@
+#[aqueduct::task]
+struct Frame {
+    id: u64,
+}
+
+#[aqueduct::handler(batch_size = 8, batch_timeout_ms = 10ms)]
+fn scale(frames: &mut [Frame]) {
+    frames.iter_mut().for_each(|f| f.id *= 2);
+}
+
+fn main() {}

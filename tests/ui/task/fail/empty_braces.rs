@@ -1,0 +1,4 @@
+#[aqueduct::task]
+struct Empty {}
+
+fn main() {}
