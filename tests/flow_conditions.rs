@@ -58,9 +58,7 @@ fn needs_translation(doc: &Doc) -> bool {
 
 #[tokio::test]
 async fn a_task_the_condition_rejects_never_reaches_that_stage() {
-    let flow = FlowBuilder::first::<detect>()
-        .then_if::<translate>(needs_translation)
-        .then::<count>()
+    let flow = aqueduct::flow!(detect -> translate if needs_translation -> count)
         .start()
         .await
         .unwrap();
@@ -101,8 +99,7 @@ fn only_doc_zero(doc: &Doc) -> bool {
 
 #[tokio::test]
 async fn a_task_no_stage_accepts_returns_at_once_unchanged() {
-    let flow = FlowBuilder::first_if::<held>(only_doc_zero)
-        .then_if::<also_held>(only_doc_zero)
+    let flow = aqueduct::flow!(held if only_doc_zero -> also_held if only_doc_zero)
         .start()
         .await
         .unwrap();

@@ -11,7 +11,8 @@ pub use crate::exec::process::fault::{corrupt_control, running_request};
 pub use crate::exec::registry::{StageEntry, STAGES};
 pub use crate::flow::{Chain, First, FirstIf, FlowBuilder, Then, ThenIf};
 pub use crate::shapes::{
-    error_message, in_place_batch, in_place_each, transform_batch, transform_each, InitOutput,
+    error_message, in_place_batch, in_place_batch_each, in_place_each, task_errors,
+    transform_batch, transform_batch_each, transform_each, InitOutput,
 };
 pub use crate::shm::ShmHandle;
 pub use crate::stage::{Isolation, Stage, StageConfig};

@@ -73,6 +73,47 @@ pub fn transform_batch<T, U>(
     }
 }
 
+/// `fn(&mut [T]) -> Vec<Result<(), E>>`: a failure fails only its task; a result count
+/// that is not the batch's (or a panic) fails the batch.
+pub fn in_place_batch_each<T>(
+    mut items: Vec<T>,
+    f: impl FnOnce(&mut [T]) -> Vec<Result<(), String>>,
+) -> Vec<Result<T, String>> {
+    let count = items.len();
+    match catch(|| f(&mut items)) {
+        Ok(results) if results.len() == count => items
+            .into_iter()
+            .zip(results)
+            .map(|(item, result)| result.map(|()| item))
+            .collect(),
+        Ok(results) => fail_all(count, &miscount(results.len(), count)),
+        Err(message) => fail_all(count, &message),
+    }
+}
+
+/// `fn(Vec<T>) -> Vec<Result<U, E>>`: a failure fails only its task; a result count that
+/// is not the batch's (or a panic) fails the batch.
+pub fn transform_batch_each<T, U>(
+    items: Vec<T>,
+    f: impl FnOnce(Vec<T>) -> Vec<Result<U, String>>,
+) -> Vec<Result<U, String>> {
+    let count = items.len();
+    match catch(|| f(items)) {
+        Ok(results) if results.len() == count => results,
+        Ok(results) => fail_all(count, &miscount(results.len(), count)),
+        Err(message) => fail_all(count, &message),
+    }
+}
+
+fn miscount(results: usize, count: usize) -> String {
+    format!("returned {results} results for a batch of {count} tasks")
+}
+
+/// A per-task handler's results, with their errors rendered.
+pub fn task_errors<T, E: Display>(results: Vec<Result<T, E>>) -> Vec<Result<T, String>> {
+    results.into_iter().map(error_message).collect()
+}
+
 /// A fallible handler's result, with its error rendered.
 pub fn error_message<T, E: Display>(result: Result<T, E>) -> Result<T, String> {
     result.map_err(|e| e.to_string())

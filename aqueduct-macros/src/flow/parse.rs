@@ -9,8 +9,14 @@ use crate::common::{CratePath, Errors};
 
 /// The stages of a flow, in order.
 pub struct FlowDef {
-    pub stages: Vec<syn::Path>,
+    pub stages: Vec<Stage>,
     pub krate: CratePath,
+}
+
+/// One stage: its handler, and the condition after `if`, if it has one.
+pub struct Stage {
+    pub path: syn::Path,
+    pub condition: Option<syn::Expr>,
 }
 
 impl FlowDef {
@@ -51,9 +57,10 @@ impl FlowDef {
     }
 }
 
-fn parse_stages(input: ParseStream<'_>) -> syn::Result<Vec<syn::Path>> {
+fn parse_stages(input: ParseStream<'_>) -> syn::Result<Vec<Stage>> {
     let open: Option<syn::Token![<]> = input.parse()?;
-    let mut stages = vec![stage(input)?];
+    let angle = open.is_some();
+    let mut stages = vec![stage(input, angle)?];
     loop {
         if open.is_some() && input.peek(syn::Token![>]) {
             input.parse::<syn::Token![>]>()?;
@@ -76,7 +83,7 @@ fn parse_stages(input: ParseStream<'_>) -> syn::Result<Vec<syn::Path>> {
                     "expected a stage after `->`",
                 ));
             }
-            stages.push(stage(input)?);
+            stages.push(stage(input, angle)?);
         } else {
             let is_punct = input.cursor().punct().is_some();
             let separator = operator(input)?;
@@ -99,7 +106,8 @@ fn parse_stages(input: ParseStream<'_>) -> syn::Result<Vec<syn::Path>> {
     Ok(stages)
 }
 
-fn stage(input: ParseStream<'_>) -> syn::Result<syn::Path> {
+/// A stage, and its condition if it has one; `angle`: the flow is written `<a -> b>`.
+fn stage(input: ParseStream<'_>, angle: bool) -> syn::Result<Stage> {
     if input.peek(syn::Token![->]) {
         let arrow: syn::Token![->] = input.parse()?;
         return Err(syn::Error::new_spanned(
@@ -126,7 +134,45 @@ fn stage(input: ParseStream<'_>) -> syn::Result<syn::Path> {
             ),
         ));
     }
-    Ok(path)
+    // `detect if needs_detection`: the stage runs only the tasks the condition accepts.
+    let condition = if input.peek(syn::Token![if]) {
+        let keyword: syn::Token![if] = input.parse()?;
+        if input.is_empty() || input.peek(syn::Token![->]) {
+            return Err(syn::Error::new_spanned(
+                keyword,
+                "expected a condition after `if`: a function `fn(&Task) -> bool`, as in `detect if needs_detection`",
+            ));
+        }
+        Some(condition(input, angle)?)
+    } else {
+        None
+    };
+    Ok(Stage { path, condition })
+}
+
+/// The condition's expression: the tokens up to the next `->` (or the closing `>` of the
+/// `<a -> b>` form), since `->` would otherwise read as a minus and a comparison.
+fn condition(input: ParseStream<'_>, angle: bool) -> syn::Result<syn::Expr> {
+    use proc_macro2::{Spacing, TokenTree};
+    let tokens = input.step(|cursor| {
+        let mut rest = *cursor;
+        let mut tokens = TokenStream::new();
+        while let Some((token, next)) = rest.token_tree() {
+            if let TokenTree::Punct(punct) = &token {
+                let arrow = punct.as_char() == '-'
+                    && punct.spacing() == Spacing::Joint
+                    && matches!(next.punct(), Some((gt, _)) if gt.as_char() == '>');
+                let closing = angle && punct.as_char() == '>' && next.eof();
+                if arrow || closing {
+                    break;
+                }
+            }
+            tokens.extend([token]);
+            rest = next;
+        }
+        Ok((tokens, rest))
+    })?;
+    syn::parse2(tokens)
 }
 
 /// The next token, or the whole operator if it is a punctuation sequence such as `=>`.

@@ -66,6 +66,14 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
             let run = finish(call(quote!(#items)));
             quote!(#private::transform_batch(#inputs, |#items: #private::Vec<#input>| #run))
         }
+        Shape::InPlaceBatchEach => {
+            let run = call(quote!(#items));
+            quote!(#private::in_place_batch_each(#inputs, |#items: &mut [#input]| #private::task_errors::<_, #error>(#run)))
+        }
+        Shape::TransformBatchEach => {
+            let run = call(quote!(#items));
+            quote!(#private::transform_batch_each(#inputs, |#items: #private::Vec<#input>| #private::task_errors::<_, #error>(#run)))
+        }
     };
     let state_param = if sig.state.is_some() {
         quote!(#state_var)

@@ -14,6 +14,11 @@ pub enum Shape {
     TransformEach,
     /// `fn(Vec<T>) -> Vec<U>`: one call per batch, one output per input.
     TransformBatch,
+    /// `fn(&mut [T]) -> Vec<Result<(), E>>`: in place, one call per batch, a result per
+    /// task (a failure fails only its task).
+    InPlaceBatchEach,
+    /// `fn(Vec<T>) -> Vec<Result<U, E>>`: one call per batch, a result per task.
+    TransformBatchEach,
 }
 
 /// A handler's signature, reduced to what code generation needs.
@@ -27,7 +32,8 @@ pub struct Signature {
     pub state: Option<syn::Type>,
     /// The return type, if the function returns `Result<_, E>`.
     pub fallible: Option<syn::Type>,
-    /// `E` of a `Result<_, E>` return type, when written out (not for `io::Result<T>`).
+    /// `E` of a `Result<_, E>` return type, when written out (not for `io::Result<T>`);
+    /// for the per-task shapes, `E` of each task's `Result<_, E>`.
     pub error: Option<syn::Type>,
 }
 
@@ -36,6 +42,8 @@ const FORMS: &str = "expected one of these handler signatures:
     fn(&mut T)              in place, one call per task
     fn(T) -> U              transform, one call per task
     fn(Vec<T>) -> Vec<U>    transform, one call per batch
+    fn(&mut [T]) -> Vec<Result<(), E>>    in place, one call per batch, a result per task
+    fn(Vec<T>) -> Vec<Result<U, E>>       transform, one call per batch, a result per task
 where `T` and `U` are `#[task]` types; each form may return `Result<_, E>` with `E: Display`,
 and takes `&mut State` first when `init = …` is set";
 
@@ -142,21 +150,48 @@ impl Signature {
             .as_ref()
             .and_then(|ty| generic_args("Result", ty).into_iter().nth(1));
 
+        // A batch handler returning `Vec<Result<_, E>>` reports a result per task.
+        let per_task = match (&fallible, &ok_type) {
+            (None, Some(ty)) => generic_arg("Vec", ty).and_then(|elem| {
+                let ok = generic_arg("Result", &elem)?;
+                Some((ok, generic_args("Result", &elem).into_iter().nth(1)))
+            }),
+            _ => None,
+        };
+        let (shape, ok_type, error) = match (shape, per_task) {
+            (Shape::InPlaceBatch, Some((ok, item_error))) if is_unit(&ok) => {
+                (Shape::InPlaceBatchEach, None, item_error)
+            }
+            (Shape::InPlaceBatch, Some((ok, _))) => {
+                errors.spanned(&ok, "an in-place batch handler that reports a result per task returns `Vec<Result<(), E>>`: the tasks themselves are its output");
+                return None;
+            }
+            (Shape::TransformBatch, Some((ok, item_error))) => (
+                Shape::TransformBatchEach,
+                Some(syn::parse_quote!(Vec<#ok>)),
+                item_error,
+            ),
+            (shape, _) => (shape, ok_type, error),
+        };
+
         let output = match (shape, ok_type) {
+            (Shape::InPlaceBatchEach, _) => input.clone(),
             (Shape::InPlaceBatch | Shape::InPlaceEach, None) => input.clone(),
             (Shape::InPlaceBatch | Shape::InPlaceEach, Some(ty)) => {
                 errors.spanned(&ty, "in-place handlers (`&mut [T]` or `&mut T`) return nothing or `Result<(), E>`; to emit another type, take `T` by value and return `U`");
                 return None;
             }
             (Shape::TransformEach, Some(ty)) => ty,
-            (Shape::TransformBatch, Some(ty)) => match generic_arg("Vec", &ty) {
-                Some(elem) => elem,
-                None => {
-                    errors.spanned(&ty, "a handler that takes `Vec<T>` returns `Vec<U>` (or `Result<Vec<U>, E>`): one output per input, in order");
-                    return None;
+            (Shape::TransformBatch | Shape::TransformBatchEach, Some(ty)) => {
+                match generic_arg("Vec", &ty) {
+                    Some(elem) => elem,
+                    None => {
+                        errors.spanned(&ty, "a handler that takes `Vec<T>` returns `Vec<U>` (or `Result<Vec<U>, E>`): one output per input, in order");
+                        return None;
+                    }
                 }
-            },
-            (Shape::TransformEach | Shape::TransformBatch, None) => {
+            }
+            (Shape::TransformEach | Shape::TransformBatch | Shape::TransformBatchEach, None) => {
                 errors.spanned(
                     data,
                     format!("a handler that takes tasks by value must return its output\n{FORMS}"),
