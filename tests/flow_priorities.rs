@@ -168,3 +168,40 @@ async fn priorities_work_with_worker_processes_and_are_checked() {
         })
     ));
 }
+
+static GRAPH_GATE: Gate = Gate::new();
+static GRAPH_SEEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+#[aqueduct::handler(isolation = "thread")]
+fn graph_stage(doc: &mut Doc) {
+    if doc.id == 0 {
+        GRAPH_GATE.wait();
+    }
+    GRAPH_SEEN.lock().unwrap().push(doc.id);
+}
+
+#[tokio::test]
+async fn a_graph_processor_dispatches_its_highest_priority_input_first() {
+    use aqueduct::graph::ProcessorBuilder;
+    let processor =
+        ProcessorBuilder::new(aqueduct::FlowBuilder::first::<graph_stage>().priorities(2))
+            .max_in_flight(1)
+            .start()
+            .await
+            .unwrap();
+    processor.feed(Doc { id: 0 }).unwrap();
+    until(LIMIT, || GRAPH_GATE.waiting() == 1).await;
+    processor.feed(Doc { id: 1 }).unwrap();
+    processor.feed(Doc { id: 2 }).unwrap();
+    processor.feed_priority(Doc { id: 3 }, 1).unwrap();
+    assert!(matches!(
+        processor.feed_priority(Doc { id: 4 }, 2),
+        Err(Error::InvalidPriority {
+            priority: 2,
+            lanes: 2
+        })
+    ));
+    GRAPH_GATE.open();
+    while processor.next().await.is_some() {}
+    assert_eq!(*GRAPH_SEEN.lock().unwrap(), [0, 3, 1, 2]);
+}

@@ -131,9 +131,17 @@ impl<In: Task, Out: Task> Processor<In, Out> {
         self.feed_owned(Owned::new(input))
     }
 
+    /// [`Processor::feed`] at a priority of the processor's flow (see
+    /// [`crate::FlowBuilder::priorities`]): it is dispatched before inputs of lower
+    /// priority waiting in the processor, and overtakes them in the flow's queues.
+    /// [`Error::InvalidPriority`] if the flow has no lane for it.
+    pub fn feed_priority(&self, input: In, priority: usize) -> Result<InputId, Error> {
+        self.shared().feed(Owned::new(input), priority)
+    }
+
     /// [`Processor::feed`] for an input already in the runtime's custody.
     pub(crate) fn feed_owned(&self, input: Owned<In>) -> Result<InputId, Error> {
-        self.shared().feed(input)
+        self.shared().feed(input, 0)
     }
 
     /// Queues every input, in order. On the first failure the remaining inputs are

@@ -38,6 +38,8 @@ struct Queued<In: Task> {
     id: u64,
     task: Owned<In>,
     kept: Owned<In>,
+    /// Its priority in the flow (`Processor::feed_priority`).
+    priority: usize,
 }
 
 /// An input in the flow.
@@ -138,9 +140,17 @@ impl<In: Task, Out: Task> Shared<In, Out> {
         self.changed.notify_all();
     }
 
-    /// Queues `task`, kept twice: once for the flow and once for the result handle.
-    /// If it is refused, it is dropped with its shared memory.
-    pub(crate) fn feed(self: &Arc<Self>, task: Owned<In>) -> Result<InputId, Error> {
+    /// Queues `task` at `priority`, kept twice: once for the flow and once for the
+    /// result handle. If it is refused, it is dropped with its shared memory.
+    pub(crate) fn feed(
+        self: &Arc<Self>,
+        task: Owned<In>,
+        priority: usize,
+    ) -> Result<InputId, Error> {
+        let lanes = self.flow.priorities();
+        if priority >= lanes {
+            return Err(Error::InvalidPriority { priority, lanes });
+        }
         let kept = task.try_clone()?;
         let mut book = self.lock();
         if book.state != ProcessorState::Running {
@@ -149,24 +159,31 @@ impl<In: Task, Out: Task> Shared<In, Out> {
         let id = book.next_id;
         book.next_id += 1;
         book.fed += 1;
-        book.queued.push_back(Queued { id, task, kept });
+        book.queued.push_back(Queued {
+            id,
+            task,
+            kept,
+            priority,
+        });
         self.pump(&mut book);
         drop(book);
         self.wake();
         Ok(InputId(id))
     }
 
-    /// Dispatches queued inputs while there is room in flight.
+    /// Dispatches queued inputs while there is room in flight: the highest priority
+    /// first, in feed order within a priority.
     fn pump(self: &Arc<Self>, book: &mut Book<In, Out>) {
         while book.running.len() < self.limit {
-            let Some(queued) = book.queued.pop_front() else {
+            let Some(queued) = next_queued(&mut book.queued) else {
                 break;
             };
+            let priority = queued.priority;
             let (flow, timeout, task) = (self.flow.clone(), self.timeout, queued.task);
             // `task` stays owned until the call runs, so a call dropped before its first
             // poll would still release the input's shared memory.
             let mut work: Work<Out> =
-                Box::pin(async move { flow.process_owned(task, timeout, 0).await });
+                Box::pin(async move { flow.process_owned(task, timeout, priority).await });
             if let Poll::Ready(outcome) = self.start(&mut work) {
                 // Refused at once (the flow is stopped, say): finished already.
                 book.finish(ResultHandle::new(InputId(queued.id), queued.kept, outcome));
@@ -403,6 +420,13 @@ impl<In: Task, Out: Task> Picker<In, Out> {
         self.got.sort_by_key(ResultHandle::id);
         self.got
     }
+}
+
+/// The first queued input of the highest priority.
+fn next_queued<In: Task>(queued: &mut VecDeque<Queued<In>>) -> Option<Queued<In>> {
+    let top = queued.iter().map(|q| q.priority).max()?;
+    let at = queued.iter().position(|q| q.priority == top)?;
+    queued.remove(at)
 }
 
 fn cancelled<In: Task, Out: Task>(id: u64, kept: Owned<In>) -> ResultHandle<In, Out> {
