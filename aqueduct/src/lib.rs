@@ -16,6 +16,7 @@ mod exec;
 mod flow;
 pub mod graph;
 mod hash;
+pub mod metrics;
 mod platform;
 mod shapes;
 mod shm;

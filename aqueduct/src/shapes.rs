@@ -2,12 +2,39 @@
 //! "one result per input" form. Each catches panics at the finest grain its shape allows:
 //! per task for per-task shapes, per batch for batch shapes.
 
+use std::cell::Cell;
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
+
+thread_local! {
+    /// Whether this thread is inside [`catch`]: a panic here becomes a task's error.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes the panic hook silent for panics that [`catch`] turns into errors: each is
+/// reported once, as the failed task's error (and the runtime's ERROR event), not also
+/// printed to stderr, over a progress display or a service's log, by the default hook.
+/// Any other panic goes to the hook that was installed before.
+fn quiet_caught_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CATCHING.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
 
 /// Runs `f`, turning a panic into its message.
 pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+    quiet_caught_panics();
+    let outer = CATCHING.with(|catching| catching.replace(true));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    CATCHING.with(|catching| catching.set(outer));
+    outcome.map_err(|payload| {
         let text = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())

@@ -94,6 +94,13 @@ impl StageCounters {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The pid of worker `worker`'s live process (0 for threads, or while restarting).
+    pub(crate) fn pid(&self, worker: usize) -> u32 {
+        self.pids
+            .get(worker)
+            .map_or(0, |pid| pid.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn set_pid(&self, worker: usize, pid: u32) {
         if let Some(slot) = self.pids.get(worker) {
             slot.store(pid, Ordering::Relaxed);

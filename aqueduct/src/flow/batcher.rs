@@ -7,22 +7,51 @@ use tokio::time::{timeout_at, Instant};
 
 use super::queue::QueueRx;
 
-/// Fills a batch that starts with `first`, up to `max` items.
+/// Why a batch was flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// It reached its size.
+    Full,
+    /// Its batch timeout passed.
+    Timeout,
+    /// No batch timeout: it took what was queued.
+    Immediate,
+    /// The queue closed (the flow is stopping).
+    Drain,
+}
+
+impl Flush {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Timeout => "timeout",
+            Self::Immediate => "immediate",
+            Self::Drain => "drain",
+        }
+    }
+}
+
+/// Fills a batch that starts with `first`, up to `max` items, and says why it stopped.
 ///
 /// With `wait == 0` it takes only what is already queued (dynamic batching: small batches
 /// at low load, full ones under load, no added latency). Otherwise it waits until
 /// `wait` after the first task arrived, or until the batch is full.
-pub(crate) async fn collect<T>(queue: &QueueRx<T>, first: T, max: usize, wait: Duration) -> Vec<T> {
+pub(crate) async fn collect<T>(
+    queue: &QueueRx<T>,
+    first: T,
+    max: usize,
+    wait: Duration,
+) -> (Vec<T>, Flush) {
     let mut batch = Vec::with_capacity(max.min(1024));
     batch.push(first);
     if wait.is_zero() {
         while batch.len() < max {
             match queue.try_recv() {
                 Some(item) => batch.push(item),
-                None => break,
+                None => return (batch, Flush::Immediate),
             }
         }
-        return batch;
+        return (batch, Flush::Full);
     }
     let deadline = Instant::now() + wait;
     while batch.len() < max {
@@ -30,12 +59,12 @@ pub(crate) async fn collect<T>(queue: &QueueRx<T>, first: T, max: usize, wait: D
             Some(item) => batch.push(item),
             None => match timeout_at(deadline, queue.recv()).await {
                 Ok(Some(item)) => batch.push(item),
-                // Deadline reached, or the queue closed: flush what we have.
-                Ok(None) | Err(_) => break,
+                Ok(None) => return (batch, Flush::Drain),
+                Err(_) => return (batch, Flush::Timeout),
             },
         }
     }
-    batch
+    (batch, Flush::Full)
 }
 
 #[cfg(test)]
@@ -69,7 +98,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(
             batch.await,
-            vec![1, 2, 3],
+            (vec![1, 2, 3], Flush::Timeout),
             "flushed at the timeout with what arrived"
         );
     }
@@ -83,7 +112,7 @@ mod tests {
         tx.send(0, 3).await.unwrap();
         tx.send(0, 4).await.unwrap();
         let started = Instant::now();
-        assert_eq!(batch.await, vec![1, 2, 3]);
+        assert_eq!(batch.await, (vec![1, 2, 3], Flush::Full));
         assert_eq!(
             started.elapsed(),
             Duration::ZERO,
@@ -103,7 +132,7 @@ mod tests {
         let mut batch = pin!(collect(&rx, 1, 8, Duration::ZERO));
         assert_eq!(
             poll_once(batch.as_mut()),
-            Poll::Ready(vec![1, 2]),
+            Poll::Ready((vec![1, 2], Flush::Immediate)),
             "ready on first poll, no waiting"
         );
     }
@@ -119,6 +148,6 @@ mod tests {
         );
         tokio::time::advance(Duration::from_millis(20)).await;
         drop(tx);
-        assert_eq!(batch.await, vec![1]);
+        assert_eq!(batch.await.0, vec![1]);
     }
 }

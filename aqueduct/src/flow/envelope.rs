@@ -34,6 +34,11 @@ pub(crate) struct Route<R: TaskField> {
     losses: u32,
     /// The task's priority: the lane it takes in every stage's queue.
     priority: usize,
+    /// The span of the `process` call, the parent of the events about the task.
+    span: tracing::Span,
+    /// When the task entered its current stage's queue, if anything will read it (a
+    /// subscriber for debug events, or the `metrics` feature).
+    queued_at: Option<Instant>,
 }
 
 /// Why a task is not admitted to a handler.
@@ -46,7 +51,13 @@ pub(crate) enum Unfit {
 }
 
 impl<T: TaskField, R: TaskField> Envelope<T, R> {
-    pub(crate) fn new(task: Owned<T>, reply: Reply<R>, timeout: Duration, priority: usize) -> Self {
+    pub(crate) fn new(
+        task: Owned<T>,
+        reply: Reply<R>,
+        timeout: Duration,
+        priority: usize,
+        span: tracing::Span,
+    ) -> Self {
         Self {
             task,
             route: Route {
@@ -55,6 +66,8 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
                 timeout,
                 losses: 0,
                 priority,
+                span,
+                queued_at: queued_now(),
             },
         }
     }
@@ -92,10 +105,25 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
     }
 }
 
+/// Now, if a stage's queue wait will be observed.
+fn queued_now() -> Option<Instant> {
+    (cfg!(feature = "metrics") || tracing::enabled!(tracing::Level::DEBUG)).then(Instant::now)
+}
+
 impl<R: TaskField> Route<R> {
     /// The task's priority.
     pub(crate) fn priority(&self) -> usize {
         self.priority
+    }
+
+    /// The span of the task's `process` call.
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// How long the task waited in its current stage's queue, if that is observed.
+    pub(crate) fn queue_wait(&self, now: Instant) -> Option<std::time::Duration> {
+        self.queued_at.map(|at| now.saturating_duration_since(at))
     }
 
     /// The route carrying `task` again, at the same stage (a task back unrun, or from
@@ -105,9 +133,10 @@ impl<R: TaskField> Route<R> {
     }
 
     /// The route carrying a stage's `output` to the next stage, where no worker has
-    /// been lost holding it yet.
+    /// been lost holding it yet and its queue wait starts.
     pub(crate) fn forward<U: TaskField>(mut self, output: Owned<U>) -> Envelope<U, R> {
         self.losses = 0;
+        self.queued_at = queued_now();
         self.carry(output)
     }
 

@@ -59,6 +59,10 @@ pub(crate) struct FlowParts<In: Task, Out: Task> {
 
 struct Inner<In: Task, Out: Task> {
     input: QueueTx<Envelope<In, Out>>,
+    /// The stages' names joined by `->`.
+    name: &'static str,
+    /// `process` calls made so far (the `seq` of each call's span).
+    calls: std::sync::atomic::AtomicU64,
     entry_skip: Option<EntrySkip<In, Out>>,
     priorities: usize,
     load: Load,
@@ -76,6 +80,8 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     pub(crate) fn new(parts: FlowParts<In, Out>) -> Self {
         let inner = Inner {
             input: parts.input,
+            name: flow_name(&parts.counters),
+            calls: std::sync::atomic::AtomicU64::new(0),
             entry_skip: parts.entry_skip,
             priorities: parts.priorities,
             load: parts.load,
@@ -127,6 +133,12 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         }
     }
 
+    /// The flow's name: its stages' names joined by `->` (the `flow` label of its
+    /// metrics and spans).
+    pub fn name(&self) -> &'static str {
+        self.inner.name
+    }
+
     /// Priority lanes in this flow's queues (`FlowBuilder::priorities`).
     pub fn priorities(&self) -> usize {
         self.inner.priorities
@@ -134,11 +146,43 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 
     /// [`Flow::process_timeout`] for a task already in the runtime's custody (a graph
     /// processor's input); if it is refused, it is dropped with its shared memory.
+    ///
+    /// Observed: a `process` span (debug level; fields `flow` and `seq`, the call's
+    /// number in this flow) around the call, the parent of the runner's events about the
+    /// task; a `finished` event with the outcome; the request metrics.
     pub(crate) async fn process_owned(
         &self,
         task: Owned<In>,
         timeout: Duration,
         priority: usize,
+    ) -> Result<Owned<Out>, Error> {
+        use std::sync::atomic::Ordering;
+        use tracing::Instrument;
+        let inner = &*self.inner;
+        let span = tracing::debug_span!(
+            "process",
+            flow = inner.name,
+            seq = inner.calls.fetch_add(1, Ordering::Relaxed)
+        );
+        let started = cfg!(feature = "metrics").then(std::time::Instant::now);
+        let outcome = self
+            .process_in_span(task, timeout, priority, span.clone())
+            .instrument(span.clone())
+            .await;
+        let label = outcome_label(&outcome);
+        tracing::debug!(parent: &span, outcome = label, "finished");
+        if let Some(started) = started {
+            crate::metrics::request(inner.name, label, started.elapsed());
+        }
+        outcome
+    }
+
+    async fn process_in_span(
+        &self,
+        task: Owned<In>,
+        timeout: Duration,
+        priority: usize,
+        span: tracing::Span,
     ) -> Result<Owned<Out>, Error> {
         let inner = &*self.inner;
         if inner.control.state() != FlowState::Running {
@@ -156,7 +200,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         // receiver is dropped: the runner sees the task abandoned, and a result that
         // arrives anyway is dropped with the channel.
         let (reply, mut receiver) = oneshot::channel();
-        let envelope = Envelope::new(task, reply, timeout, priority);
+        let envelope = Envelope::new(task, reply, timeout, priority, span);
         let deadline = envelope.deadline();
         match &inner.entry_skip {
             // The first stage's condition rejects the task: it goes on from there.
@@ -309,6 +353,40 @@ impl<In: Task, Out: Task> Drop for Inner<In, Out> {
     fn drop(&mut self) {
         // Stages drain what they accepted and exit; worker threads end with them.
         self.input.close();
+    }
+}
+
+/// The stages' names joined by `->`, as a `&'static str` (it labels metrics, which
+/// take such labels without allocating). Each distinct name is stored once for the
+/// process's life, however often flows with it are started.
+fn flow_name(counters: &[Arc<StageCounters>]) -> &'static str {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let name = counters
+        .iter()
+        .map(|stage| stage.name)
+        .collect::<Vec<_>>()
+        .join("->");
+    let mut names = lock(&NAMES);
+    if let Some(known) = names.iter().find(|known| **known == name) {
+        return known;
+    }
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    names.push(name);
+    name
+}
+
+/// The `outcome` label of a `process` call's result.
+fn outcome_label<T>(outcome: &Result<T, Error>) -> &'static str {
+    match outcome {
+        Ok(_) => "success",
+        Err(Error::Timeout { .. }) => "timeout",
+        Err(Error::Overloaded { .. }) => "overloaded",
+        Err(Error::Cancelled) => "cancelled",
+        Err(Error::Handler { .. }) => "handler_error",
+        Err(Error::WorkerCrashed { .. }) => "worker_crashed",
+        Err(Error::WorkerProtocol { .. }) => "protocol",
+        Err(Error::Stopped | Error::NotRunning) => "stopped",
+        Err(_) => "other",
     }
 }
 

@@ -49,7 +49,9 @@ where
         match self.outcome.await {
             Dispatched::Answered(results) => {
                 self.pace.record(self.worker, self.sent, self.count);
-                deliver::<S, R, D>(results, routes, &*self.downstream, &self.counters).await;
+                crate::metrics::compute(S::NAME, self.sent.elapsed());
+                let pid = self.counters.pid(self.worker);
+                deliver::<S, R, D>(results, routes, &*self.downstream, &self.counters, pid).await;
             }
             Dispatched::Unrun(tasks) => {
                 // Nothing ran: the whole batch goes again, as it was.
@@ -60,6 +62,7 @@ where
                 let _ = self.retries.send(batch.collect()).await;
             }
             Dispatched::Lost { error, tasks } => {
+                report_lost(S::NAME, &error);
                 // Each task goes again on its own, so that a poison task can take down
                 // no other task twice; one lost twice is failed (and dropped).
                 for (mut route, task) in routes.into_iter().zip(tasks) {
@@ -84,12 +87,20 @@ async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     routes: Vec<Route<R>>,
     downstream: &D,
     counters: &StageCounters,
+    pid: u32,
 ) {
+    let mut reported: Option<String> = None;
     for (route, result) in routes.into_iter().zip(results) {
         match result {
             Ok(output) => downstream.push(route.forward(output)).await,
             Err(message) => {
                 counters.failed();
+                // A failure of a whole handler call repeats its message for each task of
+                // the call; it is one failure, reported once.
+                if reported.as_deref() != Some(message.as_str()) {
+                    report_failed(S::NAME, pid, &message);
+                    reported = Some(message.clone());
+                }
                 route.fail(Error::Handler {
                     stage: S::NAME,
                     message,
@@ -97,4 +108,19 @@ async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
             }
         }
     }
+}
+
+/// One ERROR event for a handler's error or panic, with its stage and worker (pid 0
+/// for a worker thread), so an error-reporting layer (`sentry-tracing`, say) sees it.
+fn report_failed(stage: &'static str, pid: u32, message: &str) {
+    tracing::error!(stage, pid, "handler failed: {message}");
+}
+
+/// One ERROR event for a lost worker process (crash, timeout, protocol violation).
+fn report_lost(stage: &'static str, error: &Error) {
+    let pid = match error {
+        Error::WorkerCrashed { pid, .. } | Error::WorkerProtocol { pid, .. } => *pid,
+        _ => 0,
+    };
+    tracing::error!(stage, pid, "worker lost: {error}");
 }

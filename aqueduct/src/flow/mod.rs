@@ -16,6 +16,7 @@ mod envelope;
 mod handle;
 mod job;
 mod link;
+mod observe;
 mod pace;
 mod queue;
 mod runner;

@@ -11,6 +11,7 @@ use super::control::Control;
 use super::downstream::Downstream;
 use super::envelope::{Envelope, Unfit};
 use super::job::Job;
+use super::observe;
 use super::pace::Pace;
 use super::queue::QueueRx;
 use super::seats::{Seat, Seats};
@@ -101,14 +102,14 @@ where
             let ahead = if pipelining { depth } else { 1 };
             // A retry first; otherwise whichever comes first. (Once the input is closed
             // and drained its `recv` fails at once, and the loop's head waits instead.)
-            let batch = match retries.try_recv() {
-                Ok(batch) => batch,
+            let (batch, flush) = match retries.try_recv() {
+                Ok(batch) => (batch, None),
                 Err(_) => tokio::select! {
                     biased;
-                    Ok(batch) = retries.recv() => batch,
+                    Ok(batch) = retries.recv() => (batch, None),
                     first = self.input.recv() => match first {
                         Some(first) => {
-                            let batch = batcher::collect(
+                            let (batch, flush) = batcher::collect(
                                 &self.input,
                                 first,
                                 self.dispatch_size(ahead),
@@ -116,7 +117,7 @@ where
                             )
                             .await;
                             self.room.notify_waiters();
-                            batch
+                            (batch, Some(flush))
                         }
                         None => {
                             input_open = false;
@@ -132,6 +133,7 @@ where
                 continue;
             }
             let (tasks, routes): (Vec<_>, Vec<_>) = batch.into_iter().map(Envelope::split).unzip();
+            observe::dispatch(S::NAME, &routes, seat.worker, &self.counters, flush);
             self.counters
                 .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
             let quiet = self.is_quiet();
@@ -233,16 +235,25 @@ where
     fn admit(&self, batch: Vec<Envelope<S::Input, R>>) -> Vec<Envelope<S::Input, R>> {
         let before = batch.len();
         let mut admitted = Vec::with_capacity(before);
+        let (mut expired, mut cancelled) = (0, 0);
         if !self.control.is_halted() {
             let now = Instant::now();
             for envelope in batch {
                 match envelope.unfit(now) {
                     None => admitted.push(envelope),
-                    Some(Unfit::Expired) => envelope.expire(),
-                    Some(Unfit::Abandoned) => drop(envelope),
+                    Some(Unfit::Expired) => {
+                        expired += 1;
+                        envelope.expire();
+                    }
+                    Some(Unfit::Abandoned) => {
+                        cancelled += 1;
+                        drop(envelope);
+                    }
                 }
             }
         }
+        crate::metrics::abandoned(S::NAME, "deadline", expired);
+        crate::metrics::abandoned(S::NAME, "cancelled", cancelled);
         self.counters.abandoned(before - admitted.len());
         admitted
     }

@@ -174,7 +174,13 @@ impl Harness {
             .map(|n| {
                 let (reply, answer) = oneshot::channel();
                 let task = Owned::new(Item { n: n as u64 });
-                let envelope = Envelope::new(task, reply, Duration::from_secs(60), 0);
+                let envelope = Envelope::new(
+                    task,
+                    reply,
+                    Duration::from_secs(60),
+                    0,
+                    tracing::Span::none(),
+                );
                 self.input.try_send(0, envelope).unwrap();
                 answer
             })
