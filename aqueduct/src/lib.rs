@@ -33,7 +33,8 @@ pub use flow::{FlowFuture, FlowService};
 pub use shm::{Owned, ShmBytes, ShmHandle, ShmStr, ShmVec, ShmView};
 pub use stage::{Isolation, Stage, StageConfig};
 pub use stats::StageStats;
-pub use task::{FieldLayout, Task, TaskField, TaskLayout};
+pub use shapes::InitOutput;
+pub use task::{FieldLayout, NoPaddingBefore, NoTrailingPadding, Task, TaskField, TaskLayout};
 
 #[doc(hidden)]
 pub mod __private;
