@@ -110,7 +110,10 @@ fn miscount(results: usize, count: usize) -> String {
 }
 
 /// A per-task handler's results, with their errors rendered by `display`.
-pub fn task_errors<T, E>(results: Vec<Result<T, E>>, display: DisplayFn<E>) -> Vec<Result<T, String>> {
+pub fn task_errors<T, E>(
+    results: Vec<Result<T, E>>,
+    display: DisplayFn<E>,
+) -> Vec<Result<T, String>> {
     results
         .into_iter()
         .map(|result| error_message(result, display))
@@ -134,6 +137,31 @@ pub fn error_message<T, E>(result: Result<T, E>, display: DisplayFn<E>) -> Resul
 
 /// `<E as Display>::fmt`.
 pub type DisplayFn<E> = fn(&E, &mut std::fmt::Formatter<'_>) -> std::fmt::Result;
+
+/// What `init = path` may name: a function (or closure) that takes no arguments. The
+/// worker calls it once, before taking work; the function reads its own configuration.
+#[diagnostic::on_unimplemented(
+    message = "`init` names a function that takes no arguments, not `{Self}`",
+    label = "not a `fn() -> State`",
+    note = "the worker calls `init()` once before its first batch; read configuration (paths, sizes) inside it, from constants or the environment"
+)]
+pub trait InitFn {
+    /// What the function returns.
+    type Output;
+    /// Calls it.
+    fn call(self) -> Self::Output;
+}
+
+// `do_not_recommend`: a function that takes arguments is then reported as not an
+// `InitFn`, not as rustc's "add an argument", which `init = …` cannot take.
+#[allow(unknown_or_malformed_diagnostic_attributes)]
+#[diagnostic::do_not_recommend]
+impl<F: FnOnce() -> R, R> InitFn for F {
+    type Output = R;
+    fn call(self) -> R {
+        self()
+    }
+}
 
 /// What an `init = path` function may return: the state itself, or `Result<State, E>`.
 #[diagnostic::on_unimplemented(

@@ -95,7 +95,7 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
             // Every token at `path`, so a wrong return type is reported there alone.
             let mut private = private.clone();
             private.set_span(path.span());
-            quote_spanned!(path.span()=> #private::InitOutput::<#state>::into_state(#path()))
+            quote_spanned!(path.span()=> #private::InitOutput::<#state>::into_state(#private::InitFn::call(#path)))
         }
         // `init = …` was written but rejected (already reported): never runs.
         None if sig.state.is_some() => quote!(#private::core::unreachable!()),
