@@ -12,11 +12,13 @@ pub use crate::exec::registry::{StageEntry, STAGES};
 pub use crate::flow::{Chain, First, FirstIf, FlowBuilder, Then, ThenIf};
 pub use crate::shapes::{
     error_message, in_place_batch, in_place_batch_each, in_place_each, task_errors,
-    transform_batch, transform_batch_each, transform_each, InitOutput,
+    transform_batch, transform_batch_each, transform_each, InitFn, InitOutput,
 };
 pub use crate::shm::ShmHandle;
 pub use crate::stage::{Isolation, Stage, StageConfig};
-pub use crate::task::{fingerprint, FieldLayout, Task, TaskField, TaskLayout};
+pub use crate::task::{
+    fingerprint, FieldLayout, NoPaddingBefore, NoTrailingPadding, Task, TaskField, TaskLayout,
+};
 
 /// Formats a field through [`TaskField`]'s `Debug`, so a field type that is not plain
 /// data is reported once, as such, rather than also as "not `Debug`".
@@ -46,30 +48,3 @@ pub struct FieldInfo<T> {
     /// The field type's `Debug` (a supertrait of [`TaskField`], via `__debug_field`).
     pub debug: fn(&T, &mut core::fmt::Formatter<'_>) -> core::fmt::Result,
 }
-
-/// Implemented only for `BYTES == 0`. `Self` is a marker type named after a `#[task]`
-/// field, so the error names the field and the byte count, and points at the field.
-#[diagnostic::on_unimplemented(
-    message = "`#[task]` layouts cannot contain implicit padding: the compiler inserts {BYTES} padding bytes before field `{Self}`",
-    label = "{BYTES} padding bytes before this field",
-    note = "padding bytes are uninitialised memory and cannot be shared between processes",
-    note = "order fields from the largest alignment to the smallest, or fill the gap with an explicit field such as `_pad: [u8; {BYTES}]`"
-)]
-pub trait NoPaddingBefore<const BYTES: usize> {}
-impl<Field: ?Sized> NoPaddingBefore<0> for Field {}
-
-/// Implemented only for `BYTES == 0`; `Self` is the marker of the last field.
-#[diagnostic::on_unimplemented(
-    message = "`#[task]` layouts cannot contain implicit padding: the compiler appends {BYTES} padding bytes after the last field `{Self}`",
-    label = "{BYTES} padding bytes after this field",
-    note = "padding bytes are uninitialised memory and cannot be shared between processes",
-    note = "the struct's size is rounded up to its alignment; order fields from the largest alignment to the smallest, or add an explicit `_pad: [u8; {BYTES}]` field at the end"
-)]
-pub trait NoTrailingPadding<const BYTES: usize> {}
-impl<Field: ?Sized> NoTrailingPadding<0> for Field {}
-
-/// Asserts no padding before `Field` (a marker named after the field).
-pub fn assert_no_padding_before<Field: NoPaddingBefore<BYTES>, const BYTES: usize>() {}
-
-/// Asserts no padding after `Field`, the last field.
-pub fn assert_no_trailing_padding<Field: NoTrailingPadding<BYTES>, const BYTES: usize>() {}

@@ -31,10 +31,11 @@ pub use error::Error;
 pub use flow::{Condition, Flow, FlowBuilder, FlowState, Link, SkipTo, Submission};
 #[cfg(feature = "tower")]
 pub use flow::{FlowFuture, FlowService};
+pub use shapes::{InitFn, InitOutput};
 pub use shm::{Owned, ShmBytes, ShmHandle, ShmStr, ShmVec, ShmView};
 pub use stage::{Isolation, Stage, StageConfig};
 pub use stats::StageStats;
-pub use task::{FieldLayout, Task, TaskField, TaskLayout};
+pub use task::{FieldLayout, NoPaddingBefore, NoTrailingPadding, Task, TaskField, TaskLayout};
 
 #[doc(hidden)]
 pub mod __private;

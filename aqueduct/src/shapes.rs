@@ -136,14 +136,58 @@ fn miscount(results: usize, count: usize) -> String {
     format!("returned {results} results for a batch of {count} tasks")
 }
 
-/// A per-task handler's results, with their errors rendered.
-pub fn task_errors<T, E: Display>(results: Vec<Result<T, E>>) -> Vec<Result<T, String>> {
-    results.into_iter().map(error_message).collect()
+/// A per-task handler's results, with their errors rendered by `display`.
+pub fn task_errors<T, E>(
+    results: Vec<Result<T, E>>,
+    display: DisplayFn<E>,
+) -> Vec<Result<T, String>> {
+    results
+        .into_iter()
+        .map(|result| error_message(result, display))
+        .collect()
 }
 
-/// A fallible handler's result, with its error rendered.
-pub fn error_message<T, E: Display>(result: Result<T, E>) -> Result<T, String> {
-    result.map_err(|e| e.to_string())
+/// A fallible handler's result, with its error rendered by `display`.
+///
+/// `display` is `<E as Display>::fmt`, named by the generated code at the user's `E`:
+/// an error type that is not `Display` is then reported there, as such, rather than as a
+/// bound of this function.
+pub fn error_message<T, E>(result: Result<T, E>, display: DisplayFn<E>) -> Result<T, String> {
+    struct Shown<'a, E>(&'a E, DisplayFn<E>);
+    impl<E> Display for Shown<'_, E> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            (self.1)(self.0, f)
+        }
+    }
+    result.map_err(|e| Shown(&e, display).to_string())
+}
+
+/// `<E as Display>::fmt`.
+pub type DisplayFn<E> = fn(&E, &mut std::fmt::Formatter<'_>) -> std::fmt::Result;
+
+/// What `init = path` may name: a function (or closure) that takes no arguments. The
+/// worker calls it once, before taking work; the function reads its own configuration.
+#[diagnostic::on_unimplemented(
+    message = "`init` names a function that takes no arguments, not `{Self}`",
+    label = "not a `fn() -> State`",
+    note = "the worker calls `init()` once before its first batch; read configuration (paths, sizes) inside it, from constants or the environment"
+)]
+pub trait InitFn {
+    /// What the function returns.
+    type Output;
+    /// Calls it.
+    fn call(self) -> Self::Output;
+}
+
+// `do_not_recommend`: a function that takes arguments is then reported as not an
+// `InitFn`, not as rustc's "add an argument", which `init = …` cannot take.
+#[allow(unknown_or_malformed_diagnostic_attributes)]
+#[diagnostic::do_not_recommend]
+impl<F: FnOnce() -> R, R> InitFn for F {
+    type Output = R;
+    fn call(self) -> R {
+        self()
+    }
 }
 
 /// What an `init = path` function may return: the state itself, or `Result<State, E>`.

@@ -77,6 +77,38 @@ pub trait Task: TaskField {
     const FINGERPRINT: u64;
 }
 
+/// A `#[task]` field with `BYTES` bytes of implicit padding before it; implemented only
+/// for `BYTES == 0`, so that a layout with a gap does not compile.
+///
+/// `#[task]` checks every field with `<field as NoPaddingBefore<{ gap }>>::PADDING`, where
+/// `field` is a marker type named after the field and `gap` the bytes the compiler put
+/// before it. Padding bytes are uninitialised and cannot be shared between processes.
+#[diagnostic::on_unimplemented(
+    message = "`#[task]` layouts cannot contain implicit padding: the compiler inserts {BYTES} padding bytes before field `{Self}`",
+    label = "{BYTES} padding bytes before this field",
+    note = "padding bytes are uninitialised memory and cannot be shared between processes",
+    note = "order fields from the largest alignment to the smallest, or fill the gap with an explicit field such as `_pad: [u8; {BYTES}]`"
+)]
+pub trait NoPaddingBefore<const BYTES: usize> {
+    /// The padding checked: always 0.
+    const PADDING: usize = BYTES;
+}
+impl<Field: ?Sized> NoPaddingBefore<0> for Field {}
+
+/// A `#[task]` struct whose size leaves `BYTES` bytes of padding after its last field;
+/// implemented only for `BYTES == 0` (see [`NoPaddingBefore`]).
+#[diagnostic::on_unimplemented(
+    message = "`#[task]` layouts cannot contain implicit padding: the compiler appends {BYTES} padding bytes after the last field `{Self}`",
+    label = "{BYTES} padding bytes after this field",
+    note = "padding bytes are uninitialised memory and cannot be shared between processes",
+    note = "the struct's size is rounded up to its alignment; order fields from the largest alignment to the smallest, or add an explicit `_pad: [u8; {BYTES}]` field at the end"
+)]
+pub trait NoTrailingPadding<const BYTES: usize> {
+    /// The padding checked: always 0.
+    const PADDING: usize = BYTES;
+}
+impl<Field: ?Sized> NoTrailingPadding<0> for Field {}
+
 /// The layout of a `#[task]` struct, recorded by the macro from the compiled type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskLayout {

@@ -41,9 +41,18 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
     let call = |data: TokenStream| quote!(#name(#state_arg #data));
     // The error type is named explicitly, so "`E` doesn't implement `Display`" points at
     // `E` in the return type (`_` when the return type is an alias such as `io::Result`).
-    let error = sig.error.as_ref().map_or_else(|| quote!(_), |e| quote!(#e));
+    // Its `Display` is named as `<E as Display>::fmt` spanned at `E`, so a missing impl is
+    // reported there as such, with no note pointing into the runtime.
+    let display = match &sig.error {
+        Some(e) => {
+            let mut private = private.clone();
+            private.set_span(e.span());
+            quote_spanned!(e.span()=> <#e as #private::core::fmt::Display>::fmt)
+        }
+        None => quote!(<_ as #private::core::fmt::Display>::fmt),
+    };
     let finish = |call: TokenStream| match &sig.fallible {
-        Some(_) => quote!(#private::error_message::<_, #error>(#call)),
+        Some(_) => quote!(#private::error_message(#call, #display)),
         None if matches!(sig.shape, Shape::InPlaceBatch | Shape::InPlaceEach) => {
             quote!({ #call; #private::core::result::Result::Ok(()) })
         }
@@ -68,11 +77,11 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
         }
         Shape::InPlaceBatchEach => {
             let run = call(quote!(#items));
-            quote!(#private::in_place_batch_each(#inputs, |#items: &mut [#input]| #private::task_errors::<_, #error>(#run)))
+            quote!(#private::in_place_batch_each(#inputs, |#items: &mut [#input]| #private::task_errors(#run, #display)))
         }
         Shape::TransformBatchEach => {
             let run = call(quote!(#items));
-            quote!(#private::transform_batch_each(#inputs, |#items: #private::Vec<#input>| #private::task_errors::<_, #error>(#run)))
+            quote!(#private::transform_batch_each(#inputs, |#items: #private::Vec<#input>| #private::task_errors(#run, #display)))
         }
     };
     let state_param = if sig.state.is_some() {
@@ -86,7 +95,7 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
             // Every token at `path`, so a wrong return type is reported there alone.
             let mut private = private.clone();
             private.set_span(path.span());
-            quote_spanned!(path.span()=> #private::InitOutput::<#state>::into_state(#path()))
+            quote_spanned!(path.span()=> #private::InitOutput::<#state>::into_state(#private::InitFn::call(#path)))
         }
         // `init = …` was written but rejected (already reported): never runs.
         None if sig.state.is_some() => quote!(#private::core::unreachable!()),

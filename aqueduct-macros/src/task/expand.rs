@@ -181,20 +181,18 @@ fn padding_checks(def: &TaskDef, idents: &[&syn::Ident], types: &[&syn::Type]) -
         let previous_end = if i == 0 { quote!(0usize) } else { end(i - 1) };
         let marker = marker(i);
         quote! {
-            #private::assert_no_padding_before::<
-                #marker,
+            let _ = <#marker as #private::NoPaddingBefore<
                 { #private::core::mem::offset_of!(#task, #field) - (#previous_end) },
-            >();
+            >>::PADDING;
         }
     });
     let trailing = (!idents.is_empty()).then(|| {
         let last = idents.len() - 1;
         let (marker, last_end) = (marker(last), end(last));
         quote! {
-            #private::assert_no_trailing_padding::<
-                #marker,
+            let _ = <#marker as #private::NoTrailingPadding<
                 { #private::core::mem::size_of::<#task>() - (#last_end) },
-            >();
+            >>::PADDING;
         }
     });
     let markers = idents
