@@ -78,6 +78,9 @@ fn parse_args() -> Result<Mode, String> {
 
 #[tokio::main]
 async fn main() {
+    // The flow's metrics (`aqueduct`'s `metrics` feature) go to this recorder, served
+    // at `/metrics`.
+    http::prometheus();
     let code = match parse_args() {
         Ok(Mode::Serve(addr)) => serve(addr).await,
         Ok(Mode::SelfTest(requests)) => self_test(requests).await,
@@ -117,6 +120,15 @@ async fn serve(addr: SocketAddr) -> i32 {
     }
 }
 
+/// `GET /metrics` from the service at `addr`.
+async fn scrape(addr: SocketAddr) -> String {
+    let mut client = http::Client::connect(addr)
+        .await
+        .expect("connect for /metrics");
+    let answer = client.get("/metrics").await.expect("GET /metrics");
+    String::from_utf8_lossy(&answer.body).into_owned()
+}
+
 async fn self_test(requests: u64) -> i32 {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
@@ -133,6 +145,7 @@ async fn self_test(requests: u64) -> i32 {
     let (outcomes, elapsed) = http::drive(addr, requests, SELF_TEST_CONCURRENCY)
         .await
         .expect("connect to the service");
+    let scraped = scrape(addr).await;
     let _ = stop.send(());
     let served = server.await.expect("server task");
 
@@ -170,15 +183,28 @@ async fn self_test(requests: u64) -> i32 {
         eprintln!("server: {error}");
     }
     latencies.sort_by(f64::total_cmp);
+    // The flow's own count of successes, scraped from `/metrics`, must be the client's.
+    let metric = |series: &str| http::sample(&scraped, series).unwrap_or(f64::NAN);
+    let counted_ok = metric(r#"aqueduct_requests_total{flow="mlp",outcome="success"}"#);
+    let (batches, batched) = (
+        metric(r#"aqueduct_stage_batch_size_count{stage="mlp"}"#),
+        metric(r#"aqueduct_stage_batch_size_sum{stage="mlp"}"#),
+    );
     println!(
-        "requests={} ok={ok} status_503={status_503} status_504={status_504} p50_ms={:.2} p99_ms={:.2} rps={:.0}",
+        "requests={} ok={ok} status_503={status_503} status_504={status_504} p50_ms={:.2} p99_ms={:.2} rps={:.0} batch_size_count={batches} batch_size_sum={batched}",
         outcomes.len(),
         http::percentile(&latencies, 0.50),
         http::percentile(&latencies, 0.99),
         outcomes.len() as f64 / elapsed.as_secs_f64(),
     );
     let complete = outcomes.len() as u64 == requests;
-    if ok == 0 || unexpected > 0 || wrong > 0 || !complete || served.is_err() {
+    let counted = counted_ok == ok as f64 && batched == ok as f64;
+    if !counted {
+        eprintln!(
+            "/metrics counted {counted_ok} successes and {batched} batched tasks for {ok} answers"
+        );
+    }
+    if ok == 0 || unexpected > 0 || wrong > 0 || !complete || served.is_err() || !counted {
         1
     } else {
         0

@@ -159,7 +159,10 @@ async fn each_call_has_a_span_with_the_runners_events_under_it() {
         .find(|seen| seen.fields.0.get("message").map(String::as_str) == Some("dispatched"))
         .expect("a dispatched event");
     assert_eq!(dispatched.span, Some(*span), "under the call's span");
-    assert_eq!(dispatched.fields.0["flush"], "full", "a batch of one is full");
+    assert_eq!(
+        dispatched.fields.0["flush"], "full",
+        "a batch of one is full"
+    );
     assert_eq!(dispatched.fields.0["batch"], "1");
     let finished = events_where("outcome", "success");
     assert!(finished.iter().any(|seen| seen.span == Some(*span)));

@@ -619,7 +619,40 @@ async fn w7() {
     .await;
 }
 
+/// A `tracing` subscriber that is interested in nothing: what the runtime's spans and
+/// events cost when a subscriber is installed but filters them all out.
+struct Uninterested;
+
+impl tracing::Subscriber for Uninterested {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 fn main() {
+    // `--metrics` (with `--features metrics`): a Prometheus recorder receives the
+    // runtime's metrics. `--uninterested-subscriber`: a tracing subscriber that filters
+    // every span and event out.
+    let flags: Vec<String> = std::env::args().skip(1).collect();
+    if flags.iter().any(|flag| flag == "--metrics") {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(aqueduct::metrics::BUCKETS)
+            .unwrap()
+            .install_recorder()
+            .unwrap();
+        eprintln!("metrics: Prometheus recorder installed");
+    }
+    if flags.iter().any(|flag| flag == "--uninterested-subscriber") {
+        tracing::subscriber::set_global_default(Uninterested).unwrap();
+    }
     // `cargo bench` passes `--bench`; a name filter selects workloads: `-- W3 W4`.
     let filters: Vec<String> = std::env::args()
         .skip(1)

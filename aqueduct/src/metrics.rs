@@ -4,6 +4,7 @@
 //! installed each is a check of the global recorder.
 //!
 //! Names and types follow Triton's; labels are `flow` and `stage` (never a task id).
+//! A flow registers its metrics when it starts: install the recorder before.
 //! Every timing is a histogram in seconds; [`BUCKETS`] are the bounds to give the
 //! exporter (50 us to 5 s).
 //!
@@ -27,65 +28,160 @@ pub const BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0,
 ];
 
-/// A `process` call ended with `outcome` after `took`.
-pub(crate) fn request(flow: &'static str, outcome: &'static str, took: Duration) {
+/// Why a batch was flushed, in the order of the `reason` labels.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+const FLUSH_REASONS: [&str; 5] = ["full", "timeout", "immediate", "drain", "retry"];
+/// The `outcome` labels of `aqueduct_requests_total`.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+const OUTCOMES: [&str; 9] = [
+    "success",
+    "timeout",
+    "overloaded",
+    "cancelled",
+    "handler_error",
+    "worker_crashed",
+    "protocol",
+    "stopped",
+    "other",
+];
+
+/// A flow's metric handles, registered once at start: recording is then an atomic
+/// operation, not a lookup by name. Metrics go to the recorder installed when the flow
+/// started, so install it first.
+pub(crate) struct FlowMetrics {
     #[cfg(feature = "metrics")]
-    {
-        metrics::counter!("aqueduct_requests_total", "flow" => flow, "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("aqueduct_request_duration_seconds", "flow" => flow)
-            .record(took.as_secs_f64());
+    requests: [metrics::Counter; OUTCOMES.len()],
+    #[cfg(feature = "metrics")]
+    duration: metrics::Histogram,
+}
+
+impl FlowMetrics {
+    pub(crate) fn new(flow: &'static str) -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            Self {
+                requests: OUTCOMES.map(|outcome| {
+                    metrics::counter!("aqueduct_requests_total", "flow" => flow, "outcome" => outcome)
+                }),
+                duration: metrics::histogram!("aqueduct_request_duration_seconds", "flow" => flow),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = flow;
+            Self {}
+        }
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (flow, outcome, took);
-}
 
-/// A batch of `size` tasks formed at `stage`, flushed for `reason`, with `queued` left.
-pub(crate) fn batch(stage: &'static str, size: usize, reason: &'static str, queued: usize) {
-    #[cfg(feature = "metrics")]
-    {
-        metrics::histogram!("aqueduct_stage_batch_size", "stage" => stage).record(size as f64);
-        metrics::counter!("aqueduct_stage_batch_flush_total", "stage" => stage, "reason" => reason)
-            .increment(1);
-        metrics::gauge!("aqueduct_stage_queue_depth", "stage" => stage).set(queued as f64);
+    /// A `process` call ended with `outcome` (one of [`OUTCOMES`]) after `took`.
+    pub(crate) fn request(&self, outcome: &'static str, took: Duration) {
+        #[cfg(feature = "metrics")]
+        {
+            let index = OUTCOMES
+                .iter()
+                .position(|o| *o == outcome)
+                .unwrap_or(OUTCOMES.len() - 1);
+            self.requests[index].increment(1);
+            self.duration.record(took.as_secs_f64());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (outcome, took);
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (stage, size, reason, queued);
 }
 
-/// A task waited `wait` in `stage`'s queue.
-pub(crate) fn queue_wait(stage: &'static str, wait: Duration) {
+/// A stage's metric handles (see [`FlowMetrics`]).
+pub(crate) struct StageMetrics {
     #[cfg(feature = "metrics")]
-    metrics::histogram!("aqueduct_stage_queue_duration_seconds", "stage" => stage)
-        .record(wait.as_secs_f64());
-    #[cfg(not(feature = "metrics"))]
-    let _ = (stage, wait);
+    handles: StageHandles,
 }
 
-/// A dispatch at `stage` was answered `took` after it was handed to its worker.
-pub(crate) fn compute(stage: &'static str, took: Duration) {
-    #[cfg(feature = "metrics")]
-    metrics::histogram!("aqueduct_stage_compute_duration_seconds", "stage" => stage)
-        .record(took.as_secs_f64());
-    #[cfg(not(feature = "metrics"))]
-    let _ = (stage, took);
+#[cfg(feature = "metrics")]
+struct StageHandles {
+    batch_size: metrics::Histogram,
+    flushes: [metrics::Counter; FLUSH_REASONS.len()],
+    depth: metrics::Gauge,
+    queue_wait: metrics::Histogram,
+    compute: metrics::Histogram,
+    deadline: metrics::Counter,
+    cancelled: metrics::Counter,
+    restarts: metrics::Counter,
 }
 
-/// `count` tasks at `stage` were dropped before dispatch, for `reason`.
-pub(crate) fn abandoned(stage: &'static str, reason: &'static str, count: usize) {
-    #[cfg(feature = "metrics")]
-    if count > 0 {
-        metrics::counter!("aqueduct_stage_abandoned_total", "stage" => stage, "reason" => reason)
-            .increment(count as u64);
+impl StageMetrics {
+    pub(crate) fn new(stage: &'static str) -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            let handles = StageHandles {
+                batch_size: metrics::histogram!("aqueduct_stage_batch_size", "stage" => stage),
+                flushes: FLUSH_REASONS.map(|reason| {
+                    metrics::counter!("aqueduct_stage_batch_flush_total", "stage" => stage, "reason" => reason)
+                }),
+                depth: metrics::gauge!("aqueduct_stage_queue_depth", "stage" => stage),
+                queue_wait: metrics::histogram!("aqueduct_stage_queue_duration_seconds", "stage" => stage),
+                compute: metrics::histogram!("aqueduct_stage_compute_duration_seconds", "stage" => stage),
+                deadline: metrics::counter!("aqueduct_stage_abandoned_total", "stage" => stage, "reason" => "deadline"),
+                cancelled: metrics::counter!("aqueduct_stage_abandoned_total", "stage" => stage, "reason" => "cancelled"),
+                restarts: metrics::counter!("aqueduct_worker_restarts_total", "stage" => stage),
+            };
+            Self { handles }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = stage;
+            Self {}
+        }
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (stage, reason, count);
-}
 
-/// A worker process of `stage` was restarted.
-pub(crate) fn restarted(stage: &'static str) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("aqueduct_worker_restarts_total", "stage" => stage).increment(1);
-    #[cfg(not(feature = "metrics"))]
-    let _ = stage;
+    /// A batch of `size` tasks was formed, flushed for `reason` (one of
+    /// [`FLUSH_REASONS`]), with `queued()` tasks left in the queue.
+    pub(crate) fn batch(&self, size: usize, reason: &'static str, queued: impl FnOnce() -> usize) {
+        #[cfg(feature = "metrics")]
+        {
+            let h = &self.handles;
+            h.batch_size.record(size as f64);
+            if let Some(index) = FLUSH_REASONS.iter().position(|r| *r == reason) {
+                h.flushes[index].increment(1);
+            }
+            h.depth.set(queued() as f64);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (size, reason, queued);
+    }
+
+    /// A task waited `wait` in the stage's queue.
+    pub(crate) fn queue_wait(&self, wait: Duration) {
+        #[cfg(feature = "metrics")]
+        self.handles.queue_wait.record(wait.as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = wait;
+    }
+
+    /// A dispatch handed to its worker at `sent` was answered now.
+    pub(crate) fn compute(&self, sent: tokio::time::Instant) {
+        #[cfg(feature = "metrics")]
+        self.handles.compute.record(sent.elapsed().as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = sent;
+    }
+
+    /// Tasks dropped before dispatch: past their deadline, or their caller gone.
+    pub(crate) fn abandoned(&self, deadline: usize, cancelled: usize) {
+        #[cfg(feature = "metrics")]
+        {
+            if deadline > 0 {
+                self.handles.deadline.increment(deadline as u64);
+            }
+            if cancelled > 0 {
+                self.handles.cancelled.increment(cancelled as u64);
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (deadline, cancelled);
+    }
+
+    /// A worker process was restarted.
+    pub(crate) fn restarted(&self) {
+        #[cfg(feature = "metrics")]
+        self.handles.restarts.increment(1);
+    }
 }

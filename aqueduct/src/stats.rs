@@ -46,6 +46,8 @@ impl StageStats {
 
 pub(crate) struct StageCounters {
     pub name: &'static str,
+    /// The stage's metrics (`metrics` feature).
+    pub metrics: crate::metrics::StageMetrics,
     pub workers: usize,
     queued: Box<dyn Fn() -> usize + Send + Sync>,
     batches: AtomicU64,
@@ -66,6 +68,7 @@ impl StageCounters {
     ) -> Self {
         Self {
             name,
+            metrics: crate::metrics::StageMetrics::new(name),
             workers,
             queued: Box::new(queued),
             batches: AtomicU64::new(0),
@@ -91,6 +94,7 @@ impl StageCounters {
     }
 
     pub(crate) fn restarted(&self) {
+        self.metrics.restarted();
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -23,6 +23,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Inputs per request: a body is this many little-endian `f32`.
 pub const FEATURES: usize = 512;
@@ -282,14 +283,46 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The endpoints: `POST /v1/classify`, `GET /readyz`, `GET /healthz`, `GET /stats`.
+/// The endpoints: `POST /v1/classify`, `GET /readyz`, `GET /healthz`, `GET /stats`,
+/// `GET /metrics`.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route(CLASSIFY_PATH, post(classify))
         .route("/readyz", get(readyz))
         .route("/healthz", get(healthz))
         .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
         .with_state(app)
+}
+
+/// The process's Prometheus recorder for the `metrics` facade, installed at the first
+/// call: aqueduct's metrics (`aqueduct::metrics`) with its histogram buckets.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets(aqueduct::metrics::BUCKETS)
+            .expect("non-empty buckets")
+            .install_recorder()
+            .expect("no other metrics recorder in this process")
+    })
+}
+
+/// Every metric, in Prometheus' text format.
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+        .into_response()
+}
+
+/// The value of the sample that starts with `name{labels}` in a Prometheus text page.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
 }
 
 async fn classify(State(app): State<Arc<App>>, body: Body) -> Response {

@@ -34,11 +34,18 @@ pub(crate) struct Route<R: TaskField> {
     losses: u32,
     /// The task's priority: the lane it takes in every stage's queue.
     priority: usize,
+    /// What observers need about the task, only when something observes it (a
+    /// subscriber for debug events, or the `metrics` feature): boxed, so an unobserved
+    /// task carries one word, not a span and a clock reading.
+    observed: Option<Box<Observed>>,
+}
+
+/// A task's span and when it entered its current stage's queue.
+#[derive(Debug)]
+struct Observed {
     /// The span of the `process` call, the parent of the events about the task.
     span: tracing::Span,
-    /// When the task entered its current stage's queue, if anything will read it (a
-    /// subscriber for debug events, or the `metrics` feature).
-    queued_at: Option<Instant>,
+    queued_at: Instant,
 }
 
 /// Why a task is not admitted to a handler.
@@ -66,8 +73,12 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
                 timeout,
                 losses: 0,
                 priority,
-                span,
-                queued_at: queued_now(),
+                observed: observing(&span).then(|| {
+                    Box::new(Observed {
+                        span,
+                        queued_at: Instant::now(),
+                    })
+                }),
             },
         }
     }
@@ -105,9 +116,9 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
     }
 }
 
-/// Now, if a stage's queue wait will be observed.
-fn queued_now() -> Option<Instant> {
-    (cfg!(feature = "metrics") || tracing::enabled!(tracing::Level::DEBUG)).then(Instant::now)
+/// Whether anything will read a task's span or queue waits.
+fn observing(span: &tracing::Span) -> bool {
+    cfg!(feature = "metrics") || !span.is_none()
 }
 
 impl<R: TaskField> Route<R> {
@@ -116,14 +127,20 @@ impl<R: TaskField> Route<R> {
         self.priority
     }
 
-    /// The span of the task's `process` call.
-    pub(crate) fn span(&self) -> &tracing::Span {
-        &self.span
+    /// The span of the task's `process` call, if it is observed.
+    pub(crate) fn span(&self) -> Option<&tracing::Span> {
+        self.observed.as_ref().map(|observed| &observed.span)
+    }
+
+    /// When the task entered its current stage's queue, if that is observed.
+    pub(crate) fn queue_wait_start(&self) -> Option<Instant> {
+        self.observed.as_ref().map(|observed| observed.queued_at)
     }
 
     /// How long the task waited in its current stage's queue, if that is observed.
     pub(crate) fn queue_wait(&self, now: Instant) -> Option<std::time::Duration> {
-        self.queued_at.map(|at| now.saturating_duration_since(at))
+        let observed = self.observed.as_ref()?;
+        Some(now.saturating_duration_since(observed.queued_at))
     }
 
     /// The route carrying `task` again, at the same stage (a task back unrun, or from
@@ -136,7 +153,9 @@ impl<R: TaskField> Route<R> {
     /// been lost holding it yet and its queue wait starts.
     pub(crate) fn forward<U: TaskField>(mut self, output: Owned<U>) -> Envelope<U, R> {
         self.losses = 0;
-        self.queued_at = queued_now();
+        if let Some(observed) = &mut self.observed {
+            observed.queued_at = Instant::now();
+        }
         self.carry(output)
     }
 

@@ -61,6 +61,8 @@ struct Inner<In: Task, Out: Task> {
     input: QueueTx<Envelope<In, Out>>,
     /// The stages' names joined by `->`.
     name: &'static str,
+    /// The flow's request metrics (`metrics` feature).
+    metrics: crate::metrics::FlowMetrics,
     /// `process` calls made so far (the `seq` of each call's span).
     calls: std::sync::atomic::AtomicU64,
     entry_skip: Option<EntrySkip<In, Out>>,
@@ -78,9 +80,11 @@ struct Inner<In: Task, Out: Task> {
 
 impl<In: Task, Out: Task> Flow<In, Out> {
     pub(crate) fn new(parts: FlowParts<In, Out>) -> Self {
+        let name = flow_name(&parts.counters);
         let inner = Inner {
             input: parts.input,
-            name: flow_name(&parts.counters),
+            name,
+            metrics: crate::metrics::FlowMetrics::new(name),
             calls: std::sync::atomic::AtomicU64::new(0),
             entry_skip: parts.entry_skip,
             priorities: parts.priorities,
@@ -165,14 +169,20 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             seq = inner.calls.fetch_add(1, Ordering::Relaxed)
         );
         let started = cfg!(feature = "metrics").then(std::time::Instant::now);
-        let outcome = self
-            .process_in_span(task, timeout, priority, span.clone())
-            .instrument(span.clone())
-            .await;
-        let label = outcome_label(&outcome);
-        tracing::debug!(parent: &span, outcome = label, "finished");
+        let outcome = if span.is_none() {
+            self.process_in_span(task, timeout, priority, span).await
+        } else {
+            // Boxed: the instrumented call is the rare case, and would otherwise grow
+            // every call's future (and its copies) by the span and the wrapper.
+            let call = self.process_in_span(task, timeout, priority, span.clone());
+            let outcome = Box::pin(call.instrument(span.clone())).await;
+            tracing::debug!(parent: &span, outcome = outcome_label(&outcome), "finished");
+            outcome
+        };
         if let Some(started) = started {
-            crate::metrics::request(inner.name, label, started.elapsed());
+            inner
+                .metrics
+                .request(outcome_label(&outcome), started.elapsed());
         }
         outcome
     }

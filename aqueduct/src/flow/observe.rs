@@ -19,30 +19,30 @@ pub(crate) fn dispatch<R: TaskField>(
     counters: &StageCounters,
     flush: Option<Flush>,
 ) {
-    let now = Instant::now();
-    let reason = flush.map_or("retry", Flush::as_str);
-    crate::metrics::batch(stage, routes.len(), reason, counters.queued());
-    if !tracing::enabled!(tracing::Level::DEBUG) {
-        for route in routes {
-            if let Some(wait) = route.queue_wait(now) {
-                crate::metrics::queue_wait(stage, wait);
-            }
-        }
+    // Tasks are observed all or none (see `Route`): nothing to do for unobserved ones.
+    if routes.first().and_then(Route::queue_wait_start).is_none() {
         return;
     }
+    let now = Instant::now();
+    let reason = flush.map_or("retry", Flush::as_str);
+    counters
+        .metrics
+        .batch(routes.len(), reason, || counters.queued());
     let pid = counters.pid(worker);
     for route in routes {
         let wait = route.queue_wait(now).unwrap_or_default();
-        crate::metrics::queue_wait(stage, wait);
-        tracing::debug!(
-            parent: route.span(),
-            stage,
-            worker,
-            pid,
-            batch = routes.len(),
-            flush = reason,
-            queue_wait_us = wait.as_micros() as u64,
-            "dispatched"
-        );
+        counters.metrics.queue_wait(wait);
+        if let Some(span) = route.span() {
+            tracing::debug!(
+                parent: span,
+                stage,
+                worker,
+                pid,
+                batch = routes.len(),
+                flush = reason,
+                queue_wait_us = wait.as_micros() as u64,
+                "dispatched"
+            );
+        }
     }
 }

@@ -252,8 +252,7 @@ where
                 }
             }
         }
-        crate::metrics::abandoned(S::NAME, "deadline", expired);
-        crate::metrics::abandoned(S::NAME, "cancelled", cancelled);
+        self.counters.metrics.abandoned(expired, cancelled);
         self.counters.abandoned(before - admitted.len());
         admitted
     }

@@ -102,7 +102,6 @@ pub(super) async fn supervise<S: Stage>(
                 let restart = !*closing.borrow();
                 if restart {
                     shared.counters.restarted();
-                    crate::metrics::restarted(shared.stage);
                 }
                 let _ = started.exit.send(Some(Exit { signal }));
                 if !restart {
