@@ -218,6 +218,10 @@ async fn metrics_count_every_request_and_batch() {
         assert_eq!(call.await.unwrap(), Ok(id as u64 * 2));
     }
     let stats = flow.stats()[0].clone();
+    assert!(
+        stats.per_task_ns > 0,
+        "the stage's pace is in its statistics"
+    );
     let scraped = observers().metrics.render();
     let value = |line_start: &str| -> f64 {
         scraped

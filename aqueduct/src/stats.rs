@@ -25,6 +25,10 @@ pub struct StageStats {
     pub retried: u64,
     /// Tasks that skipped the stage because its condition rejected them.
     pub skipped: u64,
+    /// The stage's measured time per task, in nanoseconds, as the parent sees it (a
+    /// dispatch, handed over until answered, over its tasks; a moving average). 0 until
+    /// the first dispatch is answered.
+    pub per_task_ns: u64,
     /// Worker processes restarted after they died (crashed, were killed, or were killed
     /// by the runtime for a timeout or an invalid response). Always 0 for threads.
     pub restarts: u64,
@@ -56,6 +60,7 @@ pub(crate) struct StageCounters {
     abandoned: AtomicU64,
     retried: AtomicU64,
     skipped: AtomicU64,
+    pace_ns: AtomicU64,
     restarts: AtomicU64,
     pids: Vec<AtomicU32>,
 }
@@ -77,6 +82,7 @@ impl StageCounters {
             abandoned: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            pace_ns: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             pids: Vec::new(),
         }
@@ -121,6 +127,11 @@ impl StageCounters {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records the stage's measured time per task.
+    pub(crate) fn set_pace(&self, nanos: u64) {
+        self.pace_ns.store(nanos, Ordering::Relaxed);
+    }
+
     pub(crate) fn skipped(&self) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
     }
@@ -144,6 +155,7 @@ impl StageCounters {
             abandoned: self.abandoned.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
+            per_task_ns: self.pace_ns.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
             worker_pids: self
                 .pids

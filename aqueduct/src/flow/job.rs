@@ -49,6 +49,7 @@ where
         match self.outcome.await {
             Dispatched::Answered(results) => {
                 self.pace.record(self.worker, self.sent, self.count);
+                self.counters.set_pace(self.pace.per_task_ns());
                 self.counters.metrics.compute(self.sent);
                 let pid = self.counters.pid(self.worker);
                 deliver::<S, R, D>(results, routes, &*self.downstream, &self.counters, pid).await;
