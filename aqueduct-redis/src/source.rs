@@ -192,8 +192,9 @@ impl Counters {
     }
 }
 
-/// Asks a running [`RedisSource::run`] to stop: it reads nothing more, drains what is in
-/// flight with `Flow::stop(true)`, stores those outcomes, and returns.
+/// Asks a running [`RedisSource::run`] to stop: it reads nothing more, lets every entry
+/// it has read run to its outcome and stores it, stops the flow with `stop(true)`, and
+/// returns.
 #[derive(Debug, Clone)]
 pub struct StopHandle(Arc<watch::Sender<bool>>);
 
@@ -308,8 +309,8 @@ impl<In: Task, Out: Task> RedisSource<In, Out> {
         self.shared.counters.snapshot()
     }
 
-    /// Reads, runs and stores until stopped through a [`StopHandle`]; then drains the
-    /// flow (`stop(true)`), stores what finished, and returns the counters. Redis errors
+    /// Reads, runs and stores until stopped through a [`StopHandle`]; then runs what it
+    /// has read to its outcome, stops the flow (`stop(true)`) and returns the counters. Redis errors
     /// are counted and retried, never returned: a restarted server is reconnected to.
     pub async fn run(&mut self) -> SourceStats {
         let mut attempts: JoinSet<()> = JoinSet::new();
@@ -353,8 +354,11 @@ impl<In: Task, Out: Task> RedisSource<In, Out> {
                 }
             }
         }
-        self.flow.stop(true).await;
+        // Drain: every entry read runs to its outcome while the flow still takes tasks
+        // (an attempt not yet in the flow's queue would be turned away by a stopping
+        // flow and left pending for `claim_idle`), then the flow stops.
         while attempts.join_next().await.is_some() {}
+        self.flow.stop(true).await;
         self.stats()
     }
 
