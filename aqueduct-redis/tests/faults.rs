@@ -238,3 +238,59 @@ async fn a_redis_restart_mid_run_is_survived() {
     let stats = running.await.unwrap();
     assert!(stats.redis_errors > 0, "the restart was noticed: {stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_entries_for_one_id_run_both_but_store_one_result() {
+    let (_server, url) = common::server();
+    let prefix = common::prefix("twice");
+    let submitter = Submitter::<Job, Job>::connect(&url, &prefix, "aqueduct")
+        .await
+        .unwrap();
+    let id = submitter.submit(&job(3, 0)).await.unwrap();
+    // A producer that bypasses the submit marker (or a replayed stream) adds the same
+    // task again: both entries are read in one batch, neither has a result yet, so both
+    // run; the first outcome stored wins and the second is discarded.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys = aqueduct_redis::wire::Keys::new(&prefix);
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(keys.tasks())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut xadd = redis::cmd("XADD");
+    xadd.arg(keys.tasks()).arg("*");
+    for (k, v) in &entries.ids[0].map {
+        xadd.arg(k)
+            .arg(redis::from_redis_value::<Vec<u8>>(v).unwrap());
+    }
+    xadd.exec_async(&mut conn).await.unwrap();
+
+    let flow = aqueduct::flow!(common::work).start().await.unwrap();
+    let (stop, running) = start_source(&url, flow, quick(&prefix, "solo")).await;
+    // Both entries are read by the same XREADGROUP, so once neither is pending both
+    // have been through the commit.
+    wait_until("both entries acked", Duration::from_secs(20), || async {
+        let summary: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg(keys.tasks())
+            .arg("aqueduct")
+            .query_async(&mut conn.clone())
+            .await
+            .unwrap();
+        redis::from_redis_value::<u64>(&summary[0]).unwrap() == 0
+            && submitter.results().await.unwrap().len() == 1
+    })
+    .await;
+    stop.stop();
+    let stats = running.await.unwrap();
+    assert_eq!(
+        (stats.read, stats.ok, stats.discarded),
+        (2, 2, 1),
+        "{stats:?}"
+    );
+    let results = submitter.results().await.unwrap();
+    assert_eq!(results.len(), 1, "one visible result: {results:?}");
+    assert_eq!(results[0].id, id);
+}
