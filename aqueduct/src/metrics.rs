@@ -156,12 +156,12 @@ impl StageMetrics {
         let _ = wait;
     }
 
-    /// A dispatch handed to its worker at `sent` was answered now.
-    pub(crate) fn compute(&self, sent: tokio::time::Instant) {
+    /// A dispatch was answered `took` after it was handed to its worker.
+    pub(crate) fn compute(&self, took: Duration) {
         #[cfg(feature = "metrics")]
-        self.handles.compute.record(sent.elapsed().as_secs_f64());
+        self.handles.compute.record(took.as_secs_f64());
         #[cfg(not(feature = "metrics"))]
-        let _ = sent;
+        let _ = took;
     }
 
     /// Tasks dropped before dispatch: past their deadline, or their caller gone.

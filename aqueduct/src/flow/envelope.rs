@@ -34,18 +34,12 @@ pub(crate) struct Route<R: TaskField> {
     losses: u32,
     /// The task's priority: the lane it takes in every stage's queue.
     priority: usize,
-    /// What observers need about the task, only when something observes it (a
-    /// subscriber for debug events, or the `metrics` feature): boxed, so an unobserved
-    /// task carries one word, not a span and a clock reading.
-    observed: Option<Box<Observed>>,
-}
-
-/// A task's span and when it entered its current stage's queue.
-#[derive(Debug)]
-struct Observed {
-    /// The span of the `process` call, the parent of the events about the task.
-    span: tracing::Span,
-    queued_at: Instant,
+    /// The span of the `process` call, the parent of the events about the task; only
+    /// when a subscriber wants them (boxed: an unobserved task carries one word).
+    span: Option<Box<tracing::Span>>,
+    /// When the task entered its current stage's queue; only when something reads it
+    /// (a span, or the `metrics` feature).
+    queued_at: Option<Instant>,
 }
 
 /// Why a task is not admitted to a handler.
@@ -73,12 +67,8 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
                 timeout,
                 losses: 0,
                 priority,
-                observed: observing(&span).then(|| {
-                    Box::new(Observed {
-                        span,
-                        queued_at: Instant::now(),
-                    })
-                }),
+                queued_at: (cfg!(feature = "metrics") || !span.is_none()).then(Instant::now),
+                span: (!span.is_none()).then(|| Box::new(span)),
             },
         }
     }
@@ -116,11 +106,6 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
     }
 }
 
-/// Whether anything will read a task's span or queue waits.
-fn observing(span: &tracing::Span) -> bool {
-    cfg!(feature = "metrics") || !span.is_none()
-}
-
 impl<R: TaskField> Route<R> {
     /// The task's priority.
     pub(crate) fn priority(&self) -> usize {
@@ -129,18 +114,17 @@ impl<R: TaskField> Route<R> {
 
     /// The span of the task's `process` call, if it is observed.
     pub(crate) fn span(&self) -> Option<&tracing::Span> {
-        self.observed.as_ref().map(|observed| &observed.span)
+        self.span.as_deref()
     }
 
     /// When the task entered its current stage's queue, if that is observed.
     pub(crate) fn queue_wait_start(&self) -> Option<Instant> {
-        self.observed.as_ref().map(|observed| observed.queued_at)
+        self.queued_at
     }
 
     /// How long the task waited in its current stage's queue, if that is observed.
     pub(crate) fn queue_wait(&self, now: Instant) -> Option<std::time::Duration> {
-        let observed = self.observed.as_ref()?;
-        Some(now.saturating_duration_since(observed.queued_at))
+        Some(now.saturating_duration_since(self.queued_at?))
     }
 
     /// The route carrying `task` again, at the same stage (a task back unrun, or from
@@ -150,11 +134,16 @@ impl<R: TaskField> Route<R> {
     }
 
     /// The route carrying a stage's `output` to the next stage, where no worker has
-    /// been lost holding it yet and its queue wait starts.
-    pub(crate) fn forward<U: TaskField>(mut self, output: Owned<U>) -> Envelope<U, R> {
+    /// been lost holding it yet and its queue wait starts at `now` (one clock reading
+    /// for a whole answered batch).
+    pub(crate) fn forward<U: TaskField>(
+        mut self,
+        output: Owned<U>,
+        now: Instant,
+    ) -> Envelope<U, R> {
         self.losses = 0;
-        if let Some(observed) = &mut self.observed {
-            observed.queued_at = Instant::now();
+        if self.queued_at.is_some() {
+            self.queued_at = Some(now);
         }
         self.carry(output)
     }

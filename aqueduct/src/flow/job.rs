@@ -48,11 +48,21 @@ where
         let routes = self.routes;
         match self.outcome.await {
             Dispatched::Answered(results) => {
-                self.pace.record(self.worker, self.sent, self.count);
+                let answered = Instant::now();
+                self.pace
+                    .record(self.worker, self.sent, answered, self.count);
                 self.counters.set_pace(self.pace.per_task_ns());
-                self.counters.metrics.compute(self.sent);
+                self.counters.metrics.compute(answered - self.sent);
                 let pid = self.counters.pid(self.worker);
-                deliver::<S, R, D>(results, routes, &*self.downstream, &self.counters, pid).await;
+                deliver::<S, R, D>(
+                    results,
+                    routes,
+                    &*self.downstream,
+                    &self.counters,
+                    pid,
+                    answered,
+                )
+                .await;
             }
             Dispatched::Unrun(tasks) => {
                 // Nothing ran: the whole batch goes again, as it was.
@@ -89,11 +99,12 @@ async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     downstream: &D,
     counters: &StageCounters,
     pid: u32,
+    answered: Instant,
 ) {
     let mut reported: Option<String> = None;
     for (route, result) in routes.into_iter().zip(results) {
         match result {
-            Ok(output) => downstream.push(route.forward(output)).await,
+            Ok(output) => downstream.push(route.forward(output, answered)).await,
             Err(message) => {
                 counters.failed();
                 // A failure of a whole handler call repeats its message for each task of

@@ -31,10 +31,10 @@ impl Pace {
         self.per_task_ns.load(Ordering::Relaxed)
     }
 
-    /// Folds in a dispatch of `tasks` sent to `worker` at `sent` that has just come back,
-    /// weighting the newest measurement by 1/4.
-    pub(crate) fn record(&self, worker: usize, sent: Instant, tasks: u64) {
-        let now = self.nanos(Instant::now());
+    /// Folds in a dispatch of `tasks` sent to `worker` at `sent` that came back at
+    /// `answered`, weighting the newest measurement by 1/4.
+    pub(crate) fn record(&self, worker: usize, sent: Instant, answered: Instant, tasks: u64) {
+        let now = self.nanos(answered);
         let Some(free_at) = self.free_at.get(worker) else {
             return;
         };
@@ -67,12 +67,12 @@ mod tests {
         let first_sent = Instant::now();
         let second_sent = Instant::now();
         tokio::time::advance(Duration::from_micros(400)).await;
-        pace.record(0, first_sent, 4);
+        pace.record(0, first_sent, Instant::now(), 4);
         assert_eq!(pace.per_task_ns(), 100_000);
         // Sent at the same time as the first, but it only started when the first came
         // back: 400 us for 4 tasks again, not 800.
         tokio::time::advance(Duration::from_micros(400)).await;
-        pace.record(0, second_sent, 4);
+        pace.record(0, second_sent, Instant::now(), 4);
         assert_eq!(pace.per_task_ns(), 100_000);
     }
 
@@ -81,11 +81,11 @@ mod tests {
         let pace = Pace::new(2);
         let sent = Instant::now();
         tokio::time::advance(Duration::from_micros(100)).await;
-        pace.record(1, sent, 1);
+        pace.record(1, sent, Instant::now(), 1);
         tokio::time::advance(Duration::from_millis(5)).await;
         let sent = Instant::now();
         tokio::time::advance(Duration::from_micros(300)).await;
-        pace.record(1, sent, 1);
+        pace.record(1, sent, Instant::now(), 1);
         assert_eq!(pace.per_task_ns(), (100_000 * 3 + 300_000) / 4);
     }
 }
