@@ -259,4 +259,12 @@ async fn metrics_count_every_request_and_batch() {
         stats.batches as f64
     );
     assert!(scraped.contains(r#"aqueduct_stage_batch_size_bucket{stage="counted",le="0.00005"}"#));
+    assert_eq!(
+        value(r#"aqueduct_stage_workers{stage="counted",state="up"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"aqueduct_stage_workers{stage="counted",state="down"}"#),
+        0.0
+    );
 }

@@ -19,6 +19,7 @@
 //! | `aqueduct_stage_compute_duration_seconds` | histogram | stage | a dispatch, handed to the worker to answered (as the parent sees it) |
 //! | `aqueduct_stage_abandoned_total` | counter | stage, reason | tasks dropped before dispatch: deadline, cancelled |
 //! | `aqueduct_worker_restarts_total` | counter | stage | worker processes restarted |
+//! | `aqueduct_stage_workers` | gauge | stage, state | workers `up`, and `down` (starting or restarting) |
 
 use std::time::Duration;
 
@@ -105,6 +106,8 @@ struct StageHandles {
     deadline: metrics::Counter,
     cancelled: metrics::Counter,
     restarts: metrics::Counter,
+    up: metrics::Gauge,
+    down: metrics::Gauge,
 }
 
 impl StageMetrics {
@@ -122,6 +125,8 @@ impl StageMetrics {
                 deadline: metrics::counter!("aqueduct_stage_abandoned_total", "stage" => stage, "reason" => "deadline"),
                 cancelled: metrics::counter!("aqueduct_stage_abandoned_total", "stage" => stage, "reason" => "cancelled"),
                 restarts: metrics::counter!("aqueduct_worker_restarts_total", "stage" => stage),
+                up: metrics::gauge!("aqueduct_stage_workers", "stage" => stage, "state" => "up"),
+                down: metrics::gauge!("aqueduct_stage_workers", "stage" => stage, "state" => "down"),
             };
             Self { handles }
         }
@@ -177,6 +182,17 @@ impl StageMetrics {
         }
         #[cfg(not(feature = "metrics"))]
         let _ = (deadline, cancelled);
+    }
+
+    /// `up` workers serve, `down` are starting or restarting.
+    pub(crate) fn workers(&self, up: usize, down: usize) {
+        #[cfg(feature = "metrics")]
+        {
+            self.handles.up.set(up as f64);
+            self.handles.down.set(down as f64);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (up, down);
     }
 
     /// A worker process was restarted.

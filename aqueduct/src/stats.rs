@@ -71,9 +71,12 @@ impl StageCounters {
         workers: usize,
         queued: impl Fn() -> usize + Send + Sync + 'static,
     ) -> Self {
+        let metrics = crate::metrics::StageMetrics::new(name);
+        // Worker threads are up for the stage's life (`with_processes` says otherwise).
+        metrics.workers(workers, 0);
         Self {
             name,
-            metrics: crate::metrics::StageMetrics::new(name),
+            metrics,
             workers,
             queued: Box::new(queued),
             batches: AtomicU64::new(0),
@@ -91,6 +94,8 @@ impl StageCounters {
     /// Counters for a stage whose workers are processes (their pids are reported).
     pub(crate) fn with_processes(mut self) -> Self {
         self.pids = (0..self.workers).map(|_| AtomicU32::new(0)).collect();
+        // Worker processes are down until each has started.
+        self.metrics.workers(0, self.workers);
         self
     }
 
@@ -114,6 +119,12 @@ impl StageCounters {
     pub(crate) fn set_pid(&self, worker: usize, pid: u32) {
         if let Some(slot) = self.pids.get(worker) {
             slot.store(pid, Ordering::Relaxed);
+            let up = self
+                .pids
+                .iter()
+                .filter(|pid| pid.load(Ordering::Relaxed) != 0)
+                .count();
+            self.metrics.workers(up, self.workers - up);
         }
     }
 
