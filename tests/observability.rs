@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::field::{Field, Visit};
@@ -37,22 +37,26 @@ struct Seen {
 }
 
 #[derive(Default)]
-struct Collect {
+struct Collected {
     next: AtomicU64,
     spans: Mutex<HashMap<u64, (String, Fields)>>,
     events: Mutex<Vec<Seen>>,
 }
+
+/// The subscriber: installed globally, sharing what it collects with the tests.
+#[derive(Clone, Default)]
+struct Collect(Arc<Collected>);
 
 impl Subscriber for Collect {
     fn enabled(&self, _: &Metadata<'_>) -> bool {
         true
     }
     fn new_span(&self, attributes: &Attributes<'_>) -> Id {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.0.next.fetch_add(1, Ordering::Relaxed) + 1;
         let mut fields = Fields::default();
         attributes.record(&mut fields);
         let name = attributes.metadata().name().to_string();
-        self.spans.lock().unwrap().insert(id, (name, fields));
+        self.0.spans.lock().unwrap().insert(id, (name, fields));
         Id::from_u64(id)
     }
     fn record(&self, _: &Id, _: &Record<'_>) {}
@@ -61,7 +65,7 @@ impl Subscriber for Collect {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let span = event.parent().map(Id::into_u64);
-        self.events.lock().unwrap().push(Seen {
+        self.0.events.lock().unwrap().push(Seen {
             level: *event.metadata().level(),
             span,
             fields,
@@ -72,15 +76,15 @@ impl Subscriber for Collect {
 }
 
 struct Observers {
-    subscriber: &'static Collect,
+    subscriber: Collect,
     metrics: PrometheusHandle,
 }
 
 fn observers() -> &'static Observers {
     static OBSERVERS: OnceLock<Observers> = OnceLock::new();
     OBSERVERS.get_or_init(|| {
-        let subscriber: &'static Collect = Box::leak(Box::default());
-        tracing::subscriber::set_global_default(Dispatch(subscriber)).unwrap();
+        let subscriber = Collect::default();
+        tracing::subscriber::set_global_default(subscriber.clone()).unwrap();
         let metrics = PrometheusBuilder::new()
             .set_buckets(aqueduct::metrics::BUCKETS)
             .unwrap()
@@ -93,36 +97,10 @@ fn observers() -> &'static Observers {
     })
 }
 
-/// A `Subscriber` over the leaked collector, so tests can read it.
-struct Dispatch(&'static Collect);
-
-impl Subscriber for Dispatch {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.0.enabled(metadata)
-    }
-    fn new_span(&self, attributes: &Attributes<'_>) -> Id {
-        self.0.new_span(attributes)
-    }
-    fn record(&self, id: &Id, record: &Record<'_>) {
-        self.0.record(id, record)
-    }
-    fn record_follows_from(&self, id: &Id, follows: &Id) {
-        self.0.record_follows_from(id, follows)
-    }
-    fn event(&self, event: &Event<'_>) {
-        self.0.event(event)
-    }
-    fn enter(&self, id: &Id) {
-        self.0.enter(id)
-    }
-    fn exit(&self, id: &Id) {
-        self.0.exit(id)
-    }
-}
-
 fn events_where(field: &str, value: &str) -> Vec<Seen> {
-    let collect = observers().subscriber;
-    collect
+    observers()
+        .subscriber
+        .0
         .events
         .lock()
         .unwrap()
@@ -147,7 +125,7 @@ async fn each_call_has_a_span_with_the_runners_events_under_it() {
     observers();
     let flow = aqueduct::flow!(traced).start().await.unwrap();
     flow.process(Job { id: 1 }).await.unwrap();
-    let spans = observers().subscriber.spans.lock().unwrap().clone();
+    let spans = observers().subscriber.0.spans.lock().unwrap().clone();
     let (span, _) = spans
         .iter()
         .find(|(_, (name, fields))| {

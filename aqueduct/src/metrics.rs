@@ -23,6 +23,8 @@
 
 use std::time::Duration;
 
+use crate::Error;
+
 /// Histogram bucket bounds for the timings, in seconds: 50 us to 5 s.
 pub const BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -32,8 +34,7 @@ pub const BUCKETS: &[f64] = &[
 /// Why a batch was flushed, in the order of the `reason` labels.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 const FLUSH_REASONS: [&str; 5] = ["full", "timeout", "immediate", "drain", "retry"];
-/// The `outcome` labels of `aqueduct_requests_total`.
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+/// The `outcome` labels of `aqueduct_requests_total` (and of the `finished` event).
 const OUTCOMES: [&str; 9] = [
     "success",
     "timeout",
@@ -45,6 +46,26 @@ const OUTCOMES: [&str; 9] = [
     "stopped",
     "other",
 ];
+
+/// The index in [`OUTCOMES`] of a `process` call's result.
+fn outcome_index<T>(outcome: &Result<T, Error>) -> usize {
+    match outcome {
+        Ok(_) => 0,
+        Err(Error::Timeout { .. }) => 1,
+        Err(Error::Overloaded { .. }) => 2,
+        Err(Error::Cancelled) => 3,
+        Err(Error::Handler { .. }) => 4,
+        Err(Error::WorkerCrashed { .. }) => 5,
+        Err(Error::WorkerProtocol { .. }) => 6,
+        Err(Error::Stopped | Error::NotRunning) => 7,
+        Err(_) => 8,
+    }
+}
+
+/// The `outcome` label of a `process` call's result.
+pub(crate) fn outcome_label<T>(outcome: &Result<T, Error>) -> &'static str {
+    OUTCOMES[outcome_index(outcome)]
+}
 
 /// A flow's metric handles, registered once at start: recording is then an atomic
 /// operation, not a lookup by name. Metrics go to the recorder installed when the flow
@@ -74,15 +95,11 @@ impl FlowMetrics {
         }
     }
 
-    /// A `process` call ended with `outcome` (one of [`OUTCOMES`]) after `took`.
-    pub(crate) fn request(&self, outcome: &'static str, took: Duration) {
+    /// A `process` call ended with `outcome` after `took`.
+    pub(crate) fn request<T>(&self, outcome: &Result<T, Error>, took: Duration) {
         #[cfg(feature = "metrics")]
         {
-            let index = OUTCOMES
-                .iter()
-                .position(|o| *o == outcome)
-                .unwrap_or(OUTCOMES.len() - 1);
-            self.requests[index].increment(1);
+            self.requests[outcome_index(outcome)].increment(1);
             self.duration.record(took.as_secs_f64());
         }
         #[cfg(not(feature = "metrics"))]

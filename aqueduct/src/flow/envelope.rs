@@ -117,9 +117,9 @@ impl<R: TaskField> Route<R> {
         self.span.as_deref()
     }
 
-    /// When the task entered its current stage's queue, if that is observed.
-    pub(crate) fn queue_wait_start(&self) -> Option<Instant> {
-        self.queued_at
+    /// Whether anything observes the task (its span or queue waits are kept).
+    pub(crate) fn is_observed(&self) -> bool {
+        self.queued_at.is_some()
     }
 
     /// How long the task waited in its current stage's queue, if that is observed.

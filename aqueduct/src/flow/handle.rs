@@ -176,13 +176,11 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             // every call's future (and its copies) by the span and the wrapper.
             let call = self.process_in_span(task, timeout, priority, span.clone());
             let outcome = Box::pin(call.instrument(span.clone())).await;
-            tracing::debug!(parent: &span, outcome = outcome_label(&outcome), "finished");
+            tracing::debug!(parent: &span, outcome = crate::metrics::outcome_label(&outcome), "finished");
             outcome
         };
         if let Some(started) = started {
-            inner
-                .metrics
-                .request(outcome_label(&outcome), started.elapsed());
+            inner.metrics.request(&outcome, started.elapsed());
         }
         outcome
     }
@@ -383,21 +381,6 @@ fn flow_name(counters: &[Arc<StageCounters>]) -> &'static str {
     let name: &'static str = Box::leak(name.into_boxed_str());
     names.push(name);
     name
-}
-
-/// The `outcome` label of a `process` call's result.
-fn outcome_label<T>(outcome: &Result<T, Error>) -> &'static str {
-    match outcome {
-        Ok(_) => "success",
-        Err(Error::Timeout { .. }) => "timeout",
-        Err(Error::Overloaded { .. }) => "overloaded",
-        Err(Error::Cancelled) => "cancelled",
-        Err(Error::Handler { .. }) => "handler_error",
-        Err(Error::WorkerCrashed { .. }) => "worker_crashed",
-        Err(Error::WorkerProtocol { .. }) => "protocol",
-        Err(Error::Stopped | Error::NotRunning) => "stopped",
-        Err(_) => "other",
-    }
 }
 
 /// A `process` call being set up: [`Flow::submit`]. Await it to run the task.

@@ -9,20 +9,20 @@ use super::envelope::Route;
 use crate::stats::StageCounters;
 use crate::task::TaskField;
 
-/// A batch is handed to worker `worker` of `stage`: per task, a `dispatched` event with
-/// how long it waited in the stage's queue, the batch's size and why it was flushed
-/// (`retry` for a batch sent again).
+/// A batch is handed to worker `worker` of the stage `counters` count: per task, a
+/// `dispatched` event with how long it waited in the stage's queue, the batch's size and
+/// why it was flushed (`retry` for a batch sent again).
 pub(crate) fn dispatch<R: TaskField>(
-    stage: &'static str,
     routes: &[Route<R>],
     worker: usize,
     counters: &StageCounters,
     flush: Option<Flush>,
 ) {
     // Tasks are observed all or none (see `Route`): nothing to do for unobserved ones.
-    if routes.first().and_then(Route::queue_wait_start).is_none() {
+    if !routes.first().is_some_and(Route::is_observed) {
         return;
     }
+    let stage = counters.name;
     let now = Instant::now();
     let reason = flush.map_or("retry", Flush::as_str);
     counters

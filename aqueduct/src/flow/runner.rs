@@ -133,7 +133,7 @@ where
                 continue;
             }
             let (tasks, routes): (Vec<_>, Vec<_>) = batch.into_iter().map(Envelope::split).unzip();
-            observe::dispatch(S::NAME, &routes, seat.worker, &self.counters, flush);
+            observe::dispatch(&routes, seat.worker, &self.counters, flush);
             self.counters
                 .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
             let quiet = self.is_quiet();
