@@ -6,9 +6,11 @@
 //! One test binary, one global subscriber and one global recorder; the tests use stages
 //! of their own and look only at what those stages produced.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::field::{Field, Visit};
@@ -36,11 +38,30 @@ struct Seen {
     fields: Fields,
 }
 
+/// A span: its name, fields and parent (explicit, or the span current where it began).
+#[derive(Debug, Clone)]
+struct SpanSeen {
+    name: String,
+    fields: Fields,
+    parent: Option<u64>,
+}
+
 #[derive(Default)]
 struct Collected {
     next: AtomicU64,
-    spans: Mutex<HashMap<u64, (String, Fields)>>,
+    spans: Mutex<HashMap<u64, SpanSeen>>,
     events: Mutex<Vec<Seen>>,
+    /// Notified at every event, for tests that wait for one from another thread.
+    arrived: Condvar,
+}
+
+thread_local! {
+    /// The spans this thread entered, innermost last.
+    static ENTERED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+fn current_span() -> Option<u64> {
+    ENTERED.with(|entered| entered.borrow().last().copied())
 }
 
 /// The subscriber: installed globally, sharing what it collects with the tests.
@@ -56,7 +77,17 @@ impl Subscriber for Collect {
         let mut fields = Fields::default();
         attributes.record(&mut fields);
         let name = attributes.metadata().name().to_string();
-        self.0.spans.lock().unwrap().insert(id, (name, fields));
+        let parent = match attributes.parent() {
+            Some(parent) => Some(parent.into_u64()),
+            None if attributes.is_contextual() => current_span(),
+            None => None,
+        };
+        let seen = SpanSeen {
+            name,
+            fields,
+            parent,
+        };
+        self.0.spans.lock().unwrap().insert(id, seen);
         Id::from_u64(id)
     }
     fn record(&self, _: &Id, _: &Record<'_>) {}
@@ -64,15 +95,24 @@ impl Subscriber for Collect {
     fn event(&self, event: &Event<'_>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let span = event.parent().map(Id::into_u64);
+        let span = match event.parent() {
+            Some(parent) => Some(parent.into_u64()),
+            None if event.is_contextual() => current_span(),
+            None => None,
+        };
         self.0.events.lock().unwrap().push(Seen {
             level: *event.metadata().level(),
             span,
             fields,
         });
+        self.0.arrived.notify_all();
     }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
+    fn enter(&self, id: &Id) {
+        ENTERED.with(|entered| entered.borrow_mut().push(id.into_u64()));
+    }
+    fn exit(&self, _: &Id) {
+        ENTERED.with(|entered| entered.borrow_mut().pop());
+    }
 }
 
 struct Observers {
@@ -95,6 +135,45 @@ fn observers() -> &'static Observers {
             metrics,
         }
     })
+}
+
+/// Waits (on a blocking thread) until an event's message contains `text`, and returns
+/// it. (A worker process's event arrives as a message with its fields written out.)
+async fn wait_for_event(text: String) -> Seen {
+    tokio::task::spawn_blocking(move || {
+        let collected = &observers().subscriber.0;
+        let events = collected.events.lock().unwrap();
+        let matches = |seen: &Seen| {
+            seen.fields
+                .0
+                .get("message")
+                .is_some_and(|m| m.contains(&text))
+        };
+        let (events, _) = collected
+            .arrived
+            .wait_timeout_while(events, Duration::from_secs(30), |events| {
+                !events.iter().any(matches)
+            })
+            .unwrap();
+        events
+            .iter()
+            .find(|seen| matches(seen))
+            .cloned()
+            .unwrap_or_else(|| panic!("no event saying `{text}`"))
+    })
+    .await
+    .unwrap()
+}
+
+/// The span `id` and its ancestors, innermost first.
+fn ancestry(mut id: Option<u64>) -> Vec<SpanSeen> {
+    let spans = observers().subscriber.0.spans.lock().unwrap();
+    let mut chain = Vec::new();
+    while let Some(span) = id.and_then(|id| spans.get(&id)) {
+        chain.push(span.clone());
+        id = span.parent;
+    }
+    chain
 }
 
 fn events_where(field: &str, value: &str) -> Vec<Seen> {
@@ -128,8 +207,9 @@ async fn each_call_has_a_span_with_the_runners_events_under_it() {
     let spans = observers().subscriber.0.spans.lock().unwrap().clone();
     let (span, _) = spans
         .iter()
-        .find(|(_, (name, fields))| {
-            name == "process" && fields.0.get("flow").map(String::as_str) == Some("traced")
+        .find(|(_, seen)| {
+            seen.name == "process"
+                && seen.fields.0.get("flow").map(String::as_str) == Some("traced")
         })
         .expect("a process span for the flow");
     let dispatched = events_where("stage", "traced")
@@ -245,4 +325,112 @@ async fn metrics_count_every_request_and_batch() {
         value(r#"aqueduct_stage_workers{stage="counted",state="down"}"#),
         0.0
     );
+    // Each dispatch's round trip, split into the handler's time (measured in the
+    // worker) and the rest; the statistics hold the same sums.
+    let dispatches = value(r#"aqueduct_stage_transfer_duration_seconds_count{stage="counted"}"#);
+    assert!(dispatches >= 1.0 && dispatches <= stats.batches as f64);
+    assert!(stats.compute_ns > 0 && stats.transfer_ns > 0, "{stats:?}");
+    let close = |seconds: f64, nanos: u64| (seconds - nanos as f64 / 1e9).abs() < 1e-6;
+    assert!(close(
+        value(r#"aqueduct_stage_transfer_duration_seconds_sum{stage="counted"}"#),
+        stats.transfer_ns
+    ));
+    assert!(close(
+        value(r#"aqueduct_stage_compute_duration_seconds_sum{stage="counted"}"#),
+        stats.compute_ns
+    ));
+    // Sampled when the flow started.
+    assert!(value(r#"aqueduct_worker_rss_bytes{stage="counted",worker="0"}"#) > 1e6);
+    assert!(value(r#"aqueduct_arena_bytes{state="free"}"#) > 0.0);
+}
+
+#[aqueduct::handler]
+fn chatty(job: &mut Job) {
+    tracing::info!(chatty_job = job.id, "handled in a worker process");
+    job.id += 1;
+}
+
+#[aqueduct::handler(isolation = "thread")]
+fn chatty_thread(job: &mut Job) {
+    tracing::info!("handled in a worker thread: chatty_thread_job={}", job.id);
+    job.id += 1;
+}
+
+/// Checks that `event` belongs to a batch span of `stage` under the `process` span of a
+/// call to the flow `flow`.
+fn assert_under_the_callers_span(event: &Seen, stage: &str, flow: &str) {
+    let chain = ancestry(event.span);
+    let names: Vec<&str> = chain.iter().map(|span| span.name.as_str()).collect();
+    assert_eq!(names, ["aqueduct.batch", "process"], "{chain:?}");
+    assert_eq!(chain[0].fields.0["stage"], stage);
+    assert_eq!(chain[0].fields.0["size"], "1");
+    assert_eq!(chain[1].fields.0["flow"], flow);
+    assert!(chain[1].fields.0.contains_key("seq"));
+}
+
+#[tokio::test]
+async fn a_handler_event_in_a_worker_process_carries_the_callers_span() {
+    observers();
+    let flow = aqueduct::flow!(chatty).start().await.unwrap();
+    let pid = flow.stats()[0].worker_pids[0];
+    assert_eq!(flow.process(Job { id: 4101 }).await.unwrap().id, 4102);
+    let event = wait_for_event("chatty_job=4101".into()).await;
+    assert_eq!(
+        event.fields.0["pid"],
+        pid.to_string(),
+        "forwarded from the worker"
+    );
+    assert_under_the_callers_span(&event, "chatty", "chatty");
+    // A second call gets a span of its own.
+    flow.process(Job { id: 4201 }).await.unwrap();
+    let second = wait_for_event("chatty_job=4201".into()).await;
+    assert_under_the_callers_span(&second, "chatty", "chatty");
+    assert_ne!(
+        ancestry(second.span)[1].fields.0["seq"],
+        ancestry(event.span)[1].fields.0["seq"]
+    );
+}
+
+#[tokio::test]
+async fn a_handler_event_in_a_worker_thread_carries_the_callers_span() {
+    observers();
+    let flow = aqueduct::flow!(chatty_thread).start().await.unwrap();
+    flow.process(Job { id: 4301 }).await.unwrap();
+    let event = wait_for_event("chatty_thread_job=4301".into()).await;
+    assert_under_the_callers_span(&event, "chatty_thread", "chatty_thread");
+}
+
+#[aqueduct::handler(exec_timeout_ms = 300)]
+fn fragile(job: &mut Job) {
+    match job.id {
+        1 => std::process::abort(),
+        2 => std::thread::sleep(Duration::from_secs(30)),
+        _ => job.id += 1,
+    }
+}
+
+#[tokio::test]
+async fn restarts_are_counted_by_cause() {
+    observers();
+    let flow = aqueduct::flow!(fragile).start().await.unwrap();
+    assert!(matches!(
+        flow.process(Job { id: 1 }).await,
+        Err(aqueduct::Error::WorkerCrashed { .. })
+    ));
+    assert!(matches!(
+        flow.process(Job { id: 2 }).await,
+        Err(aqueduct::Error::WorkerCrashed { .. })
+    ));
+    let scraped = observers().metrics.render();
+    // Each task killed its worker twice: in its batch, then when it was run again alone.
+    for (cause, count) in [("crashed", "2"), ("timeout", "2"), ("protocol", "0")] {
+        let line =
+            format!(r#"aqueduct_worker_restarts_total{{stage="fragile",cause="{cause}"}} {count}"#);
+        let restarts: Vec<&str> = scraped.lines().filter(|l| l.contains("restarts")).collect();
+        assert!(
+            restarts.contains(&line.as_str()),
+            "no `{line}` in {restarts:#?}"
+        );
+    }
+    assert_eq!(flow.stats()[0].restarts, 4);
 }

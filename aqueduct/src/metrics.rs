@@ -16,10 +16,13 @@
 //! | `aqueduct_stage_queue_duration_seconds` | histogram | stage | a task's wait in the stage's queue |
 //! | `aqueduct_stage_batch_size` | histogram | stage | tasks per dispatch |
 //! | `aqueduct_stage_batch_flush_total` | counter | stage, reason | dispatches by why the batch was flushed: full, timeout, immediate, drain, retry |
-//! | `aqueduct_stage_compute_duration_seconds` | histogram | stage | a dispatch, handed to the worker to answered (as the parent sees it) |
+//! | `aqueduct_stage_compute_duration_seconds` | histogram | stage | a handler call, measured in the worker (a dispatch of several calls records their mean once per call) |
+//! | `aqueduct_stage_transfer_duration_seconds` | histogram | stage | a dispatch's round trip less its handler time: copies, checks and wake-ups between the parent and the worker |
 //! | `aqueduct_stage_abandoned_total` | counter | stage, reason | tasks dropped before dispatch: deadline, cancelled |
-//! | `aqueduct_worker_restarts_total` | counter | stage | worker processes restarted |
+//! | `aqueduct_worker_restarts_total` | counter | stage, cause | worker processes restarted: crashed (died on its own), timeout (killed past `exec_timeout_ms`), unresponsive (stopped taking requests), protocol (answered with invalid data) |
 //! | `aqueduct_stage_workers` | gauge | stage, state | workers `up`, and `down` (starting or restarting) |
+//! | `aqueduct_worker_rss_bytes` | gauge | stage, worker | resident memory of each worker process (sampled every second; 0 while it restarts) |
+//! | `aqueduct_arena_bytes` | gauge | state | the shared-memory arena: `used` by live blocks, `free` (sampled every second) |
 
 use std::time::Duration;
 
@@ -34,6 +37,14 @@ pub const BUCKETS: &[f64] = &[
 /// Why a batch was flushed, in the order of the `reason` labels.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 const FLUSH_REASONS: [&str; 5] = ["full", "timeout", "immediate", "drain", "retry"];
+/// Why a worker process was restarted, in the order of the `cause` labels.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) const RESTART_CAUSES: [&str; 4] = ["crashed", "timeout", "unresponsive", "protocol"];
+
+/// How often a flow samples its workers' memory and the arena.
+#[cfg(feature = "metrics")]
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
 /// The `outcome` labels of `aqueduct_requests_total` (and of the `finished` event).
 const OUTCOMES: [&str; 9] = [
     "success",
@@ -120,11 +131,14 @@ struct StageHandles {
     depth: metrics::Gauge,
     queue_wait: metrics::Histogram,
     compute: metrics::Histogram,
+    transfer: metrics::Histogram,
     deadline: metrics::Counter,
     cancelled: metrics::Counter,
-    restarts: metrics::Counter,
+    restarts: [metrics::Counter; RESTART_CAUSES.len()],
     up: metrics::Gauge,
     down: metrics::Gauge,
+    /// Per worker process (empty for thread workers).
+    rss: Vec<metrics::Gauge>,
 }
 
 impl StageMetrics {
@@ -139,11 +153,15 @@ impl StageMetrics {
                 depth: metrics::gauge!("aqueduct_stage_queue_depth", "stage" => stage),
                 queue_wait: metrics::histogram!("aqueduct_stage_queue_duration_seconds", "stage" => stage),
                 compute: metrics::histogram!("aqueduct_stage_compute_duration_seconds", "stage" => stage),
+                transfer: metrics::histogram!("aqueduct_stage_transfer_duration_seconds", "stage" => stage),
                 deadline: metrics::counter!("aqueduct_stage_abandoned_total", "stage" => stage, "reason" => "deadline"),
                 cancelled: metrics::counter!("aqueduct_stage_abandoned_total", "stage" => stage, "reason" => "cancelled"),
-                restarts: metrics::counter!("aqueduct_worker_restarts_total", "stage" => stage),
+                restarts: RESTART_CAUSES.map(|cause| {
+                    metrics::counter!("aqueduct_worker_restarts_total", "stage" => stage, "cause" => cause)
+                }),
                 up: metrics::gauge!("aqueduct_stage_workers", "stage" => stage, "state" => "up"),
                 down: metrics::gauge!("aqueduct_stage_workers", "stage" => stage, "state" => "down"),
+                rss: Vec::new(),
             };
             Self { handles }
         }
@@ -178,12 +196,40 @@ impl StageMetrics {
         let _ = wait;
     }
 
-    /// A dispatch was answered `took` after it was handed to its worker.
-    pub(crate) fn compute(&self, took: Duration) {
+    /// Registers the memory gauges of a stage's `workers` worker processes.
+    pub(crate) fn track_worker_processes(&mut self, stage: &'static str, workers: usize) {
         #[cfg(feature = "metrics")]
-        self.handles.compute.record(took.as_secs_f64());
+        {
+            self.handles.rss = (0..workers)
+                .map(|worker| {
+                    metrics::gauge!("aqueduct_worker_rss_bytes", "stage" => stage, "worker" => worker.to_string())
+                })
+                .collect();
+        }
         #[cfg(not(feature = "metrics"))]
-        let _ = took;
+        let _ = (stage, workers);
+    }
+
+    /// A dispatch of `calls` handler calls was answered: the handler ran `compute` in
+    /// all, and the rest of the round trip, `transfer`, went to moving the batch.
+    pub(crate) fn answered(&self, calls: usize, compute: Duration, transfer: Duration) {
+        #[cfg(feature = "metrics")]
+        {
+            let calls = calls.max(1);
+            let per_call = compute.as_secs_f64() / calls as f64;
+            self.handles.compute.record_many(per_call, calls);
+            self.handles.transfer.record(transfer.as_secs_f64());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (calls, compute, transfer);
+    }
+
+    /// Worker process `worker` holds `bytes` of resident memory.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn worker_rss(&self, worker: usize, bytes: u64) {
+        if let Some(gauge) = self.handles.rss.get(worker) {
+            gauge.set(bytes as f64);
+        }
     }
 
     /// Tasks dropped before dispatch: past their deadline, or their caller gone.
@@ -212,9 +258,20 @@ impl StageMetrics {
         let _ = (up, down);
     }
 
-    /// A worker process was restarted.
-    pub(crate) fn restarted(&self) {
+    /// A worker process was restarted for `cause` (one of [`RESTART_CAUSES`]).
+    pub(crate) fn restarted(&self, cause: &'static str) {
         #[cfg(feature = "metrics")]
-        self.handles.restarts.increment(1);
+        if let Some(index) = RESTART_CAUSES.iter().position(|c| *c == cause) {
+            self.handles.restarts[index].increment(1);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = cause;
     }
+}
+
+/// The arena's bytes `used` by live blocks and `free`.
+#[cfg(feature = "metrics")]
+pub(crate) fn arena(used: usize, free: usize) {
+    metrics::gauge!("aqueduct_arena_bytes", "state" => "used").set(used as f64);
+    metrics::gauge!("aqueduct_arena_bytes", "state" => "free").set(free as f64);
 }

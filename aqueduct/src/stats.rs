@@ -2,6 +2,7 @@
 //! for metrics exporters: plain atomics, no dependency.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A snapshot of one stage's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,13 @@ pub struct StageStats {
     /// dispatch, handed over until answered, over its tasks; a moving average). 0 until
     /// the first dispatch is answered.
     pub per_task_ns: u64,
+    /// Time the handler ran, in nanoseconds, summed over every answered dispatch, as
+    /// the worker measured it. Over `batches`, the mean handler call.
+    pub compute_ns: u64,
+    /// Time answered dispatches spent outside the handler, in nanoseconds, summed: from
+    /// the parent handing the batch over to it holding the results (copies, checks and
+    /// wake-ups across the process boundary, or the hand-off to a worker thread).
+    pub transfer_ns: u64,
     /// Worker processes restarted after they died (crashed, were killed, or were killed
     /// by the runtime for a timeout or an invalid response). Always 0 for threads.
     pub restarts: u64,
@@ -61,6 +69,8 @@ pub(crate) struct StageCounters {
     retried: AtomicU64,
     skipped: AtomicU64,
     pace_ns: AtomicU64,
+    compute_ns: AtomicU64,
+    transfer_ns: AtomicU64,
     restarts: AtomicU64,
     pids: Vec<AtomicU32>,
 }
@@ -86,6 +96,8 @@ impl StageCounters {
             retried: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             pace_ns: AtomicU64::new(0),
+            compute_ns: AtomicU64::new(0),
+            transfer_ns: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             pids: Vec::new(),
         }
@@ -96,7 +108,22 @@ impl StageCounters {
         self.pids = (0..self.workers).map(|_| AtomicU32::new(0)).collect();
         // Worker processes are down until each has started.
         self.metrics.workers(0, self.workers);
+        self.metrics.track_worker_processes(self.name, self.workers);
         self
+    }
+
+    #[cfg(feature = "metrics")]
+    /// Samples the resident memory of the stage's worker processes into its metrics.
+    pub(crate) fn sample_memory(&self) {
+        for (worker, pid) in self.pids.iter().enumerate() {
+            let pid = pid.load(Ordering::Relaxed);
+            let bytes = if pid == 0 {
+                0
+            } else {
+                crate::platform::process::resident_bytes(pid).unwrap_or(0)
+            };
+            self.metrics.worker_rss(worker, bytes);
+        }
     }
 
     /// Tasks waiting in the stage's input queue now.
@@ -104,8 +131,10 @@ impl StageCounters {
         (self.queued)()
     }
 
-    pub(crate) fn restarted(&self) {
-        self.metrics.restarted();
+    /// A worker process was restarted; `cause` is a label of
+    /// [`crate::metrics::RESTART_CAUSES`].
+    pub(crate) fn restarted(&self, cause: &'static str) {
+        self.metrics.restarted(cause);
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -138,6 +167,16 @@ impl StageCounters {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A dispatch of `calls` handler calls was answered: the handler ran `compute`, and
+    /// the rest of its round trip, `transfer`, went to moving it.
+    pub(crate) fn answered(&self, calls: usize, compute: Duration, transfer: Duration) {
+        self.metrics.answered(calls, compute, transfer);
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.compute_ns.fetch_add(nanos(compute), Ordering::Relaxed);
+        self.transfer_ns
+            .fetch_add(nanos(transfer), Ordering::Relaxed);
+    }
+
     /// Records the stage's measured time per task.
     pub(crate) fn set_pace(&self, nanos: u64) {
         self.pace_ns.store(nanos, Ordering::Relaxed);
@@ -167,6 +206,8 @@ impl StageCounters {
             retried: self.retried.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             per_task_ns: self.pace_ns.load(Ordering::Relaxed),
+            compute_ns: self.compute_ns.load(Ordering::Relaxed),
+            transfer_ns: self.transfer_ns.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
             worker_pids: self
                 .pids

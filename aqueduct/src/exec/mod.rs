@@ -48,8 +48,13 @@ pub(crate) type BatchResults<T> = Vec<Result<T, String>>;
 /// inputs that come back, own their arena references.
 #[derive(Debug)]
 pub(crate) enum Dispatched<I: TaskField, O: TaskField> {
-    /// The worker answered: one result per task, in order.
-    Answered(BatchResults<Owned<O>>),
+    /// The worker answered: one result per task, in order, and how long its handler
+    /// calls took as the worker measured them (a worker process's word: a figure for
+    /// metrics, never trusted beyond what the parent saw itself).
+    Answered {
+        results: BatchResults<Owned<O>>,
+        compute: Duration,
+    },
     /// No handler saw the batch (its worker was down, or died before taking it): the
     /// tasks come back unrun, to be sent elsewhere.
     Unrun(Vec<Owned<I>>),
@@ -61,13 +66,20 @@ pub(crate) enum Dispatched<I: TaskField, O: TaskField> {
     Failed(Error),
 }
 
-impl<I: TaskField, O: TaskField> From<Result<BatchResults<Owned<O>>, Error>> for Dispatched<I, O> {
-    fn from(outcome: Result<BatchResults<Owned<O>>, Error>) -> Self {
+impl<I: TaskField, O: TaskField> From<Result<Timed<O>, Error>> for Dispatched<I, O> {
+    fn from(outcome: Result<Timed<O>, Error>) -> Self {
         match outcome {
-            Ok(results) => Self::Answered(results),
+            Ok(Timed { results, compute }) => Self::Answered { results, compute },
             Err(error) => Self::Failed(error),
         }
     }
+}
+
+/// A batch's results and the time its handler calls took.
+#[derive(Debug)]
+pub(crate) struct Timed<O: TaskField> {
+    pub results: BatchResults<Owned<O>>,
+    pub compute: Duration,
 }
 
 /// Runs batches of stage `S` on one of its workers.
@@ -93,11 +105,15 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     /// `quiet` says nothing else is waiting for this stage and its handler is fast: an
     /// executor may then wait for the answer actively rather than sleep, since the wake-up
     /// would cost more than the wait and there is no other work for the thread.
+    ///
+    /// `span` is the batch's span (disabled when nobody observes the batch): what the
+    /// handler logs while it runs the batch belongs to it, in a worker thread or process.
     fn run(
         &self,
         worker: usize,
         batch: Vec<Owned<S::Input>>,
         quiet: bool,
+        span: tracing::Span,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static;
 
     /// Whether `worker` can take a dispatch now (a worker process may be restarting).
@@ -124,10 +140,15 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
 pub(crate) fn run_batch<S: Stage>(
     state: &mut S::State,
     inputs: Vec<Owned<S::Input>>,
-) -> BatchResults<Owned<S::Output>> {
-    in_batches::<S, _, _>(state, inputs, |state, inputs| {
+) -> Timed<S::Output> {
+    let started = std::time::Instant::now();
+    let results = in_batches::<S, _, _>(state, inputs, |state, inputs| {
         owned::call_handler(inputs, |inputs| call_handler::<S>(state, inputs))
-    })
+    });
+    Timed {
+        results,
+        compute: started.elapsed(),
+    }
 }
 
 /// Splits `inputs` into handler batches of the stage's `batch_size` and concatenates

@@ -7,14 +7,16 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::{poll_within, run_batch, BatchResults, Dispatched, Executor, QUIET_SPIN};
+use super::{poll_within, run_batch, Dispatched, Executor, Timed, QUIET_SPIN};
 use crate::shapes::catch;
 use crate::shm::Owned;
 use crate::{Error, Stage};
 
 struct Job<S: Stage> {
     inputs: Vec<Owned<S::Input>>,
-    reply: oneshot::Sender<BatchResults<Owned<S::Output>>>,
+    reply: oneshot::Sender<Timed<S::Output>>,
+    /// The batch's span, entered while the handler runs.
+    span: tracing::Span,
 }
 
 /// The worker threads of one stage.
@@ -66,8 +68,9 @@ fn worker_loop<S: Stage>(jobs: mpsc::Receiver<Job<S>>, ready: oneshot::Sender<Re
     };
     let _ = ready.send(Ok(()));
     for job in jobs {
+        let timed = job.span.in_scope(|| run_batch::<S>(&mut state, job.inputs));
         // If the dispatch is gone, the results are dropped with their memory.
-        let _ = job.reply.send(run_batch::<S>(&mut state, job.inputs));
+        let _ = job.reply.send(timed);
     }
 }
 
@@ -87,6 +90,7 @@ where
         worker: usize,
         batch: Vec<Owned<S::Input>>,
         quiet: bool,
+        span: tracing::Span,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static {
         let (reply, mut results) = oneshot::channel();
         // A failed send gives the job back, and it is dropped here with its tasks.
@@ -94,6 +98,7 @@ where
             .send(Job {
                 inputs: batch,
                 reply,
+                span,
             })
             .is_ok();
         let outcome = async move {

@@ -47,12 +47,16 @@ where
     pub(super) async fn run(self) {
         let routes = self.routes;
         match self.outcome.await {
-            Dispatched::Answered(results) => {
+            Dispatched::Answered { results, compute } => {
                 let answered = Instant::now();
                 self.pace
                     .record(self.worker, self.sent, answered, self.count);
                 self.counters.set_pace(self.pace.per_task_ns());
-                self.counters.metrics.compute(answered - self.sent);
+                // The worker's figure, bounded by the round trip the parent saw.
+                let round_trip = answered - self.sent;
+                let compute = compute.min(round_trip);
+                let calls = (self.count as usize).div_ceil(S::CONFIG.batch_size.max(1));
+                self.counters.answered(calls, compute, round_trip - compute);
                 let pid = self.counters.pid(self.worker);
                 deliver::<S, R, D>(
                     results,

@@ -20,6 +20,8 @@ mod observe;
 mod pace;
 mod queue;
 mod runner;
+#[cfg(feature = "metrics")]
+mod sample;
 mod seats;
 #[cfg(feature = "tower")]
 mod service;

@@ -11,16 +11,19 @@ use crate::task::TaskField;
 
 /// A batch is handed to worker `worker` of the stage `counters` count: per task, a
 /// `dispatched` event with how long it waited in the stage's queue, the batch's size and
-/// why it was flushed (`retry` for a batch sent again).
+/// why it was flushed (`retry` for a batch sent again). Returns the batch's span, a
+/// child of its first task's `process` span that follows from the others' (disabled
+/// when the tasks are not observed): what the handler logs while it runs the batch goes
+/// there, even from a worker process.
 pub(crate) fn dispatch<R: TaskField>(
     routes: &[Route<R>],
     worker: usize,
     counters: &StageCounters,
     flush: Option<Flush>,
-) {
+) -> tracing::Span {
     // Tasks are observed all or none (see `Route`): nothing to do for unobserved ones.
     if !routes.first().is_some_and(Route::is_observed) {
-        return;
+        return tracing::Span::none();
     }
     let stage = counters.name;
     let now = Instant::now();
@@ -29,20 +32,36 @@ pub(crate) fn dispatch<R: TaskField>(
         .metrics
         .batch(routes.len(), reason, || counters.queued());
     let pid = counters.pid(worker);
+    let mut batch = tracing::Span::none();
     for route in routes {
         let wait = route.queue_wait(now).unwrap_or_default();
         counters.metrics.queue_wait(wait);
-        if let Some(span) = route.span() {
-            tracing::debug!(
+        let Some(span) = route.span() else {
+            continue;
+        };
+        tracing::debug!(
+            parent: span,
+            stage,
+            worker,
+            pid,
+            batch = routes.len(),
+            flush = reason,
+            queue_wait_us = wait.as_micros() as u64,
+            "dispatched"
+        );
+        if batch.is_none() {
+            batch = tracing::debug_span!(
                 parent: span,
+                "aqueduct.batch",
                 stage,
                 worker,
                 pid,
-                batch = routes.len(),
-                flush = reason,
-                queue_wait_us = wait.as_micros() as u64,
-                "dispatched"
+                size = routes.len(),
+                flush = reason
             );
+        } else {
+            batch.follows_from(span);
         }
     }
+    batch
 }

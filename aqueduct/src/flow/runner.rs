@@ -133,18 +133,19 @@ where
                 continue;
             }
             let (tasks, routes): (Vec<_>, Vec<_>) = batch.into_iter().map(Envelope::split).unzip();
-            observe::dispatch(&routes, seat.worker, &self.counters, flush);
+            let span = observe::dispatch(&routes, seat.worker, &self.counters, flush);
             self.counters
                 .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
             let quiet = self.is_quiet();
             let count = tasks.len() as u64;
             // Handed to the worker here, before any task is spawned, so that one worker
             // sees dispatches in the order they were made.
-            let outcome = self.executor.run(seat.worker, tasks, quiet);
+            let sent = Instant::now();
+            let outcome = self.executor.run(seat.worker, tasks, quiet, span);
             let job = Job::<S, R, D, _> {
                 worker: seat.worker,
                 count,
-                sent: Instant::now(),
+                sent,
                 outcome,
                 routes,
                 downstream: self.downstream.clone(),

@@ -97,6 +97,8 @@ impl StartCtx {
             self.control.set_stopped();
             return Err(error);
         }
+        #[cfg(feature = "metrics")]
+        super::sample::spawn_sampler(&self.counters);
         let load = Load {
             stages: self.loads,
             room: self.rooms.swap_remove(0),

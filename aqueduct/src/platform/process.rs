@@ -53,3 +53,12 @@ pub(crate) fn ignore_stop_requests() {
         unsafe { libc::signal(signal, libc::SIG_IGN) };
     }
 }
+
+#[cfg(feature = "metrics")]
+/// The resident memory of process `pid`, in bytes (`/proc/<pid>/statm`, whose second
+/// field counts resident pages); `None` if it cannot be read (the process is gone).
+pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * rustix::param::page_size() as u64)
+}

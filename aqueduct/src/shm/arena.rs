@@ -205,6 +205,12 @@ impl Arena {
         Ok(GLOBAL.get_or_init(|| arena))
     }
 
+    #[cfg(feature = "metrics")]
+    /// The process's arena if it was created (unlike [`Arena::global`], creates none).
+    pub(crate) fn existing() -> Option<&'static Arena> {
+        GLOBAL.get()
+    }
+
     /// A fresh arena of `capacity` bytes, rounded down to a power of two.
     pub(crate) fn new(capacity: usize) -> Result<Self, Error> {
         let capacity = 1usize << (usize::BITS - 1 - capacity.max(MIN_BLOCK).leading_zeros());

@@ -15,7 +15,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::supervisor::{exited, kill_and_wait};
 use super::wire::{self, Geometry, Taken, MAX_LANES};
-use super::{Conn, Exit, Shared};
+use super::{Conn, Exit, KillCause, Shared};
 use crate::exec::{poll_within, QUIET_SPIN};
 use crate::sync::lock;
 use crate::task::TaskField;
@@ -137,7 +137,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
                     // Wedged: it had nothing older to run and did not take this one.
                     // Once it is dead its words are final; if they agree that it never
                     // took the request, the request may go elsewhere.
-                    kill_and_wait(conn).await;
+                    kill_and_wait(conn, KillCause::Unresponsive).await;
                     return Err(match wire::taken(ctl, geometry, ticket.lane, seq) {
                         Taken::No => Failure::NotTaken,
                         Taken::Yes | Taken::Unsure => Failure::Violation(format!(
@@ -185,10 +185,13 @@ impl Clocks {
 
 /// Writes `batch` into a free lane under the next request number and publishes it. There
 /// is a free lane: the runner keeps at most `lanes` dispatches outstanding per worker.
+/// The batch's `span` is lent to the worker's log book first, so that it is there when
+/// the worker's first line about the request arrives.
 pub(super) fn publish<T: TaskField>(
     geometry: Geometry,
     conn: &Arc<Conn>,
     batch: &[T],
+    span: tracing::Span,
 ) -> Result<Ticket, Failure> {
     if batch.is_empty() || batch.len() > geometry.batch_cap {
         return Err(Failure::Violation(format!(
@@ -207,6 +210,7 @@ pub(super) fn publish<T: TaskField>(
         ));
     };
     let seq = lanes.last + 1;
+    conn.spans.lend(seq, span);
     wire::write_request(ctl, &geometry, lane, seq, bytemuck::cast_slice(batch));
     lanes.last = seq;
     lanes.held[lane] = Some(seq);

@@ -7,6 +7,13 @@
 //! at WARN). If the parent has no subscriber, lines go to its own stderr instead, so
 //! nothing a worker says is lost.
 //!
+//! A marked line also names the request the worker was running. The parent lends each
+//! observed request's batch span to the worker's [`SpanBook`] when it publishes the
+//! request, and re-emits the request's lines under that span: the handler's events in a
+//! worker process belong to the same trace as its caller's `process` call. The worker
+//! tells the parent, with its answer, how many lines the request wrote, so the span is
+//! kept exactly until they have been read (the pipe is read apart from the answers).
+//!
 //! The parent reads until the pipe closes, whatever it carries: bytes that are not UTF-8
 //! are decoded lossily, and a line longer than [`MAX_LINE`] keeps its start and says how
 //! much was dropped. Stopping early would close the pipe, and every later write to
@@ -15,6 +22,8 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, ErrorKind, Write as _};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -27,6 +36,23 @@ const MARK: char = '\u{1e}';
 /// Most bytes of one line the parent forwards; the rest of a longer line is dropped, so
 /// a worker writing without newlines cannot grow the parent's memory.
 const MAX_LINE: usize = 16 * 1024;
+
+/// Most requests whose spans a worker's book holds: a worker that writes fewer lines
+/// than it announced (or none at all while the parent keeps lending) cannot make the
+/// parent keep spans without bound.
+const BOOK_CAP: usize = 16;
+
+/// Worker side: the request the worker runs now (0: none), written in every line.
+static RUNNING: AtomicU64 = AtomicU64::new(0);
+/// Worker side: lines written since the request began.
+static LINES: AtomicU32 = AtomicU32::new(0);
+
+/// Worker side: the worker begins request `seq` (0: it finished one). Returns the lines
+/// written since the previous call, for the worker's report.
+pub(crate) fn running(seq: u64) -> u32 {
+    RUNNING.store(seq, Ordering::Relaxed);
+    LINES.swap(0, Ordering::Relaxed)
+}
 
 /// Worker side: routes the worker's `tracing` events up to `level` to stderr as marked
 /// lines. (`level` is the parent's `AQUEDUCT_WORKER_LOG`, passed in the spawn spec.)
@@ -73,12 +99,15 @@ impl Subscriber for LineSubscriber {
         event.record(&mut fields);
         let meta = event.metadata();
         let line = format!(
-            "{MARK}{} {} {}\n",
+            "{MARK}{} {} {} {}\n",
             meta.level(),
+            RUNNING.load(Ordering::Relaxed),
             meta.target(),
             fields.0.replace('\n', "\\n")
         );
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if std::io::stderr().lock().write_all(line.as_bytes()).is_ok() {
+            LINES.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn enter(&self, _: &Id) {}
@@ -86,14 +115,77 @@ impl Subscriber for LineSubscriber {
     fn exit(&self, _: &Id) {}
 }
 
+/// Parent side: the batch spans of one worker's observed requests, lent when a request
+/// is published and kept until the worker's lines about it were read.
+#[derive(Debug, Default)]
+pub(crate) struct SpanBook {
+    lent: Mutex<Vec<Lent>>,
+}
+
+#[derive(Debug)]
+struct Lent {
+    seq: u64,
+    span: tracing::Span,
+    /// Lines of the request read so far.
+    read: u32,
+    /// Lines the worker says it wrote, once it answered.
+    written: Option<u32>,
+}
+
+impl SpanBook {
+    /// Request `seq` runs in `span` (nothing to keep if nobody observes it).
+    pub(crate) fn lend(&self, seq: u64, span: tracing::Span) {
+        if span.is_none() {
+            return;
+        }
+        let mut lent = crate::sync::lock(&self.lent);
+        if lent.len() == BOOK_CAP {
+            lent.remove(0);
+        }
+        lent.push(Lent {
+            seq,
+            span,
+            read: 0,
+            written: None,
+        });
+    }
+
+    /// The worker answered request `seq` and says it wrote `lines` lines meanwhile.
+    pub(crate) fn answered(&self, seq: u64, lines: u32) {
+        let mut lent = crate::sync::lock(&self.lent);
+        if let Some(at) = lent.iter().position(|entry| entry.seq == seq) {
+            if lent[at].read >= lines {
+                lent.remove(at);
+            } else {
+                lent[at].written = Some(lines);
+            }
+        }
+    }
+
+    /// The span of request `seq`, for one of its lines. The pipe keeps the worker's
+    /// order, so a line of `seq` also means every older request's lines were read.
+    fn line_of(&self, seq: u64) -> Option<tracing::Span> {
+        let mut lent = crate::sync::lock(&self.lent);
+        lent.retain(|entry| entry.seq >= seq);
+        let at = lent.iter().position(|entry| entry.seq == seq)?;
+        let entry = &mut lent[at];
+        entry.read += 1;
+        let span = entry.span.clone();
+        if entry.written.is_some_and(|written| entry.read >= written) {
+            lent.remove(at);
+        }
+        Some(span)
+    }
+}
+
 /// Parent side: re-emits what worker `pid` of `stage` writes on `stderr`, until it
-/// closes (the worker exited).
-pub(crate) fn forward(stage: &'static str, pid: u32, stderr: std::fs::File) {
+/// closes (the worker exited); lines of a request lent a span in `book` go under it.
+pub(crate) fn forward(stage: &'static str, pid: u32, stderr: std::fs::File, book: Arc<SpanBook>) {
     let spawned = std::thread::Builder::new()
         .name(format!("aqueduct-log-{pid}"))
         .spawn(move || {
             if let Err(e) = for_each_line(BufReader::new(stderr), MAX_LINE, |line| {
-                emit(stage, pid, line)
+                emit(stage, pid, line, &book)
             }) {
                 tracing::warn!(stage, pid, "stopped forwarding worker logs: {e}");
             }
@@ -147,26 +239,58 @@ fn for_each_line(
     Ok(())
 }
 
-fn emit(stage: &'static str, pid: u32, line: &str) {
-    let (level, target, message) = match line.strip_prefix(MARK) {
-        Some(marked) => {
-            let mut parts = marked.splitn(3, ' ');
-            let level = parts
-                .next()
-                .and_then(|level| Level::from_str(level).ok())
-                .unwrap_or(Level::INFO);
-            let target = parts.next().unwrap_or("");
-            (level, target, parts.next().unwrap_or(""))
+/// One line as the worker wrote it.
+#[derive(Debug, PartialEq, Eq)]
+struct Line<'a> {
+    level: Level,
+    /// The request the worker ran (0: none, or a plain line).
+    seq: u64,
+    target: &'a str,
+    message: &'a str,
+}
+
+impl<'a> Line<'a> {
+    /// A marked line is `MARK level seq target message`; anything else is plain text.
+    fn parse(line: &'a str) -> Self {
+        let Some(marked) = line.strip_prefix(MARK) else {
+            return Self {
+                level: Level::WARN,
+                seq: 0,
+                target: "stderr",
+                message: line,
+            };
+        };
+        let mut parts = marked.splitn(4, ' ');
+        let level = parts
+            .next()
+            .and_then(|level| Level::from_str(level).ok())
+            .unwrap_or(Level::INFO);
+        let seq = parts.next().and_then(|seq| seq.parse().ok()).unwrap_or(0);
+        Self {
+            level,
+            seq,
+            target: parts.next().unwrap_or(""),
+            message: parts.next().unwrap_or(""),
         }
-        None => (Level::WARN, "stderr", line),
-    };
+    }
+}
+
+fn emit(stage: &'static str, pid: u32, line: &str, book: &SpanBook) {
+    let Line {
+        level,
+        seq,
+        target,
+        message,
+    } = Line::parse(line);
+    let span = if seq == 0 { None } else { book.line_of(seq) };
     if !tracing::dispatcher::has_been_set() {
         eprintln!("[{stage} worker {pid}] {level} {target}: {message}");
         return;
     }
+    let parent = span.as_ref().and_then(tracing::Span::id);
     macro_rules! at {
         ($level:expr) => {
-            tracing::event!(target: "aqueduct::worker", $level, stage, pid, worker_target = target, "{message}")
+            tracing::event!(target: "aqueduct::worker", parent: parent.clone(), $level, stage, pid, worker_target = target, "{message}")
         };
     }
     match level {
@@ -236,5 +360,93 @@ mod tests {
         let mut seen = Vec::new();
         for_each_line(reader, 64, |line| seen.push(line.to_string())).unwrap();
         assert_eq!(seen, ["one", "two"]);
+    }
+
+    #[test]
+    fn a_marked_line_names_its_level_request_and_target() {
+        let line = format!("{MARK}DEBUG 7 my_crate::model loaded weights=3");
+        assert_eq!(
+            Line::parse(&line),
+            Line {
+                level: Level::DEBUG,
+                seq: 7,
+                target: "my_crate::model",
+                message: "loaded weights=3",
+            }
+        );
+        let plain = Line::parse("thread 'main' panicked");
+        assert_eq!(
+            (plain.level, plain.seq, plain.target),
+            (Level::WARN, 0, "stderr")
+        );
+        // Garbage where the request number belongs: no span, the line still goes out.
+        assert_eq!(Line::parse(&format!("{MARK}INFO x t m")).seq, 0);
+    }
+
+    /// A span that exists (a disabled one is never lent): needs a subscriber.
+    fn with_spans(test: impl FnOnce()) {
+        #[derive(Default)]
+        struct Ids(AtomicU64);
+        impl Subscriber for Ids {
+            fn enabled(&self, _: &Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &Attributes<'_>) -> Id {
+                Id::from_u64(self.0.fetch_add(1, Ordering::Relaxed) + 1)
+            }
+            fn record(&self, _: &Id, _: &Record<'_>) {}
+            fn record_follows_from(&self, _: &Id, _: &Id) {}
+            fn event(&self, _: &Event<'_>) {}
+            fn enter(&self, _: &Id) {}
+            fn exit(&self, _: &Id) {}
+        }
+        tracing::subscriber::with_default(Ids::default(), test);
+    }
+
+    fn kept(book: &SpanBook) -> Vec<u64> {
+        book.lent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|entry| entry.seq)
+            .collect()
+    }
+
+    #[test]
+    fn a_span_is_kept_until_the_lines_the_worker_announced_were_read() {
+        with_spans(|| {
+            let book = SpanBook::default();
+            book.lend(1, tracing::info_span!("one"));
+            book.lend(2, tracing::info_span!("two"));
+            // Request 1 wrote two lines; one was read before its answer, one after.
+            assert!(book.line_of(1).is_some());
+            book.answered(1, 2);
+            assert_eq!(kept(&book), [1, 2]);
+            assert!(book.line_of(1).is_some());
+            assert_eq!(kept(&book), [2]);
+            // Request 2 wrote nothing: its answer releases it at once.
+            book.answered(2, 0);
+            assert!(kept(&book).is_empty());
+        });
+    }
+
+    #[test]
+    fn a_newer_requests_line_releases_older_spans_and_the_book_is_bounded() {
+        with_spans(|| {
+            let book = SpanBook::default();
+            book.lend(1, tracing::info_span!("one"));
+            book.lend(2, tracing::info_span!("two"));
+            assert!(book.line_of(2).is_some());
+            assert_eq!(kept(&book), [2], "request 1's lines all came before");
+            assert!(book.line_of(1).is_none());
+            // Not observed: nothing kept.
+            book.lend(3, tracing::Span::none());
+            assert_eq!(kept(&book), [2]);
+            for seq in 3..40 {
+                book.lend(seq, tracing::info_span!("more"));
+            }
+            assert_eq!(kept(&book).len(), BOOK_CAP);
+            assert_eq!(kept(&book)[0], 40 - BOOK_CAP as u64);
+        });
     }
 }

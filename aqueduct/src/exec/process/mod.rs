@@ -36,6 +36,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{oneshot, watch, Notify};
@@ -45,7 +46,7 @@ use self::channel::{EventFd, Region};
 use self::exchange::{answer, publish, Failure, Lanes, Ticket};
 use self::results::{handle_offsets, take_results, Answer};
 use self::supervisor::{closed, kill_and_wait, live, supervise};
-use self::wire::{Geometry, MAX_LANES};
+use self::wire::{read_report, Geometry, MAX_LANES};
 use super::{Dispatched, Executor};
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
@@ -87,6 +88,21 @@ struct Conn {
     exit: watch::Receiver<Option<Exit>>,
     /// Asks the supervisor to kill the process.
     kill: Notify,
+    /// Why the executor had the process killed, if it did (the restart's cause).
+    killed_for: Mutex<Option<KillCause>>,
+    /// The spans of the requests it runs, for its log lines.
+    spans: Arc<logs::SpanBook>,
+}
+
+/// Why the executor kills a worker process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillCause {
+    /// A batch ran past the stage's execution timeout.
+    Timeout,
+    /// It stopped taking requests.
+    Unresponsive,
+    /// It answered with invalid data.
+    Protocol,
 }
 
 struct Slot {
@@ -197,6 +213,7 @@ where
         worker: usize,
         batch: Vec<Owned<S::Input>>,
         quiet: bool,
+        span: tracing::Span,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static {
         let shared = self.shared.clone();
         // Published now if the worker is up, so that it receives dispatches in the order
@@ -204,7 +221,7 @@ where
         // once, for a worker that is up.
         let conn = shared.slots[worker].current.borrow().clone();
         let published = conn.filter(|_| !*shared.closing.borrow()).map(|conn| {
-            let ticket = publish(shared.geometry, &conn, Owned::as_tasks(&batch));
+            let ticket = publish(shared.geometry, &conn, Owned::as_tasks(&batch), span);
             (conn, ticket)
         });
         dispatch::<S>(shared, batch, quiet, published)
@@ -266,8 +283,13 @@ async fn dispatch<S: Stage>(
                 match take_results::<S>(&answer, Owned::as_tasks(&batch)) {
                     Ok(results) => {
                         conn.served.store(true, Ordering::Relaxed);
+                        let report = read_report(&conn.ctl, &shared.geometry, ticket.lane);
+                        conn.spans.answered(ticket.seq, report.log_lines);
                         // The worker is done with the inputs: `batch` drops them.
-                        return Dispatched::Answered(results);
+                        return Dispatched::Answered {
+                            results,
+                            compute: Duration::from_nanos(report.compute_ns),
+                        };
                     }
                     Err(reason) => Failure::Violation(reason),
                 }
@@ -284,7 +306,7 @@ async fn dispatch<S: Stage>(
             signal: exit.signal,
         },
         Failure::TimedOut => {
-            kill_and_wait(&conn).await;
+            kill_and_wait(&conn, KillCause::Timeout).await;
             Error::WorkerCrashed {
                 stage: shared.stage,
                 pid: conn.pid,
@@ -292,7 +314,7 @@ async fn dispatch<S: Stage>(
             }
         }
         Failure::Violation(reason) => {
-            kill_and_wait(&conn).await;
+            kill_and_wait(&conn, KillCause::Protocol).await;
             Error::WorkerProtocol {
                 stage: shared.stage,
                 pid: conn.pid,

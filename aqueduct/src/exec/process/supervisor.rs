@@ -20,7 +20,7 @@ use super::marker;
 use super::spawn::{self, Spec, WORKER_ENV};
 use super::spawner;
 use super::wire::WorkerState;
-use super::{logs, stage_hash, Conn, Exit, Shared};
+use super::{logs, stage_hash, Conn, Exit, KillCause, Shared};
 use crate::config::Settings;
 use crate::platform::{fd, process};
 use crate::shm::arena::Arena;
@@ -101,7 +101,8 @@ pub(super) async fn supervise<S: Stage>(
                 let signal = status.ok().and_then(|s| s.signal());
                 let restart = !*closing.borrow();
                 if restart {
-                    shared.counters.restarted();
+                    let killed_for = *crate::sync::lock(&conn.killed_for);
+                    shared.counters.restarted(restart_cause(killed_for));
                 }
                 let _ = started.exit.send(Some(Exit { signal }));
                 if !restart {
@@ -118,6 +119,17 @@ pub(super) async fn supervise<S: Stage>(
             () = closed(&mut closing) => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The `cause` label of a restart: why the executor killed the worker, or `crashed`
+/// when it died on its own.
+fn restart_cause(killed_for: Option<KillCause>) -> &'static str {
+    match killed_for {
+        None => "crashed",
+        Some(KillCause::Timeout) => "timeout",
+        Some(KillCause::Unresponsive) => "unresponsive",
+        Some(KillCause::Protocol) => "protocol",
     }
 }
 
@@ -187,9 +199,10 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
         .map_err(|e| format!("cannot spawn a worker process: {e}"))?;
     drop(spec_file);
     let pid = child.id().unwrap_or(0);
+    let spans = Arc::new(logs::SpanBook::default());
     if let Some(stderr) = child.stderr.take() {
         if let Ok(fd) = stderr.into_owned_fd() {
-            logs::forward(shared.stage, pid, std::fs::File::from(fd));
+            logs::forward(shared.stage, pid, std::fs::File::from(fd), spans.clone());
         }
     }
     let deadline = Instant::now() + shared.config.start_timeout;
@@ -253,6 +266,8 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
             served: AtomicBool::new(false),
             exit: exit_rx,
             kill: Notify::new(),
+            killed_for: Mutex::default(),
+            spans,
         }),
         exit: exit_tx,
     })
@@ -297,7 +312,9 @@ pub(super) async fn exited(exit: &mut watch::Receiver<Option<Exit>>) -> Exit {
     }
 }
 
-pub(super) async fn kill_and_wait(conn: &Conn) {
+/// Has the worker killed for `cause` (its restart's cause), and waits until it is gone.
+pub(super) async fn kill_and_wait(conn: &Conn, cause: KillCause) {
+    crate::sync::lock(&conn.killed_for).get_or_insert(cause);
     conn.kill.notify_one();
     exited(&mut conn.exit.clone()).await;
 }

@@ -6,7 +6,7 @@
 //! Header      magic, req_seq (parent), taken_seq, resp_seq, worker_waiting, state,
 //!             message (worker), closing (parent); one cache line per word
 //! lane 0      LaneHeader: tag, check, count (parent); taken_tag, answer_tag,
-//!             resp_count (worker)
+//!             resp_count, compute_ns, log_lines (worker)
 //!             request slots:  batch_cap × input size        (the tasks' `#[task]` bytes)
 //!             response slots: batch_cap × (SlotHeader + slot_data)
 //! lane 1      (pipelined stages only), laid out the same way
@@ -108,6 +108,10 @@ pub(crate) struct LaneHeader {
     pub count: AtomicU32,
     /// Worker: results in the response.
     pub resp_count: AtomicU32,
+    /// Worker: nanoseconds its handler calls took on the request.
+    pub compute_ns: AtomicU64,
+    /// Worker: log lines it wrote while it ran the request.
+    pub log_lines: AtomicU32,
 }
 
 /// The head of one response slot.
@@ -408,6 +412,34 @@ pub(crate) fn write_answer<'a>(
     head.resp_count.store(count as u32, Ordering::Relaxed);
     head.answer_tag.store(seq, Ordering::Release);
     ctl.header().resp_seq.store(seq, Ordering::Release);
+}
+
+/// What a worker says about how it ran a request, besides the results: figures for
+/// observers, which decide nothing (the parent clamps the time to what it saw itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Report {
+    /// Nanoseconds the handler calls took.
+    pub compute_ns: u64,
+    /// Log lines the worker wrote while it ran the request.
+    pub log_lines: u32,
+}
+
+/// Worker: records how it ran the request in `lane`, before [`write_answer`] publishes
+/// the answer (and with it this report).
+pub(crate) fn write_report(ctl: &Region, geometry: &Geometry, lane: usize, report: Report) {
+    let head = ctl.lane(geometry, lane);
+    head.compute_ns.store(report.compute_ns, Ordering::Relaxed);
+    head.log_lines.store(report.log_lines, Ordering::Relaxed);
+}
+
+/// Parent: the worker's report on the request answered in `lane`, after
+/// [`check_answer`].
+pub(crate) fn read_report(ctl: &Region, geometry: &Geometry, lane: usize) -> Report {
+    let head = ctl.lane(geometry, lane);
+    Report {
+        compute_ns: head.compute_ns.load(Ordering::Relaxed),
+        log_lines: head.log_lines.load(Ordering::Relaxed),
+    }
 }
 
 /// Parent: whether the worker says it answered request `seq`, in `resp_seq` or in the

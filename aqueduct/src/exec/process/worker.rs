@@ -2,13 +2,14 @@
 //! control region until the parent asks it to close or disappears.
 
 use std::sync::atomic::{fence, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::channel::Region;
 use super::exit;
+use super::logs;
 use super::spawn::Boot;
 use super::stage_hash;
-use super::wire::{self, BadRequest, Outcome, WorkerState};
+use super::wire::{self, BadRequest, Outcome, Report, WorkerState};
 use crate::platform::process;
 use crate::shapes::catch;
 use crate::shm::arena;
@@ -75,8 +76,15 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
             .map(bytemuck::pod_read_unaligned)
             .collect();
         arena::reset_worker_scratch(geometry.scratch_window(boot.spec.scratch_len, lane));
+        logs::running(seq);
+        let started = Instant::now();
         let results =
             crate::exec::in_batches::<S, _, _>(&mut state, inputs, crate::exec::call_handler::<S>);
+        let report = Report {
+            compute_ns: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            log_lines: logs::running(0),
+        };
+        wire::write_report(ctl, &geometry, lane, report);
         let outcomes = results.iter().map(|result| match result {
             Ok(output) => Outcome::Output(bytemuck::bytes_of(output)),
             Err(message) => Outcome::Error(message),

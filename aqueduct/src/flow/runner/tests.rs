@@ -103,6 +103,7 @@ impl<S: Stage<Input = Item, Output = Item>> Executor<S> for Fake {
         worker: usize,
         batch: Vec<Owned<Item>>,
         quiet: bool,
+        _span: tracing::Span,
     ) -> impl Future<Output = Dispatched<Item, Item>> + Send + 'static {
         let mut book = self.book.lock().unwrap();
         let workers = S::CONFIG.nprocs;
@@ -129,7 +130,10 @@ impl<S: Stage<Input = Item, Output = Item>> Executor<S> for Fake {
                 tokio::time::advance(done - now).await;
             }
             book.lock().unwrap().held[worker] -= 1;
-            Dispatched::Answered(batch.into_iter().map(Ok).collect())
+            Dispatched::Answered {
+                results: batch.into_iter().map(Ok).collect(),
+                compute: start.elapsed(),
+            }
         }
     }
 }
