@@ -11,6 +11,7 @@ pub mod arena {
     pub use crate::shm::ArenaStats;
 }
 mod config;
+mod console;
 mod error;
 mod exec;
 mod flow;

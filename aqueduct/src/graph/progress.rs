@@ -1,6 +1,7 @@
 //! What a graph run shows on stderr: a live bar per processor while it runs (only when
 //! stderr is a terminal, so logs and CI output stay clean) and one summary line at the
-//! end. Drawing, rate limiting and terminal handling are `indicatif`'s.
+//! end. Drawing, rate limiting and terminal handling are `indicatif`'s. While the bars
+//! are drawn, the library's own lines go above them ([`crate::console`]).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::results::ProcessorSummary;
 use super::status::ProcessorStatus;
+use crate::console::{self, Drawing};
 use crate::Error;
 
 /// What a graph run prints on stderr.
@@ -29,7 +31,7 @@ const REDRAWS_PER_SECOND: u8 = 10;
 
 /// The display of one run.
 pub(crate) struct ProgressView {
-    live: Option<(MultiProgress, Vec<ProgressBar>)>,
+    live: Option<(MultiProgress, Vec<ProgressBar>, Drawing)>,
     summary: bool,
     started: Instant,
 }
@@ -52,7 +54,8 @@ impl ProgressView {
                     bar
                 })
                 .collect();
-            (multi, bars)
+            let drawing = console::drawing(&multi);
+            (multi, bars, drawing)
         });
         Self {
             live,
@@ -63,7 +66,7 @@ impl ProgressView {
 
     /// Redraws processor `index`'s bar from its run summary and current queues.
     pub(crate) fn update(&self, index: usize, done: &ProcessorSummary, now: &ProcessorStatus) {
-        let Some((_, bars)) = &self.live else {
+        let Some((_, bars, _)) = &self.live else {
             return;
         };
         let Some(bar) = bars.get(index) else {
@@ -85,7 +88,8 @@ impl ProgressView {
 
     /// Clears the live display and prints the summary line.
     pub(crate) fn finish(self, outcome: Result<&[ProcessorSummary], &Error>) {
-        if let Some((multi, bars)) = self.live {
+        if let Some((multi, bars, drawing)) = self.live {
+            drop(drawing);
             bars.iter().for_each(ProgressBar::finish_and_clear);
             let _ = multi.clear();
         }

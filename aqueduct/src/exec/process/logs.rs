@@ -4,8 +4,8 @@
 //! each `tracing` event as one marked line; anything else on stderr (panic messages,
 //! `eprintln!`) is a plain line. The parent reads the pipe on a thread per worker and
 //! re-emits every line as a `tracing` event with `stage` and `pid` fields (plain lines
-//! at WARN). If the parent has no subscriber, lines go to its own stderr instead, so
-//! nothing a worker says is lost.
+//! at WARN). If the parent has no subscriber, lines go to its own stderr instead (above a
+//! graph run's progress bars, see [`crate::console`]), so nothing a worker says is lost.
 //!
 //! A marked line also names the request the worker was running. The parent lends each
 //! observed request's batch span to the worker's [`SpanBook`] when it publishes the
@@ -284,7 +284,9 @@ fn emit(stage: &'static str, pid: u32, line: &str, book: &SpanBook) {
     } = Line::parse(line);
     let span = if seq == 0 { None } else { book.line_of(seq) };
     if !tracing::dispatcher::has_been_set() {
-        eprintln!("[{stage} worker {pid}] {level} {target}: {message}");
+        crate::console::line(&format!(
+            "[{stage} worker {pid}] {level} {target}: {message}"
+        ));
         return;
     }
     let parent = span.as_ref().and_then(tracing::Span::id);
