@@ -339,6 +339,11 @@ async fn metrics_count_every_request_and_batch() {
         value(r#"aqueduct_stage_compute_duration_seconds_sum{stage="counted"}"#),
         stats.compute_ns
     ));
+    // Batches formed from the queue (retries are not formed, and there were none).
+    assert_eq!(
+        value(r#"aqueduct_stage_batch_fill_duration_seconds_count{stage="counted"}"#),
+        stats.batches as f64
+    );
     // Sampled when the flow started.
     assert!(value(r#"aqueduct_worker_rss_bytes{stage="counted",worker="0"}"#) > 1e6);
     assert!(value(r#"aqueduct_arena_bytes{state="free"}"#) > 0.0);

@@ -15,6 +15,7 @@
 //! | `aqueduct_stage_queue_depth` | gauge | stage | tasks in the stage's queue, when a batch is formed |
 //! | `aqueduct_stage_queue_duration_seconds` | histogram | stage | a task's wait in the stage's queue |
 //! | `aqueduct_stage_batch_size` | histogram | stage | tasks per dispatch |
+//! | `aqueduct_stage_batch_fill_duration_seconds` | histogram | stage | forming a batch: from its first task taken from the queue until it was flushed |
 //! | `aqueduct_stage_batch_flush_total` | counter | stage, reason | dispatches by why the batch was flushed: full, timeout, immediate, drain, retry |
 //! | `aqueduct_stage_compute_duration_seconds` | histogram | stage | a handler call, measured in the worker (a dispatch of several calls records their mean once per call) |
 //! | `aqueduct_stage_transfer_duration_seconds` | histogram | stage | a dispatch's round trip less its handler time: copies, checks and wake-ups between the parent and the worker |
@@ -127,6 +128,7 @@ pub(crate) struct StageMetrics {
 #[cfg(feature = "metrics")]
 struct StageHandles {
     batch_size: metrics::Histogram,
+    batch_fill: metrics::Histogram,
     flushes: [metrics::Counter; FLUSH_REASONS.len()],
     depth: metrics::Gauge,
     queue_wait: metrics::Histogram,
@@ -147,6 +149,7 @@ impl StageMetrics {
         {
             let handles = StageHandles {
                 batch_size: metrics::histogram!("aqueduct_stage_batch_size", "stage" => stage),
+                batch_fill: metrics::histogram!("aqueduct_stage_batch_fill_duration_seconds", "stage" => stage),
                 flushes: FLUSH_REASONS.map(|reason| {
                     metrics::counter!("aqueduct_stage_batch_flush_total", "stage" => stage, "reason" => reason)
                 }),
@@ -186,6 +189,14 @@ impl StageMetrics {
         }
         #[cfg(not(feature = "metrics"))]
         let _ = (size, reason, queued);
+    }
+
+    /// A batch took `took` to form, from its first task to its flush.
+    pub(crate) fn batch_fill(&self, took: Duration) {
+        #[cfg(feature = "metrics")]
+        self.handles.batch_fill.record(took.as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = took;
     }
 
     /// A task waited `wait` in the stage's queue.

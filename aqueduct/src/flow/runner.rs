@@ -109,6 +109,8 @@ where
                     Ok(batch) = retries.recv() => (batch, None),
                     first = self.input.recv() => match first {
                         Some(first) => {
+                            // Timed only for the metric (`metrics` feature).
+                            let filling = cfg!(feature = "metrics").then(Instant::now);
                             let (batch, flush) = batcher::collect(
                                 &self.input,
                                 first,
@@ -116,6 +118,9 @@ where
                                 self.config.batch_timeout,
                             )
                             .await;
+                            if let Some(filling) = filling {
+                                self.counters.metrics.batch_fill(filling.elapsed());
+                            }
                             self.room.notify_waiters();
                             (batch, Some(flush))
                         }
