@@ -13,6 +13,11 @@ mod task;
 use proc_macro::TokenStream;
 
 /// See `aqueduct::task`.
+///
+/// `#[task]` implements `Clone`, `Copy` and `Debug` for the struct unless they are derived
+/// *below* it. Derive them below `#[aqueduct::task]` or not at all: derives above it are
+/// invisible to it and conflict (E0119), as does a hand-written `impl Debug` (implement
+/// `Display` to format a task your own way). Every other derive may go above or below.
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     common::emit("task", task::expand(args.into(), item.into()))

@@ -12,7 +12,7 @@ pub use crate::exec::registry::{StageEntry, STAGES};
 pub use crate::flow::{Chain, First, FirstIf, FlowBuilder, Then, ThenIf};
 pub use crate::shapes::{
     error_message, in_place_batch, in_place_batch_each, in_place_each, task_errors,
-    transform_batch, transform_batch_each, transform_each, InitFn, InitOutput,
+    transform_batch, transform_batch_each, transform_each, InitFn, InitOutput, ResultAlias,
 };
 pub use crate::shm::ShmHandle;
 pub use crate::stage::{Isolation, Stage, StageConfig};

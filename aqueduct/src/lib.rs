@@ -32,7 +32,7 @@ pub use error::Error;
 pub use flow::{Condition, Flow, FlowBuilder, FlowState, Link, SkipTo, Submission};
 #[cfg(feature = "tower")]
 pub use flow::{FlowFuture, FlowService};
-pub use shapes::{InitFn, InitOutput};
+pub use shapes::{InitFn, InitOutput, ResultAlias};
 pub use shm::{Owned, ShmBytes, ShmHandle, ShmStr, ShmVec, ShmView};
 pub use stage::{Isolation, Stage, StageConfig};
 pub use stats::StageStats;

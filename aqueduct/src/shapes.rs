@@ -162,6 +162,25 @@ pub fn error_message<T, E>(result: Result<T, E>, display: DisplayFn<E>) -> Resul
     result.map_err(|e| Shown(&e, display).to_string())
 }
 
+/// What a handler may return under a generic name other than `Result`: an alias of
+/// `Result<T, E>` (`type Fallible<T> = Result<T, MyError>`). Implemented for `Result` only,
+/// so the type system decides, whatever the alias is called.
+#[diagnostic::on_unimplemented(
+    message = "a handler returns a `#[task]` type or a `Result` of one, not `{Self}`",
+    label = "neither a `#[task]` type nor an alias of `Result<{T}, E>`",
+    note = "the handler signatures are `fn(T) -> U`, `fn(Vec<T>) -> Vec<U>` and the in-place forms, each optionally returning `Result<_, E>` with `E: Display`"
+)]
+pub trait ResultAlias<T, E> {
+    /// The result itself.
+    fn into_result(self) -> Result<T, E>;
+}
+
+impl<T, E> ResultAlias<T, E> for Result<T, E> {
+    fn into_result(self) -> Self {
+        self
+    }
+}
+
 /// `<E as Display>::fmt`.
 pub type DisplayFn<E> = fn(&E, &mut std::fmt::Formatter<'_>) -> std::fmt::Result;
 

@@ -51,6 +51,17 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
         }
         None => quote!(<_ as #private::core::fmt::Display>::fmt),
     };
+    // An alias of `Result` under another name: converted through `ResultAlias<T, _>`,
+    // spanned at the return type, so a generic type that is not one is reported there.
+    let call = |data: TokenStream| match &sig.alias {
+        Some((ty, ok)) => {
+            let call = call(data);
+            let mut private = private.clone();
+            private.set_span(ty.span());
+            quote_spanned!(ty.span()=> <#ty as #private::ResultAlias<#ok, _>>::into_result(#call))
+        }
+        None => call(data),
+    };
     let finish = |call: TokenStream| match &sig.fallible {
         Some(_) => quote!(#private::error_message(#call, #display)),
         None if matches!(sig.shape, Shape::InPlaceBatch | Shape::InPlaceEach) => {

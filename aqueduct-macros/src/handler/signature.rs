@@ -32,6 +32,11 @@ pub struct Signature {
     pub state: Option<syn::Type>,
     /// The return type, if the function returns `Result<_, E>`.
     pub fallible: Option<syn::Type>,
+    /// `(R, T)` when the return type `R` is a generic type not named `Result`, read as an
+    /// alias of `Result<T, _>` (`type Fallible<T> = Result<T, MyError>`): the generated
+    /// code converts it through `ResultAlias<T, _>`, so the type system, not the name,
+    /// decides whether it is one.
+    pub alias: Option<(syn::Type, syn::Type)>,
     /// `E` of a `Result<_, E>` return type, when written out (not for `io::Result<T>`);
     /// for the per-task shapes, `E` of each task's `Result<_, E>`.
     pub error: Option<syn::Type>,
@@ -139,8 +144,14 @@ impl Signature {
             syn::ReturnType::Type(_, ty) if is_unit(ty) => None,
             syn::ReturnType::Type(_, ty) => Some((**ty).clone()),
         };
+        // A task type is never generic, so a returned `Name<T, …>` other than `Vec<…>`
+        // (and `Option<…>`, rejected by validation) can only be an alias of `Result`.
+        let alias = returned
+            .as_ref()
+            .and_then(|ty| result_alias(ty).map(|ok| (ty.clone(), ok)));
         let (ok_type, fallible) = match &returned {
-            Some(ty) => match generic_arg("Result", ty) {
+            Some(ty) => match generic_arg("Result", ty).or_else(|| alias.clone().map(|(_, ok)| ok))
+            {
                 Some(ok) => (if is_unit(&ok) { None } else { Some(ok) }, Some(ty.clone())),
                 None => (Some(ty.clone()), None),
             },
@@ -205,6 +216,7 @@ impl Signature {
             output,
             state,
             fallible,
+            alias,
             error,
         })
     }
@@ -212,6 +224,22 @@ impl Signature {
 
 fn is_unit(ty: &syn::Type) -> bool {
     matches!(ty, syn::Type::Tuple(t) if t.elems.is_empty())
+}
+
+/// `T` if `ty` is `Name<T, …>` with a name other than `Result`, `Vec` or `Option`: what
+/// an alias of `Result<T, E>` under another name looks like.
+fn result_alias(ty: &syn::Type) -> Option<syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if ["Result", "Vec", "Option"]
+        .iter()
+        .any(|name| last.ident == name)
+    {
+        return None;
+    }
+    generic_args(&last.ident.to_string(), ty).into_iter().next()
 }
 
 /// `T` if `ty` is `Name<T, …>` (by the last path segment, so `std::vec::Vec<T>` and
