@@ -23,6 +23,7 @@ const WORDS: &[&str] = &[
     "worker_waiting",
     "state",
     "closing",
+    "parent_waiting",
     "tag",
     "check",
     "taken_tag",
@@ -258,6 +259,32 @@ async fn sigkill_at_any_point_of_the_protocol_loses_nothing_and_runs_nothing_twi
     );
     assert_at_most_once(&log);
     still_serving(&flow).await;
+    flow.stop(true).await;
+    let _ = std::fs::remove_file(log);
+}
+
+/// Erases the parent's "about to sleep" announcement once the parent sleeps (after 2 ms;
+/// the parent polls for 25 us at most), then answers. The take timeout is long, so that
+/// only the parent's backstop can find the answer soon.
+#[aqueduct::handler(take_timeout_ms = 60000, crash_retry = false)]
+fn erase_parent_sleep(probe: &mut Probe) {
+    execution_log::record(&probe.log.view().unwrap(), probe.id);
+    spin(2_000_000);
+    assert!(aqueduct::__private::corrupt_control("parent_waiting", 0));
+    probe.out = probe.id * 3 + 1;
+}
+
+/// The worker signals the parent only when the parent announced that it sleeps; a stray
+/// write that erases the announcement while the parent sleeps must cost a delay (the
+/// parent's backstop re-check), never a wedged stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_write_that_erases_the_parents_sleep_costs_a_delay_not_a_wedge() {
+    let flow = aqueduct::flow!(erase_parent_sleep).start().await.unwrap();
+    let log = execution_log::fresh("parent_waiting");
+    let probes = (0..5).map(|id| probe(id, &log)).collect();
+    let answered = tokio::time::timeout(Duration::from_secs(30), run_and_check(&flow, probes));
+    assert_eq!(answered.await.expect("every task answered, if late"), 0);
+    assert_at_most_once(&log);
     flow.stop(true).await;
     let _ = std::fs::remove_file(log);
 }

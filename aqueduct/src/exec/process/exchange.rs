@@ -20,6 +20,12 @@ use crate::exec::{poll_within, QUIET_SPIN};
 use crate::sync::lock;
 use crate::task::TaskField;
 
+/// How often a parent waiting for an answer looks without being woken: the worker
+/// signals only a parent that announced its sleep, and a stray write in the worker could
+/// erase the announcement. Long enough to cost nothing, short enough that a lost wake-up
+/// is a delay, not a wedged stage.
+const WAKE_BACKSTOP: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Why a batch did not come back.
 pub(super) enum Failure {
     /// The worker is gone and provably never took the batch: it may be sent again.
@@ -101,6 +107,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
         tokio::pin!(drained, freed);
         drained.as_mut().enable();
         freed.as_mut().enable();
+        wire::announce_parent_sleep(ctl);
         if wire::answered(ctl, geometry, ticket.lane, seq) {
             return Ok(());
         }
@@ -108,6 +115,8 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
         tokio::select! {
             () = &mut drained => {}
             () = &mut freed => {}
+            // A stray write by the worker may have cleared the announcement above.
+            () = tokio::time::sleep(WAKE_BACKSTOP) => {}
             readable = conn.resp.readable() => match readable {
                 Ok(mut guard) => {
                     if guard.get_inner().drain().is_ok() {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! Header      magic, req_seq (parent), taken_seq, resp_seq, worker_waiting, state,
-//!             message (worker), closing (parent); one cache line per word
+//!             message (worker), closing, parent_waiting (parent); one cache line per word
 //! lane 0      LaneHeader: tag, check, count (parent); taken_tag, answer_tag,
 //!             resp_count, compute_ns, log_lines (worker)
 //!             request slots:  batch_cap × input size        (the tasks' `#[task]` bytes)
@@ -37,9 +37,13 @@
 //! and read after it was observed (Acquire). Wake-ups use eventfds under an event-count
 //! protocol: the worker announces that it is about to sleep (`worker_waiting`),
 //! re-checks, then sleeps; the parent writes the eventfd only when the worker announced.
+//! The response direction is the mirror image (`parent_waiting`): a parent polling for
+//! an answer is not woken by a system call it does not need. Since a stray write by the
+//! worker could clear the parent's announcement, a sleeping parent also re-checks on a
+//! slow backstop timer: a lost wake-up costs latency, never a wedged stage.
 
 use std::ops::{Deref, Range};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::channel::Region;
 use crate::hash::Digest;
@@ -86,6 +90,8 @@ pub(crate) struct Header {
     pub state: Line<AtomicU32>,
     /// Parent: "exit when idle".
     pub closing: Line<AtomicU32>,
+    /// Parent: "about to sleep until an answer"; the worker clears it when it signals.
+    pub parent_waiting: Line<AtomicU32>,
     /// Worker: the length of `message`.
     pub message_len: Line<AtomicU32>,
     /// Worker: its init error or refusal text.
@@ -440,6 +446,20 @@ pub(crate) fn read_report(ctl: &Region, geometry: &Geometry, lane: usize) -> Rep
         compute_ns: head.compute_ns.load(Ordering::Relaxed),
         log_lines: head.log_lines.load(Ordering::Relaxed),
     }
+}
+
+/// Parent: announces that it is about to sleep until an answer (then re-checks for one
+/// before it sleeps: see the module docs).
+pub(crate) fn announce_parent_sleep(ctl: &Region) {
+    ctl.header().parent_waiting.store(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+}
+
+/// Worker, after [`write_answer`]: whether the parent announced that it sleeps, and so
+/// needs the eventfd written (the announcement is taken, for the next one to set).
+pub(crate) fn parent_sleeps(ctl: &Region) -> bool {
+    fence(Ordering::SeqCst);
+    ctl.header().parent_waiting.swap(0, Ordering::SeqCst) != 0
 }
 
 /// Parent: whether the worker says it answered request `seq`, in `resp_seq` or in the

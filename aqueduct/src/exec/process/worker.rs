@@ -90,7 +90,9 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
             Err(message) => Outcome::Error(message),
         });
         wire::write_answer(ctl, &geometry, lane, seq, outcomes);
-        boot.resp.notify();
+        if wire::parent_sleeps(ctl) {
+            boot.resp.notify();
+        }
     }
     exit::CLOSED
 }
