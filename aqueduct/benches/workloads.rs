@@ -7,12 +7,42 @@
 //! Stages run on worker processes (the default) unless a line says `isolation=thread`.
 //! `bench/python/compare.sh` runs this and the same workloads on the Python Aqueduct
 //! side by side.
+//!
+//! # Floors
+//! W1 and W6 also measure what the same work costs without the framework, in the same
+//! rounds, interleaved with aqueduct's own figures (so a ratio compares like with like),
+//! and print our figure / floor ratios (`W1 ratios ...`, `W6 ratios ...`; each the median
+//! of the per-round ratios):
+//! - W6, process isolation: two processes exchanging a 64-byte message through a
+//!   memfd-backed shared mapping, woken by eventfds (`W6 floor=eventfd_memfd`). `sleeping`:
+//!   each side blocks on its eventfd read. `polling`: the scheme aqueduct's process
+//!   executor uses: the caller polls the shared memory for the answer for up to 25 us
+//!   (spinning 5 us, then yielding between polls) before sleeping, and the worker, which
+//!   sleeps, writes the caller's eventfd only when the caller announced that it sleeps.
+//!   The caller is a plain thread; the worker is a child forked at the top of `main`.
+//! - W6, thread isolation: a tokio task sends (task, oneshot) through a tokio mpsc channel
+//!   to one std thread (`blocking_recv`), which runs the no-op and answers through the
+//!   oneshot (`W6 floor=hand_rolled_thread`), one call after another as W6 measures.
+//! - W1: the obvious hand-rolled pipeline: tokio mpsc channels and three std threads
+//!   running W1's three no-op stages, the last answering through a oneshot, fed with 256
+//!   tasks in flight by the same driver as W1's flows (`W1 floor=hand_rolled_pipeline`).
+//!
+//! `--load N` runs W1's and W6's rounds with N busy threads spinning in the background
+//! (started before the rounds, stopped after), so the loaded case (a busy service host) is
+//! measured on purpose; those lines then say `load=N`:
+//! `cargo bench -p aqueduct --bench workloads -- W1 W6 --load 2`.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aqueduct::{Error, Flow, ShmBytes, ShmVec, Task};
+use memmap2::MmapRaw;
+use rustix::event::{eventfd, EventfdFlags};
+use rustix::fs::{memfd_create, MemfdFlags};
+use rustix::process::{set_parent_process_death_signal, waitpid, Pid, Signal, WaitOptions};
 use tokio::sync::Semaphore;
 
 const ROUNDS: usize = 5;
@@ -200,10 +230,26 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// What the drivers below call, one task per call: a flow, or a hand-rolled floor of the
+/// same shape, so both are measured by the same code.
+trait Call<In>: Clone + Send + Sync + 'static {
+    type Out: Send;
+    fn call(&self, task: In) -> impl Future<Output = Self::Out> + Send;
+}
+
+impl<In: Task, Out: Task> Call<In> for Flow<In, Out> {
+    type Out = aqueduct::Owned<Out>;
+    async fn call(&self, task: In) -> Self::Out {
+        self.process_timeout(task, LONG)
+            .await
+            .expect("benchmark task failed")
+    }
+}
+
 /// Runs `count` tasks made by `make` with at most `in_flight` outstanding, each call a
 /// task of its own as a service's requests would be; tasks/s.
-async fn throughput<In: Task, Out: Task, F>(
-    flow: &Flow<In, Out>,
+async fn throughput<In: Send + 'static, C: Call<In>, F>(
+    target: &C,
     count: usize,
     in_flight: usize,
     make: impl Fn(usize) -> F + Send + 'static,
@@ -211,7 +257,7 @@ async fn throughput<In: Task, Out: Task, F>(
 where
     F: Future<Output = In> + Send + 'static,
 {
-    let flow = flow.clone();
+    let target = target.clone();
     // The driver itself runs on the runtime, like a server's accept loop.
     tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(in_flight));
@@ -219,12 +265,12 @@ where
         let mut calls = tokio::task::JoinSet::new();
         for i in 0..count {
             let permit = permits.clone().acquire_owned().await.unwrap();
-            let flow = flow.clone();
+            let target = target.clone();
             let task = make(i);
             calls.spawn(async move {
-                let result = flow.process_timeout(task.await, LONG).await;
+                let out = target.call(task.await).await;
                 drop(permit);
-                result.map(|_| ()).expect("benchmark task failed");
+                drop(out);
             });
         }
         while calls.join_next().await.is_some() {}
@@ -234,51 +280,96 @@ where
     .expect("benchmark driver failed")
 }
 
-async fn w1() {
-    w1_flow(
-        "thread",
-        aqueduct::flow!(set_a -> set_b -> set_c)
-            .start()
-            .await
-            .unwrap(),
-    )
-    .await;
-    w1_flow(
-        "process",
-        aqueduct::flow!(proc_a -> proc_b -> proc_c)
-            .start()
-            .await
-            .unwrap(),
-    )
-    .await;
-}
-
-async fn w1_flow(isolation: &str, flow: Flow<Small, Small>) {
+/// W1: three no-op stages on threads, on processes, and hand-rolled (the floor), measured
+/// in the same rounds, one after the other within each round.
+async fn w1(load: usize) {
+    let thread = aqueduct::flow!(set_a -> set_b -> set_c)
+        .start()
+        .await
+        .unwrap();
+    let process = aqueduct::flow!(proc_a -> proc_b -> proc_c)
+        .start()
+        .await
+        .unwrap();
+    let stages: Vec<fn(&mut Small)> = vec![|t| t.a = 1, |t| t.b = 2, |t| t.c = 3];
+    let hand_rolled = HandRolled::start(stages);
     for i in 0..2000 {
-        flow.process(small(i)).await.unwrap();
+        thread.call(small(i)).await;
+        process.call(small(i)).await;
+        hand_rolled.call(small(i)).await;
     }
-    let mut rates = Vec::new();
-    let (mut p50s, mut p99s, mut main_p50s) = (Vec::new(), Vec::new(), Vec::new());
+    let busy = Load::start(load);
+    let (mut on_threads, mut on_processes) = (W1Figures::default(), W1Figures::default());
+    let (mut floor_rates, mut floor_p50s) = (Vec::new(), Vec::new());
+    let (mut process_ratios, mut thread_ratios) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        rates.push(throughput(&flow, 50_000, 256, |i| std::future::ready(small(i as u64))).await);
-        let (p50, p99) = sequential_latency(&flow, 5000, Caller::Task, small).await;
-        p50s.push(p50);
-        p99s.push(p99);
-        main_p50s.push(
-            sequential_latency(&flow, 5000, Caller::BlockOn, small)
+        let thread_rate = on_threads.round(&thread).await;
+        let process_rate = on_processes.round(&process).await;
+        let floor_rate = throughput(&hand_rolled, 50_000, 256, |i| {
+            std::future::ready(small(i as u64))
+        })
+        .await;
+        floor_rates.push(floor_rate);
+        floor_p50s.push(
+            sequential_latency(&hand_rolled, 5000, Caller::Task, small)
                 .await
                 .0,
         );
+        process_ratios.push(process_rate / floor_rate);
+        thread_ratios.push(thread_rate / floor_rate);
     }
-    let rate = median(rates);
+    drop(busy);
+    on_threads.print("thread", load);
+    on_processes.print("process", load);
     println!(
-        "W1 isolation={isolation} stages=3 tasks_per_s={rate:.0} latency_p50_us={:.1} latency_p99_us={:.1} block_on_latency_p50_us={:.1} cost_per_task_per_stage_us={:.2}",
-        median(p50s),
-        median(p99s),
-        median(main_p50s),
-        1e6 / rate / 3.0
+        "W1 floor=hand_rolled_pipeline threads=3 in_flight=256 handrolled_tasks_per_s={:.0} handrolled_latency_p50_us={:.1} load={load}",
+        median(floor_rates),
+        median(floor_p50s)
     );
-    flow.stop(true).await;
+    println!(
+        "W1 ratios ratio_process_vs_handrolled_pipeline={:.2} ratio_thread_vs_handrolled_pipeline={:.2} load={load}",
+        median(process_ratios),
+        median(thread_ratios)
+    );
+    thread.stop(true).await;
+    process.stop(true).await;
+}
+
+/// One W1 flow's figures, a value per round.
+#[derive(Default)]
+struct W1Figures {
+    rates: Vec<f64>,
+    p50s: Vec<f64>,
+    p99s: Vec<f64>,
+    main_p50s: Vec<f64>,
+}
+
+impl W1Figures {
+    /// Measures one round on `flow`; its throughput.
+    async fn round(&mut self, flow: &Flow<Small, Small>) -> f64 {
+        let rate = throughput(flow, 50_000, 256, |i| std::future::ready(small(i as u64))).await;
+        self.rates.push(rate);
+        let (p50, p99) = sequential_latency(flow, 5000, Caller::Task, small).await;
+        self.p50s.push(p50);
+        self.p99s.push(p99);
+        self.main_p50s.push(
+            sequential_latency(flow, 5000, Caller::BlockOn, small)
+                .await
+                .0,
+        );
+        rate
+    }
+
+    fn print(self, isolation: &str, load: usize) {
+        let rate = median(self.rates);
+        println!(
+            "W1 isolation={isolation} stages=3 tasks_per_s={rate:.0} latency_p50_us={:.1} latency_p99_us={:.1} block_on_latency_p50_us={:.1} cost_per_task_per_stage_us={:.2} load={load}",
+            median(self.p50s),
+            median(self.p99s),
+            median(self.main_p50s),
+            1e6 / rate / 3.0
+        );
+    }
 }
 
 /// Where a latency loop calls `process` from.
@@ -293,19 +384,19 @@ enum Caller {
 }
 
 /// p50 and p99, in microseconds, of `count` round trips made one after another.
-async fn sequential_latency<In: Task, Out: Task>(
-    flow: &Flow<In, Out>,
+async fn sequential_latency<In: Send + 'static, C: Call<In>>(
+    target: &C,
     count: u64,
     caller: Caller,
     make: impl Fn(u64) -> In + Send + 'static,
 ) -> (f64, f64) {
-    let flow = flow.clone();
+    let target = target.clone();
     let calls = async move {
         let mut latencies = Vec::with_capacity(count as usize);
         for i in 0..count {
             let task = make(i);
             let started = Instant::now();
-            let out = flow.process(task).await.unwrap();
+            let out = target.call(task).await;
             latencies.push(started.elapsed().as_secs_f64() * 1e6);
             drop(out);
         }
@@ -474,32 +565,64 @@ fn echo_thread(task: &mut Tiny) {
 /// One 64-byte task through one stage and back, one at a time; and the same with a
 /// payload that is already in shared memory, 1 KB vs 10 MB: the hand-off copies no
 /// payload, so its cost should not grow with the payload.
-async fn w6() {
-    for (isolation, flow) in [
-        ("process", aqueduct::flow!(echo).start().await.unwrap()),
-        (
-            "thread",
-            aqueduct::flow!(echo_thread).start().await.unwrap(),
-        ),
-    ] {
-        let tiny = |i| Tiny {
-            id: i,
-            data: [0; 7],
-        };
-        sequential_latency(&flow, 2000, Caller::Task, tiny).await;
-        let (mut p50s, mut p99s, mut main_p50s) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            let (p50, p99) = sequential_latency(&flow, 20_000, Caller::Task, tiny).await;
-            p50s.push(p50);
-            p99s.push(p99);
-            main_p50s.push(
-                sequential_latency(&flow, 20_000, Caller::BlockOn, tiny)
-                    .await
-                    .0,
-            );
-        }
-        println!("W6 isolation={isolation} task_bytes=64 round_trip_p50_us={:.1} round_trip_p99_us={:.1} block_on_round_trip_p50_us={:.1}", median(p50s), median(p99s), median(main_p50s));
+async fn w6(load: usize, floor: Arc<PingPong>) {
+    let process = aqueduct::flow!(echo).start().await.unwrap();
+    let thread = aqueduct::flow!(echo_thread).start().await.unwrap();
+    let stages: Vec<fn(&mut Tiny)> = vec![|t| t.data[0] = t.id];
+    let hand_rolled = HandRolled::start(stages);
+    let tiny = |i| Tiny {
+        id: i,
+        data: [0; 7],
+    };
+    sequential_latency(&process, 2000, Caller::Task, tiny).await;
+    sequential_latency(&thread, 2000, Caller::Task, tiny).await;
+    sequential_latency(&hand_rolled, 2000, Caller::Task, tiny).await;
+    floor_latency(&floor, 2000, QUIET_SPIN).await;
+    let busy = Load::start(load);
+    let (mut on_processes, mut on_threads) = (W6Figures::default(), W6Figures::default());
+    let (mut hand, mut polling, mut sleeping) = (
+        W6Figures::default(),
+        W6Figures::default(),
+        W6Figures::default(),
+    );
+    let (mut vs_polling, mut vs_sleeping, mut vs_hand) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let process_p50 = on_processes.round(&process, tiny).await;
+        let thread_p50 = on_threads.round(&thread, tiny).await;
+        let hand_p50 =
+            hand.push(sequential_latency(&hand_rolled, 20_000, Caller::Task, tiny).await);
+        let polling_p50 = polling.push(floor_latency(&floor, 20_000, QUIET_SPIN).await);
+        let sleeping_p50 = sleeping.push(floor_latency(&floor, 20_000, Duration::ZERO).await);
+        vs_polling.push(process_p50 / polling_p50);
+        vs_sleeping.push(process_p50 / sleeping_p50);
+        vs_hand.push(thread_p50 / hand_p50);
     }
+    drop(busy);
+    for (isolation, figures) in [("process", on_processes), ("thread", on_threads)] {
+        println!("W6 isolation={isolation} task_bytes=64 round_trip_p50_us={:.1} round_trip_p99_us={:.1} block_on_round_trip_p50_us={:.1} load={load}", median(figures.p50s), median(figures.p99s), median(figures.main_p50s));
+    }
+    println!(
+        "W6 floor=eventfd_memfd task_bytes=64 polling_p50_us={:.1} polling_p99_us={:.1} sleeping_p50_us={:.1} sleeping_p99_us={:.1} load={load}",
+        median(polling.p50s),
+        median(polling.p99s),
+        median(sleeping.p50s),
+        median(sleeping.p99s)
+    );
+    println!(
+        "W6 floor=hand_rolled_thread task_bytes=64 handrolled_p50_us={:.1} handrolled_p99_us={:.1} load={load}",
+        median(hand.p50s),
+        median(hand.p99s)
+    );
+    println!(
+        "W6 ratios ratio_process_vs_polling_floor={:.2} ratio_process_vs_sleeping_floor={:.2} ratio_thread_vs_handrolled_thread={:.2} load={load}",
+        median(vs_polling),
+        median(vs_sleeping),
+        median(vs_hand)
+    );
+    process.stop(true).await;
+    thread.stop(true).await;
+    drop(hand_rolled);
+
     let flow = aqueduct::flow!(read_last_byte).start().await.unwrap();
     let mut p50 = Vec::new();
     for size in [1usize << 10, 10 << 20] {
@@ -525,6 +648,34 @@ async fn w6() {
         p50[1],
         p50[1] / p50[0]
     );
+}
+
+/// One W6 round-trip loop's figures, a value per round.
+#[derive(Default)]
+struct W6Figures {
+    p50s: Vec<f64>,
+    p99s: Vec<f64>,
+    main_p50s: Vec<f64>,
+}
+
+impl W6Figures {
+    /// Records one round's p50 and p99; the p50.
+    fn push(&mut self, (p50, p99): (f64, f64)) -> f64 {
+        self.p50s.push(p50);
+        self.p99s.push(p99);
+        p50
+    }
+
+    /// Measures one round on `flow`, called from a task and from `block_on`; the task's p50.
+    async fn round(&mut self, flow: &Flow<Tiny, Tiny>, tiny: fn(u64) -> Tiny) -> f64 {
+        let p50 = self.push(sequential_latency(flow, 20_000, Caller::Task, tiny).await);
+        self.main_p50s.push(
+            sequential_latency(flow, 20_000, Caller::BlockOn, tiny)
+                .await
+                .0,
+        );
+        p50
+    }
 }
 
 // ---------------------------------------------------------------- W7 overload
@@ -619,6 +770,329 @@ async fn w7() {
     .await;
 }
 
+// ---------------------------------------------------------------- floors
+
+/// `--load N`: N threads spinning until dropped, so W1's and W6's rounds run on a busy
+/// machine on purpose.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(threads: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|i| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = i as u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..1000 {
+                            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            thread.join().expect("a load thread panicked");
+        }
+    }
+}
+
+type Reply<T> = tokio::sync::oneshot::Sender<T>;
+
+/// The obvious hand-rolled pipeline, the in-process floor: one std thread per stage,
+/// tokio mpsc channels between them (the caller sends with `send().await`, the threads
+/// use `blocking_recv`/`blocking_send`), and the last stage answers through the call's
+/// oneshot. The threads end when every handle is dropped.
+struct HandRolled<T> {
+    first: tokio::sync::mpsc::Sender<(T, Reply<T>)>,
+}
+
+impl<T> Clone for HandRolled<T> {
+    fn clone(&self) -> Self {
+        Self {
+            first: self.first.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static> HandRolled<T> {
+    fn start(stages: Vec<fn(&mut T)>) -> Self {
+        // Roomier than the 256 tasks W1 keeps in flight: no caller ever waits for room.
+        const QUEUE: usize = 1024;
+        let mut next: Option<tokio::sync::mpsc::Sender<(T, Reply<T>)>> = None;
+        for stage in stages.into_iter().rev() {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(T, Reply<T>)>(QUEUE);
+            let downstream = next.take();
+            std::thread::spawn(move || {
+                while let Some((mut task, reply)) = rx.blocking_recv() {
+                    stage(&mut task);
+                    match &downstream {
+                        Some(downstream) => {
+                            if downstream.blocking_send((task, reply)).is_err() {
+                                return;
+                            }
+                        }
+                        None => drop(reply.send(task)),
+                    }
+                }
+            });
+            next = Some(tx);
+        }
+        Self {
+            first: next.expect("a pipeline has at least one stage"),
+        }
+    }
+}
+
+impl<T: Send + 'static> Call<T> for HandRolled<T> {
+    type Out = T;
+    async fn call(&self, task: T) -> T {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.first
+            .send((task, reply))
+            .await
+            .expect("hand-rolled stage gone");
+        answer.await.expect("hand-rolled stage dropped a task")
+    }
+}
+
+/// How long the polling floor's caller polls for the answer before sleeping: the process
+/// executor's own budget (`QUIET_SPIN`), spinning for the first `PURE_SPIN` and yielding
+/// the core between polls after that, as its `poll_within` does.
+const QUIET_SPIN: Duration = Duration::from_micros(25);
+const PURE_SPIN: Duration = Duration::from_micros(5);
+
+/// A word (or the message) on its own cache line, so the two processes' writes do not
+/// share lines.
+#[repr(C, align(64))]
+struct Line<T>(T);
+
+/// The floor's shared page. Each word is written by one side only, except the waiting
+/// flags, which the waiting side sets and the waking side clears. Everything is atomic, so
+/// neither process ever reads memory the other writes non-atomically.
+#[repr(C)]
+struct Shared {
+    /// Caller: the number of the last request written to `request` (from 1).
+    req_seq: Line<AtomicU64>,
+    /// Worker: the number of the last request answered in `response`.
+    resp_seq: Line<AtomicU64>,
+    /// Set by the worker before it sleeps; the caller writes the worker's eventfd only then.
+    worker_waiting: Line<AtomicU32>,
+    /// Set by the caller before it sleeps; the worker writes the caller's eventfd only then.
+    caller_waiting: Line<AtomicU32>,
+    /// Caller: the worker should exit.
+    closing: Line<AtomicU32>,
+    /// The 64-byte task: `[id, data[0..7]]`, as W6's `Tiny`.
+    request: Line<[AtomicU64; 8]>,
+    /// The answer: the task with `data[0] = id`, as W6's `echo` does.
+    response: Line<[AtomicU64; 8]>,
+}
+
+/// The process-isolation floor (W6): a forked worker process answering 64-byte requests
+/// through a memfd-backed shared page, woken by two eventfds under an event-count
+/// protocol (announce the sleep, re-check, sleep; the other side writes the eventfd only
+/// when it sees the announcement). The worker always sleeps between requests; the caller
+/// sleeps at once (`sleeping`) or polls first (`polling`).
+struct PingPong {
+    map: MmapRaw,
+    /// The worker's eventfd: the caller writes it, the worker blocks reading it.
+    to_worker: OwnedFd,
+    /// The caller's eventfd: the worker writes it, the caller blocks reading it.
+    to_caller: OwnedFd,
+    worker: Pid,
+    /// The last request's number; held for a whole loop, so one caller at a time.
+    last: Mutex<u64>,
+}
+
+impl PingPong {
+    /// Creates the page and eventfds and forks the worker. Called at the top of `main`,
+    /// before the tokio runtime or any other thread exists (checked).
+    fn fork() -> Self {
+        let threads = std::fs::read_dir("/proc/self/task").map_or(0, |dir| dir.count());
+        assert_eq!(
+            threads, 1,
+            "the floor's worker must be forked while the bench has one thread"
+        );
+        let memfd = memfd_create("aqueduct-bench-floor", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&memfd, 4096).unwrap();
+        let map = MmapRaw::map_raw(&memfd).unwrap();
+        drop(memfd);
+        let to_worker = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
+        let to_caller = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
+        let parent = rustix::process::getpid();
+        // SAFETY: this process has one thread (checked above), so the child starts as a
+        // complete, consistent copy: no lock is held by a thread that does not exist there.
+        // The child never returns from the `0` arm: it serves, then leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // Dies with the bench even if the bench dies without closing it; and if
+                // the bench already died before this line, exits at once.
+                set_parent_process_death_signal(Some(Signal::KILL)).unwrap();
+                if rustix::process::getppid() == Some(parent) {
+                    serve(shared(&map), &to_worker, &to_caller);
+                }
+            }))
+            .map_or(1, |()| 0);
+            // SAFETY: `_exit` ends the child right here, without returning into the
+            // bench's `main` and without running the atexit handlers or flushing the
+            // stdio buffers it copied from the bench.
+            unsafe { libc::_exit(status) }
+        }
+        assert!(pid > 0, "fork failed: {}", std::io::Error::last_os_error());
+        let worker = Pid::from_raw(pid).expect("a child's pid is positive");
+        Self {
+            map,
+            to_worker,
+            to_caller,
+            worker,
+            last: Mutex::new(0),
+        }
+    }
+
+    /// p50 and p99, in microseconds, of `count` round trips one after another, the caller
+    /// polling for each answer for up to `spin` before sleeping.
+    fn round_trips(&self, count: usize, spin: Duration) -> (f64, f64) {
+        let mut last = self.last.lock().unwrap();
+        let page = shared(&self.map);
+        let mut latencies = Vec::with_capacity(count);
+        for _ in 0..count {
+            *last += 1;
+            let seq = *last;
+            let started = Instant::now();
+            // The caller's half of the protocol: write the task, publish it, wake the
+            // worker if it announced that it sleeps ...
+            page.request.0[0].store(seq, Ordering::Relaxed);
+            for word in &page.request.0[1..] {
+                word.store(0, Ordering::Relaxed);
+            }
+            page.req_seq.0.store(seq, Ordering::Release);
+            fence(Ordering::SeqCst);
+            if page.worker_waiting.0.swap(0, Ordering::SeqCst) != 0 {
+                notify(&self.to_worker);
+            }
+            // ... then wait for the answer: poll, then announce, re-check, sleep.
+            let polled = Instant::now();
+            while page.resp_seq.0.load(Ordering::Acquire) < seq {
+                let waited = polled.elapsed();
+                if waited < PURE_SPIN.min(spin) {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if waited < spin {
+                    std::thread::yield_now();
+                    continue;
+                }
+                page.caller_waiting.0.store(1, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                if page.resp_seq.0.load(Ordering::SeqCst) < seq {
+                    wait(&self.to_caller);
+                }
+                page.caller_waiting.0.store(0, Ordering::SeqCst);
+            }
+            let answer: [u64; 8] =
+                std::array::from_fn(|i| page.response.0[i].load(Ordering::Relaxed));
+            latencies.push(started.elapsed().as_secs_f64() * 1e6);
+            assert_eq!(
+                answer[..2],
+                [seq, seq],
+                "the floor's worker answered wrongly"
+            );
+        }
+        latencies.sort_by(f64::total_cmp);
+        (percentile(&latencies, 0.5), percentile(&latencies, 0.99))
+    }
+}
+
+impl Drop for PingPong {
+    fn drop(&mut self) {
+        shared(&self.map).closing.0.store(1, Ordering::SeqCst);
+        notify(&self.to_worker);
+        let _ = waitpid(Some(self.worker), WaitOptions::empty());
+    }
+}
+
+/// The floor's shared page, viewed as its atomics.
+fn shared(map: &MmapRaw) -> &Shared {
+    assert!(map.len() >= std::mem::size_of::<Shared>());
+    // SAFETY: the mapping is page-aligned (more than `Shared`'s 64), at least as long as
+    // `Shared` (checked above) and mapped for as long as `map` is borrowed; it started
+    // zero-filled (a fresh memfd), a valid value of every atomic in `Shared`; and both
+    // processes access it only through those atomics, so no access is a data race.
+    unsafe { &*map.as_ptr().cast::<Shared>() }
+}
+
+/// The floor's worker process: answers requests in order until `closing`, sleeping on its
+/// eventfd whenever none is waiting.
+fn serve(page: &Shared, to_worker: &OwnedFd, to_caller: &OwnedFd) {
+    let mut seen = 0;
+    loop {
+        if page.closing.0.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let seq = page.req_seq.0.load(Ordering::Acquire);
+        if seq > seen {
+            for (out, word) in page.response.0.iter().zip(&page.request.0) {
+                out.store(word.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            // W6's `echo`: `data[0] = id`.
+            page.response.0[1].store(page.request.0[0].load(Ordering::Relaxed), Ordering::Relaxed);
+            seen = seq;
+            page.resp_seq.0.store(seq, Ordering::Release);
+            fence(Ordering::SeqCst);
+            if page.caller_waiting.0.swap(0, Ordering::SeqCst) != 0 {
+                notify(to_caller);
+            }
+            continue;
+        }
+        page.worker_waiting.0.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if page.req_seq.0.load(Ordering::SeqCst) == seen
+            && page.closing.0.load(Ordering::SeqCst) == 0
+        {
+            wait(to_worker);
+        }
+        page.worker_waiting.0.store(0, Ordering::SeqCst);
+    }
+}
+
+fn notify(eventfd: &OwnedFd) {
+    rustix::io::write(eventfd, &1u64.to_ne_bytes()).expect("eventfd write failed");
+}
+
+/// Blocks until the eventfd was written (and resets it).
+fn wait(eventfd: &OwnedFd) {
+    let mut count = [0u8; 8];
+    loop {
+        match rustix::io::read(eventfd, &mut count[..]) {
+            Ok(_) => return,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("eventfd read failed: {e}"),
+        }
+    }
+}
+
+/// The polling (`spin` = [`QUIET_SPIN`]) or sleeping (`spin` = 0) floor's p50 and p99,
+/// in microseconds, over `count` round trips, called from a thread of the runtime's
+/// blocking pool (a plain thread: the floor's caller has no runtime in its way).
+async fn floor_latency(floor: &Arc<PingPong>, count: usize, spin: Duration) -> (f64, f64) {
+    let floor = floor.clone();
+    tokio::task::spawn_blocking(move || floor.round_trips(count, spin))
+        .await
+        .expect("floor loop failed")
+}
+
 /// A `tracing` subscriber that is interested in nothing: what the runtime's spans and
 /// events cost when a subscriber is installed but filters them all out.
 struct Uninterested;
@@ -638,10 +1112,31 @@ impl tracing::Subscriber for Uninterested {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; a name filter selects workloads: `-- W3 W4`.
+    // `--load N` (or `--load=N`): N busy threads during W1's and W6's rounds.
+    let (mut flags, mut filters, mut load) = (Vec::new(), Vec::new(), 0usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let count = if arg == "--load" {
+            args.next()
+        } else {
+            arg.strip_prefix("--load=").map(str::to_owned)
+        };
+        if let Some(count) = count {
+            load = count.parse().expect("--load takes a number of threads");
+        } else if arg.starts_with('-') {
+            flags.push(arg);
+        } else {
+            filters.push(arg);
+        }
+    }
+    let wanted =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| f.eq_ignore_ascii_case(name));
+    // First of all, while this process has one thread: W6's floor forks its worker.
+    let floor = wanted("W6").then(|| Arc::new(PingPong::fork()));
     // `--metrics` (with `--features metrics`): a Prometheus recorder receives the
     // runtime's metrics. `--uninterested-subscriber`: a tracing subscriber that filters
     // every span and event out.
-    let flags: Vec<String> = std::env::args().skip(1).collect();
     if flags.iter().any(|flag| flag == "--metrics") {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .set_buckets(aqueduct::metrics::BUCKETS)
@@ -653,13 +1148,6 @@ fn main() {
     if flags.iter().any(|flag| flag == "--uninterested-subscriber") {
         tracing::subscriber::set_global_default(Uninterested).unwrap();
     }
-    // `cargo bench` passes `--bench`; a name filter selects workloads: `-- W3 W4`.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted =
-        |name: &str| filters.is_empty() || filters.iter().any(|f| f.eq_ignore_ascii_case(name));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -667,7 +1155,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         if wanted("W1") {
-            w1().await;
+            w1(load).await;
         }
         if wanted("W2") {
             w2().await;
@@ -681,8 +1169,8 @@ fn main() {
         if wanted("W5") {
             w5().await;
         }
-        if wanted("W6") {
-            w6().await;
+        if let Some(floor) = floor {
+            w6(load, floor).await;
         }
         if wanted("W7") {
             w7().await;
