@@ -43,6 +43,63 @@ impl SpinWait {
     }
 }
 
+/// How a worker polls for its next task after finishing one (`AQUEDUCT_SPIN_US`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleSpin {
+    /// Poll up to [`AUTO_BUDGET`], but only while tasks arrive back to back: the
+    /// previous one came within [`AUTO_GAP`] of the answer before it. A caller awaiting
+    /// each answer before sending the next (a request/response service) then finds the
+    /// worker awake; a worker whose next task is far off (a later stage of a pipeline, a
+    /// quiet service) sleeps at once and takes no core from the others.
+    Auto,
+    /// Poll up to this long after every task (zero: never).
+    Fixed(Duration),
+}
+
+/// The longest poll [`IdleSpin::Auto`] makes.
+pub(crate) const AUTO_BUDGET: Duration = Duration::from_micros(5);
+/// [`IdleSpin::Auto`] polls only if the previous task arrived within this of the answer
+/// before it (including a wake-up's latency when the worker had slept: 3-10 us on VMs).
+pub(crate) const AUTO_GAP: Duration = Duration::from_micros(10);
+
+/// One worker's idle poll: how long to poll now, from its policy and what it saw.
+#[derive(Debug)]
+pub(crate) struct NextWork {
+    policy: IdleSpin,
+    /// How long the previous task took to arrive after the answer before it.
+    last_gap: Duration,
+}
+
+impl NextWork {
+    /// `policy`, or no polling at all on a single core, where polling would only delay
+    /// whoever sends the next task.
+    pub(crate) fn new(policy: IdleSpin) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            policy: if cores < 2 {
+                IdleSpin::Fixed(Duration::ZERO)
+            } else {
+                policy
+            },
+            last_gap: Duration::ZERO,
+        }
+    }
+
+    /// How long to poll for the next task now.
+    pub(crate) fn budget(&self) -> Duration {
+        match self.policy {
+            IdleSpin::Fixed(budget) => budget,
+            IdleSpin::Auto if self.last_gap <= AUTO_GAP => AUTO_BUDGET,
+            IdleSpin::Auto => Duration::ZERO,
+        }
+    }
+
+    /// The next task arrived `gap` after the previous answer.
+    pub(crate) fn arrived_after(&mut self, gap: Duration) {
+        self.last_gap = gap;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +116,27 @@ mod tests {
         }
         assert!(pauses > 0);
         assert!(started.elapsed() >= budget);
+    }
+
+    #[test]
+    fn auto_polls_only_while_tasks_arrive_back_to_back() {
+        let mut next = NextWork {
+            policy: IdleSpin::Auto,
+            last_gap: Duration::ZERO,
+        };
+        assert_eq!(next.budget(), AUTO_BUDGET, "polls first, to learn");
+        next.arrived_after(Duration::from_micros(30));
+        assert_eq!(
+            next.budget(),
+            Duration::ZERO,
+            "a far-off task: sleep at once"
+        );
+        next.arrived_after(Duration::from_micros(3));
+        assert_eq!(next.budget(), AUTO_BUDGET);
+        let fixed = NextWork {
+            policy: IdleSpin::Fixed(Duration::from_micros(20)),
+            last_gap: Duration::from_secs(1),
+        };
+        assert_eq!(fixed.budget(), Duration::from_micros(20));
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use super::{poll_within, run_batch, Dispatched, Executor, Timed, QUIET_SPIN};
 use crate::shapes::catch;
 use crate::shm::Owned;
+use crate::spin::{IdleSpin, NextWork, SpinWait};
 use crate::{Error, Stage};
 
 struct Job<S: Stage> {
@@ -35,6 +36,7 @@ impl<S: Stage> ThreadExecutor<S> {
     /// Spawns `count` worker threads; each reports its `init` outcome, then serves jobs
     /// until the executor is dropped.
     pub(crate) fn spawn(count: usize) -> Result<(Self, Started), Error> {
+        let spin = crate::config::Settings::get()?.spin;
         let mut workers = Vec::with_capacity(count);
         let mut started = Started {
             ready: Vec::with_capacity(count),
@@ -45,7 +47,7 @@ impl<S: Stage> ThreadExecutor<S> {
             let (ready_tx, ready_rx) = oneshot::channel();
             let thread = std::thread::Builder::new()
                 .name(format!("aqueduct-{}-{index}", S::NAME))
-                .spawn(move || worker_loop::<S>(jobs_rx, ready_tx))
+                .spawn(move || worker_loop::<S>(jobs_rx, ready_tx, spin))
                 .map_err(|e| Error::Init {
                     stage: S::NAME,
                     message: format!("cannot spawn worker thread: {e}"),
@@ -58,7 +60,11 @@ impl<S: Stage> ThreadExecutor<S> {
     }
 }
 
-fn worker_loop<S: Stage>(jobs: mpsc::Receiver<Job<S>>, ready: oneshot::Sender<Result<(), String>>) {
+fn worker_loop<S: Stage>(
+    jobs: mpsc::Receiver<Job<S>>,
+    ready: oneshot::Sender<Result<(), String>>,
+    spin: IdleSpin,
+) {
     let mut state = match catch(S::init).and_then(|r| r) {
         Ok(state) => state,
         Err(message) => {
@@ -67,10 +73,30 @@ fn worker_loop<S: Stage>(jobs: mpsc::Receiver<Job<S>>, ready: oneshot::Sender<Re
         }
     };
     let _ = ready.send(Ok(()));
-    for job in jobs {
+    let mut next_work = NextWork::new(spin);
+    let mut answered_at: Option<std::time::Instant> = None;
+    while let Some(job) = next_job(&jobs, next_work.budget()) {
+        if let Some(answered_at) = answered_at {
+            next_work.arrived_after(answered_at.elapsed());
+        }
         let timed = job.span.in_scope(|| run_batch::<S>(&mut state, job.inputs));
         // If the dispatch is gone, the results are dropped with their memory.
         let _ = job.reply.send(timed);
+        answered_at = Some(std::time::Instant::now());
+    }
+}
+
+/// The next job, polling for up to `spin` before sleeping; `None` once the executor is
+/// gone.
+fn next_job<S: Stage>(jobs: &mpsc::Receiver<Job<S>>, spin: std::time::Duration) -> Option<Job<S>> {
+    let mut wait = SpinWait::new(spin, spin);
+    loop {
+        match jobs.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if wait.pause() => {}
+            Err(mpsc::TryRecvError::Empty) => return jobs.recv().ok(),
+        }
     }
 }
 

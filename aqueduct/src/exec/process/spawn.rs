@@ -35,6 +35,7 @@ use super::registry;
 use super::wire::{Geometry, WorkerState};
 use crate::hash::Digest;
 use crate::platform::{fd, process};
+use crate::spin::IdleSpin;
 
 /// The marker: `<fd>:<nonce>`, naming the descriptor that holds the worker's [`Spec`].
 pub(crate) const WORKER_ENV: &str = "AQUEDUCT_WORKER";
@@ -167,10 +168,34 @@ pub(crate) struct Spec {
     pub scratch_fd: RawFd,
     pub scratch_len: usize,
     pub geometry: Geometry,
-    /// Microseconds to spin for the next request after answering one.
+    /// Microseconds to spin for the next request after answering one; [`AUTO_SPIN_US`]:
+    /// [`IdleSpin::Auto`].
     pub spin_us: u64,
     /// The most verbose level the worker logs at.
     pub log_level: LevelFilter,
+}
+
+/// `spin_us` of [`IdleSpin::Auto`].
+pub(crate) const AUTO_SPIN_US: u64 = u64::MAX;
+
+impl Spec {
+    /// The worker's idle spin, from `spin_us`.
+    pub(crate) fn idle_spin(&self) -> IdleSpin {
+        match self.spin_us {
+            AUTO_SPIN_US => IdleSpin::Auto,
+            us => IdleSpin::Fixed(std::time::Duration::from_micros(us)),
+        }
+    }
+
+    /// `spin_us` for `spin`.
+    pub(crate) fn spin_us(spin: IdleSpin) -> u64 {
+        match spin {
+            IdleSpin::Auto => AUTO_SPIN_US,
+            IdleSpin::Fixed(budget) => u64::try_from(budget.as_micros())
+                .unwrap_or(AUTO_SPIN_US - 1)
+                .min(AUTO_SPIN_US - 1),
+        }
+    }
 }
 
 /// The first field of an encoded [`Spec`]: its layout's version.

@@ -158,7 +158,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
         scratch_fd: scratch.raw_fd(),
         scratch_len: scratch.capacity(),
         geometry,
-        spin_us: u64::try_from(settings.spin.as_micros()).unwrap_or(u64::MAX),
+        spin_us: Spec::spin_us(settings.spin),
         log_level: settings.worker_log,
     };
     let resp = register(resp)?;

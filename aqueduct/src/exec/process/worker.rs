@@ -13,7 +13,7 @@ use super::wire::{self, BadRequest, Outcome, Report, WorkerState};
 use crate::platform::process;
 use crate::shapes::catch;
 use crate::shm::arena;
-use crate::spin::SpinWait;
+use crate::spin::{NextWork, SpinWait};
 use crate::Stage;
 
 /// How long the worker sleeps between checks that its parent is still alive (a backstop
@@ -49,10 +49,14 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     ctl.set_state(WorkerState::Ready, "");
     boot.resp.notify();
 
-    let spin = spin_budget(boot.spec.spin_us);
+    let mut next_work = NextWork::new(boot.spec.idle_spin());
+    let mut answered_at: Option<Instant> = None;
     let mut seen = 0u64;
     let mut bytes = Vec::new();
-    while let Some(newest) = next_request(&boot, seen, spin) {
+    while let Some(newest) = next_request(&boot, seen, next_work.budget()) {
+        if let Some(answered_at) = answered_at {
+            next_work.arrived_after(answered_at.elapsed());
+        }
         if newest - seen > geometry.lanes as u64 {
             eprintln!("aqueduct worker: request {newest} published while {seen} was the last taken and only {} may be outstanding; exiting", geometry.lanes);
             return exit::PROTOCOL;
@@ -93,6 +97,7 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
         if wire::parent_sleeps(ctl) {
             boot.resp.notify();
         }
+        answered_at = Some(Instant::now());
     }
     exit::CLOSED
 }
@@ -132,18 +137,6 @@ fn next_request(boot: &Boot, seen: u64, mut spin: Duration) -> Option<u64> {
         if !woken && process::parent_pid() != boot.spec.parent_pid {
             return None;
         }
-    }
-}
-
-/// How long a worker spins for the next request after answering one: the parent's
-/// `AQUEDUCT_SPIN_US` (`spin_us`, see [`crate::config`]), but never on a single core,
-/// where the spin would only delay the parent writing that request.
-fn spin_budget(spin_us: u64) -> Duration {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 {
-        Duration::ZERO
-    } else {
-        Duration::from_micros(spin_us)
     }
 }
 
