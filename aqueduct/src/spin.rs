@@ -58,8 +58,8 @@ pub(crate) enum IdleSpin {
 
 /// The longest poll [`IdleSpin::Auto`] makes.
 pub(crate) const AUTO_BUDGET: Duration = Duration::from_micros(5);
-/// [`IdleSpin::Auto`] polls only if the previous task arrived within this of the answer
-/// before it (including a wake-up's latency when the worker had slept: 3-10 us on VMs).
+/// [`IdleSpin::Auto`] polls only if the previous task was sent within this of the answer
+/// before it.
 pub(crate) const AUTO_GAP: Duration = Duration::from_micros(10);
 
 /// One worker's idle poll: how long to poll now, from its policy and what it saw.
@@ -94,7 +94,8 @@ impl NextWork {
         }
     }
 
-    /// The next task arrived `gap` after the previous answer.
+    /// The next task was sent `gap` after the previous answer (when it was sent, not when
+    /// the worker saw it: a sleeping worker's wake-up latency must not keep it asleep).
     pub(crate) fn arrived_after(&mut self, gap: Duration) {
         self.last_gap = gap;
     }

@@ -18,6 +18,8 @@ struct Job<S: Stage> {
     reply: oneshot::Sender<Timed<S::Output>>,
     /// The batch's span, entered while the handler runs.
     span: tracing::Span,
+    /// When the job was sent, for the worker's idle poll.
+    sent: std::time::Instant,
 }
 
 /// The worker threads of one stage.
@@ -77,7 +79,9 @@ fn worker_loop<S: Stage>(
     let mut answered_at: Option<std::time::Instant> = None;
     while let Some(job) = next_job(&jobs, next_work.budget()) {
         if let Some(answered_at) = answered_at {
-            next_work.arrived_after(answered_at.elapsed());
+            // How long after the previous answer the job was sent (not received: a
+            // sleeping worker's wake-up is not the caller's gap).
+            next_work.arrived_after(job.sent.saturating_duration_since(answered_at));
         }
         let timed = job.span.in_scope(|| run_batch::<S>(&mut state, job.inputs));
         // If the dispatch is gone, the results are dropped with their memory.
@@ -125,6 +129,7 @@ where
                 inputs: batch,
                 reply,
                 span,
+                sent: std::time::Instant::now(),
             })
             .is_ok();
         let outcome = async move {

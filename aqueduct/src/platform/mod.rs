@@ -22,6 +22,7 @@
 /// multiples of it.
 pub(crate) const PAGE: usize = 4096;
 
+pub(crate) mod clock;
 pub(crate) mod eventfd;
 pub(crate) mod fd;
 pub(crate) mod memfd;

@@ -5,7 +5,7 @@
 //! ```text
 //! Header      magic, req_seq (parent), taken_seq, resp_seq, worker_waiting, state,
 //!             message (worker), closing, parent_waiting (parent); one cache line per word
-//! lane 0      LaneHeader: tag, check, count (parent); taken_tag, answer_tag,
+//! lane 0      LaneHeader: tag, check, count, published_ns (parent); taken_tag, answer_tag,
 //!             resp_count, compute_ns, log_lines (worker)
 //!             request slots:  batch_cap × input size        (the tasks' `#[task]` bytes)
 //!             response slots: batch_cap × (SlotHeader + slot_data)
@@ -112,6 +112,9 @@ pub(crate) struct LaneHeader {
     pub answer_tag: AtomicU64,
     /// Parent: tasks in the request.
     pub count: AtomicU32,
+    /// Parent: when it published the request (`CLOCK_MONOTONIC` ns), for the worker's
+    /// idle poll to tell back-to-back requests from far-off ones.
+    pub published_ns: AtomicU64,
     /// Worker: results in the response.
     pub resp_count: AtomicU32,
     /// Worker: nanoseconds its handler calls took on the request.
@@ -311,7 +314,16 @@ pub(crate) fn write_request(
     head.check
         .store(request_check(seq, tasks), Ordering::Relaxed);
     head.tag.store(seq, Ordering::Relaxed);
+    head.published_ns
+        .store(crate::platform::clock::monotonic_ns(), Ordering::Relaxed);
     ctl.header().req_seq.store(seq, Ordering::Release);
+}
+
+/// Worker: when the parent published the request in `lane` (`CLOCK_MONOTONIC` ns).
+pub(crate) fn published_ns(ctl: &Region, geometry: &Geometry, lane: usize) -> u64 {
+    ctl.lane(geometry, lane)
+        .published_ns
+        .load(Ordering::Relaxed)
 }
 
 /// Why a worker will not run a request.

@@ -10,7 +10,7 @@ use super::logs;
 use super::spawn::Boot;
 use super::stage_hash;
 use super::wire::{self, BadRequest, Outcome, Report, WorkerState};
-use crate::platform::process;
+use crate::platform::{clock, process};
 use crate::shapes::catch;
 use crate::shm::arena;
 use crate::spin::{NextWork, SpinWait};
@@ -50,13 +50,12 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     boot.resp.notify();
 
     let mut next_work = NextWork::new(boot.spec.idle_spin());
-    let mut answered_at: Option<Instant> = None;
+    // When the worker last answered (`CLOCK_MONOTONIC` ns, comparable with the parent's
+    // publication times).
+    let mut answered_ns: Option<u64> = None;
     let mut seen = 0u64;
     let mut bytes = Vec::new();
     while let Some(newest) = next_request(&boot, seen, next_work.budget()) {
-        if let Some(answered_at) = answered_at {
-            next_work.arrived_after(answered_at.elapsed());
-        }
         if newest - seen > geometry.lanes as u64 {
             eprintln!("aqueduct worker: request {newest} published while {seen} was the last taken and only {} may be outstanding; exiting", geometry.lanes);
             return exit::PROTOCOL;
@@ -73,6 +72,10 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
                 return exit::PROTOCOL;
             }
         };
+        if let Some(answered_ns) = answered_ns {
+            let published = wire::published_ns(ctl, &geometry, lane);
+            next_work.arrived_after(Duration::from_nanos(published.saturating_sub(answered_ns)));
+        }
         wire::take(ctl, &geometry, lane, seq);
         super::fault::running(lane, seq);
         let inputs: Vec<S::Input> = bytes
@@ -97,7 +100,7 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
         if wire::parent_sleeps(ctl) {
             boot.resp.notify();
         }
-        answered_at = Some(Instant::now());
+        answered_ns = Some(clock::monotonic_ns());
     }
     exit::CLOSED
 }
