@@ -15,9 +15,9 @@
 //! | `aqueduct_stage_queue_depth` | gauge | stage | tasks in the stage's queue, when a batch is formed |
 //! | `aqueduct_stage_queue_duration_seconds` | histogram | stage | a task's wait in the stage's queue |
 //! | `aqueduct_stage_batch_size` | histogram | stage | tasks per dispatch |
-//! | `aqueduct_stage_batch_fill_duration_seconds` | histogram | stage | forming a batch: from its first task taken from the queue until it was flushed |
+//! | `aqueduct_stage_batch_fill_duration_seconds` | histogram | stage | forming a batch: from its first task taken from the queue until it was flushed (stages that batch: `batch_size` > 1 or a `batch_timeout_ms`) |
 //! | `aqueduct_stage_batch_flush_total` | counter | stage, reason | dispatches by why the batch was flushed: full, timeout, immediate, drain, retry |
-//! | `aqueduct_stage_compute_duration_seconds` | histogram | stage | a handler call, measured in the worker (a dispatch of several calls records their mean once per call) |
+//! | `aqueduct_stage_compute_duration_seconds` | histogram | stage | the handler's time on a dispatch, measured in the worker: one call, or a run of single-task calls handed over together |
 //! | `aqueduct_stage_transfer_duration_seconds` | histogram | stage | a dispatch's round trip less its handler time: copies, checks and wake-ups between the parent and the worker |
 //! | `aqueduct_stage_abandoned_total` | counter | stage, reason | tasks dropped before dispatch: deadline, cancelled |
 //! | `aqueduct_worker_restarts_total` | counter | stage, cause | worker processes restarted: crashed (died on its own), timeout (killed past `exec_timeout_ms`), unresponsive (stopped taking requests), protocol (answered with invalid data) |
@@ -221,18 +221,18 @@ impl StageMetrics {
         let _ = (stage, workers);
     }
 
-    /// A dispatch of `calls` handler calls was answered: the handler ran `compute` in
-    /// all, and the rest of the round trip, `transfer`, went to moving the batch.
-    pub(crate) fn answered(&self, calls: usize, compute: Duration, transfer: Duration) {
+    /// A dispatch was answered: the handler ran `compute` on it, and the rest of the
+    /// round trip, `transfer`, went to moving the batch. One observation each per
+    /// dispatch (a run of single-task calls sent together is one), not per call: per
+    /// call, a stage of single-task batches would pay a histogram record per task.
+    pub(crate) fn answered(&self, compute: Duration, transfer: Duration) {
         #[cfg(feature = "metrics")]
         {
-            let calls = calls.max(1);
-            let per_call = compute.as_secs_f64() / calls as f64;
-            self.handles.compute.record_many(per_call, calls);
+            self.handles.compute.record(compute.as_secs_f64());
             self.handles.transfer.record(transfer.as_secs_f64());
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = (calls, compute, transfer);
+        let _ = (compute, transfer);
     }
 
     /// Worker process `worker` holds `bytes` of resident memory.

@@ -167,10 +167,10 @@ impl StageCounters {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A dispatch of `calls` handler calls was answered: the handler ran `compute`, and
-    /// the rest of its round trip, `transfer`, went to moving it.
-    pub(crate) fn answered(&self, calls: usize, compute: Duration, transfer: Duration) {
-        self.metrics.answered(calls, compute, transfer);
+    /// A dispatch was answered: the handler ran `compute`, and the rest of its round
+    /// trip, `transfer`, went to moving it.
+    pub(crate) fn answered(&self, compute: Duration, transfer: Duration) {
+        self.metrics.answered(compute, transfer);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.compute_ns.fetch_add(nanos(compute), Ordering::Relaxed);
         self.transfer_ns

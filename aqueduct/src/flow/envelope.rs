@@ -59,15 +59,17 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
         priority: usize,
         span: tracing::Span,
     ) -> Self {
+        // One clock reading for both.
+        let now = Instant::now();
         Self {
             task,
             route: Route {
                 reply,
-                deadline: Instant::now() + timeout,
+                deadline: now + timeout,
                 timeout,
                 losses: 0,
                 priority,
-                queued_at: (cfg!(feature = "metrics") || !span.is_none()).then(Instant::now),
+                queued_at: (cfg!(feature = "metrics") || !span.is_none()).then_some(now),
                 span: (!span.is_none()).then(|| Box::new(span)),
             },
         }

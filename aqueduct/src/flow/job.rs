@@ -55,8 +55,7 @@ where
                 // The worker's figure, bounded by the round trip the parent saw.
                 let round_trip = answered - self.sent;
                 let compute = compute.min(round_trip);
-                let calls = (self.count as usize).div_ceil(S::CONFIG.batch_size.max(1));
-                self.counters.answered(calls, compute, round_trip - compute);
+                self.counters.answered(compute, round_trip - compute);
                 let pid = self.counters.pid(self.worker);
                 deliver::<S, R, D>(
                     results,

@@ -109,8 +109,11 @@ where
                     Ok(batch) = retries.recv() => (batch, None),
                     first = self.input.recv() => match first {
                         Some(first) => {
-                            // Timed only for the metric (`metrics` feature).
-                            let filling = cfg!(feature = "metrics").then(Instant::now);
+                            // Timed only for the metric (`metrics` feature), and only for a
+                            // stage that waits for batches to fill: a stage of single-task
+                            // batches takes what is queued at once.
+                            let filling = (cfg!(feature = "metrics") && !self.config.pipelined())
+                                .then(Instant::now);
                             let (batch, flush) = batcher::collect(
                                 &self.input,
                                 first,
