@@ -62,12 +62,20 @@ pub(crate) const AUTO_BUDGET: Duration = Duration::from_micros(5);
 /// before it.
 pub(crate) const AUTO_GAP: Duration = Duration::from_micros(10);
 
+/// After an [`IdleSpin::Auto`] poll that caught nothing, this many tasks are waited for
+/// without polling. Such a poll usually means the sender shares this worker's core (the
+/// poll kept it from sending: each side's poll then delays the other), or the machine is
+/// busy; a later poll tries again.
+pub(crate) const AUTO_COOLDOWN: u32 = 16;
+
 /// One worker's idle poll: how long to poll now, from its policy and what it saw.
 #[derive(Debug)]
 pub(crate) struct NextWork {
     policy: IdleSpin,
     /// How long the previous task took to arrive after the answer before it.
     last_gap: Duration,
+    /// Tasks still to wait for without polling (see [`AUTO_COOLDOWN`]).
+    cooldown: u32,
 }
 
 impl NextWork {
@@ -82,6 +90,7 @@ impl NextWork {
                 policy
             },
             last_gap: Duration::ZERO,
+            cooldown: 0,
         }
     }
 
@@ -89,8 +98,15 @@ impl NextWork {
     pub(crate) fn budget(&self) -> Duration {
         match self.policy {
             IdleSpin::Fixed(budget) => budget,
-            IdleSpin::Auto if self.last_gap <= AUTO_GAP => AUTO_BUDGET,
+            IdleSpin::Auto if self.cooldown == 0 && self.last_gap <= AUTO_GAP => AUTO_BUDGET,
             IdleSpin::Auto => Duration::ZERO,
+        }
+    }
+
+    /// A poll ended without a task.
+    pub(crate) fn missed(&mut self) {
+        if self.policy == IdleSpin::Auto {
+            self.cooldown = AUTO_COOLDOWN;
         }
     }
 
@@ -98,6 +114,7 @@ impl NextWork {
     /// the worker saw it: a sleeping worker's wake-up latency must not keep it asleep).
     pub(crate) fn arrived_after(&mut self, gap: Duration) {
         self.last_gap = gap;
+        self.cooldown = self.cooldown.saturating_sub(1);
     }
 }
 
@@ -124,6 +141,7 @@ mod tests {
         let mut next = NextWork {
             policy: IdleSpin::Auto,
             last_gap: Duration::ZERO,
+            cooldown: 0,
         };
         assert_eq!(next.budget(), AUTO_BUDGET, "polls first, to learn");
         next.arrived_after(Duration::from_micros(30));
@@ -134,10 +152,23 @@ mod tests {
         );
         next.arrived_after(Duration::from_micros(3));
         assert_eq!(next.budget(), AUTO_BUDGET);
-        let fixed = NextWork {
+        // A poll that caught nothing: the next AUTO_COOLDOWN tasks are awaited asleep.
+        next.missed();
+        for _ in 0..AUTO_COOLDOWN {
+            assert_eq!(next.budget(), Duration::ZERO);
+            next.arrived_after(Duration::from_micros(1));
+        }
+        assert_eq!(next.budget(), AUTO_BUDGET);
+        let mut fixed = NextWork {
             policy: IdleSpin::Fixed(Duration::from_micros(20)),
             last_gap: Duration::from_secs(1),
+            cooldown: 0,
         };
-        assert_eq!(fixed.budget(), Duration::from_micros(20));
+        fixed.missed();
+        assert_eq!(
+            fixed.budget(),
+            Duration::from_micros(20),
+            "a fixed poll stays"
+        );
     }
 }

@@ -77,7 +77,7 @@ fn worker_loop<S: Stage>(
     let _ = ready.send(Ok(()));
     let mut next_work = NextWork::new(spin);
     let mut answered_at: Option<std::time::Instant> = None;
-    while let Some(job) = next_job(&jobs, next_work.budget()) {
+    while let Some(job) = next_job(&jobs, &mut next_work) {
         if let Some(answered_at) = answered_at {
             // How long after the previous answer the job was sent (not received: a
             // sleeping worker's wake-up is not the caller's gap).
@@ -90,16 +90,22 @@ fn worker_loop<S: Stage>(
     }
 }
 
-/// The next job, polling for up to `spin` before sleeping; `None` once the executor is
-/// gone.
-fn next_job<S: Stage>(jobs: &mpsc::Receiver<Job<S>>, spin: std::time::Duration) -> Option<Job<S>> {
+/// The next job, polling as `next_work` says before sleeping; `None` once the executor
+/// is gone.
+fn next_job<S: Stage>(jobs: &mpsc::Receiver<Job<S>>, next_work: &mut NextWork) -> Option<Job<S>> {
+    let spin = next_work.budget();
     let mut wait = SpinWait::new(spin, spin);
     loop {
         match jobs.try_recv() {
             Ok(job) => return Some(job),
             Err(mpsc::TryRecvError::Disconnected) => return None,
             Err(mpsc::TryRecvError::Empty) if wait.pause() => {}
-            Err(mpsc::TryRecvError::Empty) => return jobs.recv().ok(),
+            Err(mpsc::TryRecvError::Empty) => {
+                if !spin.is_zero() {
+                    next_work.missed();
+                }
+                return jobs.recv().ok();
+            }
         }
     }
 }

@@ -55,7 +55,7 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     let mut answered_ns: Option<u64> = None;
     let mut seen = 0u64;
     let mut bytes = Vec::new();
-    while let Some(newest) = next_request(&boot, seen, next_work.budget()) {
+    while let Some(newest) = next_request(&boot, seen, &mut next_work) {
         if newest - seen > geometry.lanes as u64 {
             eprintln!("aqueduct worker: request {newest} published while {seen} was the last taken and only {} may be outstanding; exiting", geometry.lanes);
             return exit::PROTOCOL;
@@ -105,10 +105,11 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     exit::CLOSED
 }
 
-/// Waits for a request newer than `seen` and returns the newest published, spinning up
-/// to `spin` first; `None` when the parent asked the worker to close or is gone.
-fn next_request(boot: &Boot, seen: u64, mut spin: Duration) -> Option<u64> {
+/// Waits for a request newer than `seen` and returns the newest published, polling as
+/// `next_work` says first; `None` when the parent asked the worker to close or is gone.
+fn next_request(boot: &Boot, seen: u64, next_work: &mut NextWork) -> Option<u64> {
     let ctl = &boot.ctl;
+    let mut spin = next_work.budget();
     loop {
         let header = ctl.header();
         if header.closing.load(Ordering::Acquire) != 0 {
@@ -123,6 +124,9 @@ fn next_request(boot: &Boot, seen: u64, mut spin: Duration) -> Option<u64> {
         // spin is short and bounded, and happens only right after work.
         if spin_until_request(ctl, seen, spin) {
             continue;
+        }
+        if !spin.is_zero() {
+            next_work.missed();
         }
         spin = Duration::ZERO;
         // Event count: announce the sleep, then re-check, so a request published in
