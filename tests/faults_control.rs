@@ -130,6 +130,11 @@ fn probe(id: u64, log: &Path) -> Probe {
 /// Runs `probes` through `flow` concurrently, checks every answer, and returns how many
 /// failed (with a boundary error).
 async fn run_and_check(flow: &aqueduct::Flow<Probe, Probe>, probes: Vec<Probe>) -> usize {
+    failed_ids(flow, probes).await.len()
+}
+
+/// Like [`run_and_check`], returning the ids of the tasks that failed.
+async fn failed_ids(flow: &aqueduct::Flow<Probe, Probe>, probes: Vec<Probe>) -> Vec<u64> {
     let calls: Vec<_> = probes
         .into_iter()
         .map(|probe| {
@@ -138,7 +143,7 @@ async fn run_and_check(flow: &aqueduct::Flow<Probe, Probe>, probes: Vec<Probe>) 
             (id, tokio::spawn(async move { flow.process(probe).await }))
         })
         .collect();
-    let mut failed = 0;
+    let mut failed = Vec::new();
     for (id, call) in calls {
         match call.await.unwrap() {
             Ok(out) => {
@@ -149,7 +154,7 @@ async fn run_and_check(flow: &aqueduct::Flow<Probe, Probe>, probes: Vec<Probe>) 
                     "task {id}: a wrong result as a success"
                 );
             }
-            Err(Error::WorkerCrashed { .. } | Error::WorkerProtocol { .. }) => failed += 1,
+            Err(Error::WorkerCrashed { .. } | Error::WorkerProtocol { .. }) => failed.push(id),
             Err(other) => panic!("task {id}: unexpected error {other}"),
         }
     }
@@ -173,8 +178,17 @@ async fn start() -> aqueduct::Flow<Probe, Probe> {
 async fn still_serving(flow: &aqueduct::Flow<Probe, Probe>) {
     let log = execution_log::fresh("after");
     let probes = (2_000_000..2_000_100).map(|id| probe(id, &log)).collect();
+    // The last faulty probe's thread (a kill, or a late write, after up to 100 us of
+    // spinning) may still land once its burst was answered, and fail the clean tasks
+    // then in flight: failed, never wrong. Sent again, each must succeed.
+    let failed = failed_ids(flow, probes).await;
+    assert!(
+        failed.len() <= 10,
+        "the flow keeps serving: {failed:?} failed"
+    );
+    let again = failed.into_iter().map(|id| probe(id, &log)).collect();
     assert_eq!(
-        run_and_check(flow, probes).await,
+        run_and_check(flow, again).await,
         0,
         "the flow keeps serving"
     );
