@@ -38,9 +38,22 @@ pub const BUCKETS: &[f64] = &[
 /// Why a batch was flushed, in the order of the `reason` labels.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 const FLUSH_REASONS: [&str; 5] = ["full", "timeout", "immediate", "drain", "retry"];
-/// Why a worker process was restarted, in the order of the `cause` labels.
+/// Why a worker process was restarted (the `cause` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RestartCause {
+    /// It died on its own.
+    Crashed = 0,
+    /// The runtime killed it: a batch ran past the stage's execution timeout.
+    Timeout = 1,
+    /// The runtime killed it: it stopped taking requests.
+    Unresponsive = 2,
+    /// The runtime killed it: it answered with invalid data.
+    Protocol = 3,
+}
+
+/// The `cause` labels, indexed by [`RestartCause`].
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub(crate) const RESTART_CAUSES: [&str; 4] = ["crashed", "timeout", "unresponsive", "protocol"];
+const RESTART_CAUSES: [&str; 4] = ["crashed", "timeout", "unresponsive", "protocol"];
 
 /// How often a flow samples its workers' memory and the arena.
 #[cfg(feature = "metrics")]
@@ -269,12 +282,10 @@ impl StageMetrics {
         let _ = (up, down);
     }
 
-    /// A worker process was restarted for `cause` (one of [`RESTART_CAUSES`]).
-    pub(crate) fn restarted(&self, cause: &'static str) {
+    /// A worker process was restarted for `cause`.
+    pub(crate) fn restarted(&self, cause: RestartCause) {
         #[cfg(feature = "metrics")]
-        if let Some(index) = RESTART_CAUSES.iter().position(|c| *c == cause) {
-            self.handles.restarts[index].increment(1);
-        }
+        self.handles.restarts[cause as usize].increment(1);
         #[cfg(not(feature = "metrics"))]
         let _ = cause;
     }

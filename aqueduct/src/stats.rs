@@ -131,9 +131,8 @@ impl StageCounters {
         (self.queued)()
     }
 
-    /// A worker process was restarted; `cause` is a label of
-    /// [`crate::metrics::RESTART_CAUSES`].
-    pub(crate) fn restarted(&self, cause: &'static str) {
+    /// A worker process was restarted for `cause`.
+    pub(crate) fn restarted(&self, cause: crate::metrics::RestartCause) {
         self.metrics.restarted(cause);
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }

@@ -15,8 +15,9 @@ use tokio::time::{sleep_until, Instant};
 
 use super::supervisor::{exited, kill_and_wait};
 use super::wire::{self, Geometry, Taken, MAX_LANES};
-use super::{Conn, Exit, KillCause, Shared};
+use super::{Conn, Exit, Shared};
 use crate::exec::{poll_within, QUIET_SPIN};
+use crate::metrics::RestartCause;
 use crate::sync::lock;
 use crate::task::TaskField;
 
@@ -112,11 +113,13 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
             return Ok(());
         }
         let clocks = Clocks::of(shared, ticket);
+        // One timer: the next deadline, or the backstop look (a stray write by the worker
+        // may have cleared the announcement above), whichever is first.
+        let backstop = Instant::now() + WAKE_BACKSTOP;
+        let wake = clocks.next().map_or(backstop, |next| next.min(backstop));
         tokio::select! {
             () = &mut drained => {}
             () = &mut freed => {}
-            // A stray write by the worker may have cleared the announcement above.
-            () = tokio::time::sleep(WAKE_BACKSTOP) => {}
             readable = conn.resp.readable() => match readable {
                 Ok(mut guard) => {
                     if guard.get_inner().drain().is_ok() {
@@ -137,7 +140,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
                     Taken::Yes | Taken::Unsure => Failure::Died(exit),
                 });
             }
-            () = sleep_until(clocks.next().unwrap_or_else(Instant::now)), if clocks.next().is_some() => {
+            () = sleep_until(wake) => {
                 if wire::answered(ctl, geometry, ticket.lane, seq) {
                     return Ok(());
                 }
@@ -146,7 +149,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
                     // Wedged: it had nothing older to run and did not take this one.
                     // Once it is dead its words are final; if they agree that it never
                     // took the request, the request may go elsewhere.
-                    kill_and_wait(conn, KillCause::Unresponsive).await;
+                    kill_and_wait(conn, RestartCause::Unresponsive).await;
                     return Err(match wire::taken(ctl, geometry, ticket.lane, seq) {
                         Taken::No => Failure::NotTaken,
                         Taken::Yes | Taken::Unsure => Failure::Violation(format!(

@@ -48,6 +48,7 @@ use self::results::{handle_offsets, take_results, Answer};
 use self::supervisor::{closed, kill_and_wait, live, supervise};
 use self::wire::{read_report, Geometry, MAX_LANES};
 use super::{Dispatched, Executor};
+use crate::metrics::RestartCause;
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
 use crate::shm::Owned;
@@ -89,20 +90,9 @@ struct Conn {
     /// Asks the supervisor to kill the process.
     kill: Notify,
     /// Why the executor had the process killed, if it did (the restart's cause).
-    killed_for: Mutex<Option<KillCause>>,
+    killed_for: Mutex<Option<RestartCause>>,
     /// The spans of the requests it runs, for its log lines.
     spans: Arc<logs::SpanBook>,
-}
-
-/// Why the executor kills a worker process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KillCause {
-    /// A batch ran past the stage's execution timeout.
-    Timeout,
-    /// It stopped taking requests.
-    Unresponsive,
-    /// It answered with invalid data.
-    Protocol,
 }
 
 struct Slot {
@@ -306,7 +296,7 @@ async fn dispatch<S: Stage>(
             signal: exit.signal,
         },
         Failure::TimedOut => {
-            kill_and_wait(&conn, KillCause::Timeout).await;
+            kill_and_wait(&conn, RestartCause::Timeout).await;
             Error::WorkerCrashed {
                 stage: shared.stage,
                 pid: conn.pid,
@@ -314,7 +304,7 @@ async fn dispatch<S: Stage>(
             }
         }
         Failure::Violation(reason) => {
-            kill_and_wait(&conn, KillCause::Protocol).await;
+            kill_and_wait(&conn, RestartCause::Protocol).await;
             Error::WorkerProtocol {
                 stage: shared.stage,
                 pid: conn.pid,

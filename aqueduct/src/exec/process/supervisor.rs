@@ -20,8 +20,9 @@ use super::marker;
 use super::spawn::{self, Spec, WORKER_ENV};
 use super::spawner;
 use super::wire::WorkerState;
-use super::{logs, stage_hash, Conn, Exit, KillCause, Shared};
+use super::{logs, stage_hash, Conn, Exit, Shared};
 use crate::config::Settings;
+use crate::metrics::RestartCause;
 use crate::platform::{fd, process};
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
@@ -101,8 +102,11 @@ pub(super) async fn supervise<S: Stage>(
                 let signal = status.ok().and_then(|s| s.signal());
                 let restart = !*closing.borrow();
                 if restart {
+                    // Killed by the executor, or died on its own.
                     let killed_for = *crate::sync::lock(&conn.killed_for);
-                    shared.counters.restarted(restart_cause(killed_for));
+                    shared
+                        .counters
+                        .restarted(killed_for.unwrap_or(RestartCause::Crashed));
                 }
                 let _ = started.exit.send(Some(Exit { signal }));
                 if !restart {
@@ -119,17 +123,6 @@ pub(super) async fn supervise<S: Stage>(
             () = closed(&mut closing) => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-/// The `cause` label of a restart: why the executor killed the worker, or `crashed`
-/// when it died on its own.
-fn restart_cause(killed_for: Option<KillCause>) -> &'static str {
-    match killed_for {
-        None => "crashed",
-        Some(KillCause::Timeout) => "timeout",
-        Some(KillCause::Unresponsive) => "unresponsive",
-        Some(KillCause::Protocol) => "protocol",
     }
 }
 
@@ -313,7 +306,7 @@ pub(super) async fn exited(exit: &mut watch::Receiver<Option<Exit>>) -> Exit {
 }
 
 /// Has the worker killed for `cause` (its restart's cause), and waits until it is gone.
-pub(super) async fn kill_and_wait(conn: &Conn, cause: KillCause) {
+pub(super) async fn kill_and_wait(conn: &Conn, cause: RestartCause) {
     crate::sync::lock(&conn.killed_for).get_or_insert(cause);
     conn.kill.notify_one();
     exited(&mut conn.exit.clone()).await;
