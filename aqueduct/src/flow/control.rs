@@ -1,8 +1,8 @@
 //! A flow's lifecycle state, shared by its handles and runners.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// Where a flow is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,9 +20,11 @@ pub(crate) struct Control {
     state: AtomicU8,
     /// `process` calls under way: the flow's load, as runners see it.
     in_flight: AtomicUsize,
-    /// Set when the flow halts without finishing its tasks; waiting callers and runners
-    /// watch it.
-    halted: watch::Sender<bool>,
+    /// Set when the flow halts without finishing its tasks; runners look at it.
+    halted: AtomicBool,
+    /// Wakes the callers waiting for an answer when the flow halts. (Every call waits
+    /// on it, so it is the lightest wait tokio has: no reference count, one list entry.)
+    halting: Notify,
 }
 
 impl Control {
@@ -30,7 +32,8 @@ impl Control {
         Self {
             state: AtomicU8::new(FlowState::Running as u8),
             in_flight: AtomicUsize::new(0),
-            halted: watch::Sender::new(false),
+            halted: AtomicBool::new(false),
+            halting: Notify::new(),
         }
     }
 
@@ -71,17 +74,23 @@ impl Control {
     }
 
     pub(crate) fn halt(&self) {
-        self.halted.send_replace(true);
+        self.halted.store(true, Ordering::Release);
+        self.halting.notify_waiters();
     }
 
     pub(crate) fn is_halted(&self) -> bool {
-        *self.halted.borrow()
+        self.halted.load(Ordering::Acquire)
     }
 
     /// Resolves once the flow is halted.
     pub(crate) async fn halted(&self) {
-        let mut watcher = self.halted.subscribe();
-        let _ = watcher.wait_for(|halted| *halted).await;
+        let halting = self.halting.notified();
+        let mut halting = std::pin::pin!(halting);
+        // Registered before looking, so a halt in between is not missed.
+        halting.as_mut().enable();
+        if !self.is_halted() {
+            halting.await;
+        }
     }
 }
 

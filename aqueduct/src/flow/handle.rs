@@ -1,7 +1,10 @@
 //! The running flow: a cheap, cloneable handle for submitting tasks and stopping.
 
 use crate::sync::lock;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -9,8 +12,8 @@ use tokio::time::{sleep_until, timeout_at};
 
 use super::admission::Load;
 use super::condition::EntrySkip;
-use super::control::Control;
 pub use super::control::FlowState;
+use super::control::{Control, InFlight};
 use super::envelope::Envelope;
 use super::queue::QueueTx;
 use crate::shm::{ownership, Owned};
@@ -115,15 +118,23 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 
     /// Runs `task` through every stage, with the flow's default timeout (5 s unless set
     /// on the builder). Never blocks the runtime: the work happens on the stages' workers.
-    pub async fn process(&self, task: In) -> Result<Owned<Out>, Error> {
-        self.process_timeout(task, self.inner.timeout).await
+    ///
+    /// (Not an `async fn`, nor is `process_timeout`: each layer of `async fn` would store
+    /// the task once more in the call's future, which is moved whole when a caller spawns
+    /// it and when it completes.)
+    pub fn process(&self, task: In) -> impl Future<Output = Result<Owned<Out>, Error>> + Send + '_ {
+        self.process_owned(Owned::new(task), self.inner.timeout, 0)
     }
 
     /// [`Flow::process`] with an explicit timeout, covering both the wait for room in the
     /// first stage's queue ([`Error::Overloaded`] if none came) and the processing
     /// ([`Error::Timeout`]).
-    pub async fn process_timeout(&self, task: In, timeout: Duration) -> Result<Owned<Out>, Error> {
-        self.process_owned(Owned::new(task), timeout, 0).await
+    pub fn process_timeout(
+        &self,
+        task: In,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Owned<Out>, Error>> + Send + '_ {
+        self.process_owned(Owned::new(task), timeout, 0)
     }
 
     /// A `process` call with options, run by awaiting it:
@@ -152,8 +163,8 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// processor's input); if it is refused, it is dropped with its shared memory.
     ///
     /// Observed: a `process` span (debug level; fields `flow` and `seq`, the call's
-    /// number in this flow) around the call, the parent of the runner's events about the
-    /// task; a `finished` event with the outcome; the request metrics.
+    /// number in this flow), the parent of the runner's events about the task; a
+    /// `finished` event with the outcome; the request metrics.
     pub(crate) async fn process_owned(
         &self,
         task: Owned<In>,
@@ -161,7 +172,6 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         priority: usize,
     ) -> Result<Owned<Out>, Error> {
         use std::sync::atomic::Ordering;
-        use tracing::Instrument;
         let inner = &*self.inner;
         let span = tracing::debug_span!(
             "process",
@@ -169,29 +179,31 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             seq = inner.calls.fetch_add(1, Ordering::Relaxed)
         );
         let started = cfg!(feature = "metrics").then(std::time::Instant::now);
-        let outcome = if span.is_none() {
-            self.process_in_span(task, timeout, priority, span).await
-        } else {
-            // Boxed: the instrumented call is the rare case, and would otherwise grow
-            // every call's future (and its copies) by the span and the wrapper.
-            let call = self.process_in_span(task, timeout, priority, span.clone());
-            let outcome = Box::pin(call.instrument(span.clone())).await;
-            tracing::debug!(parent: &span, outcome = crate::metrics::outcome_label(&outcome), "finished");
-            outcome
+        let observed = (!span.is_none()).then(|| span.clone());
+        // Sending is done before the first wait, so the task is not kept in this
+        // future's state, only what the answer is awaited with.
+        let outcome = match self.send(task, timeout, priority, span) {
+            Ok(call) => call.answer(inner).await,
+            Err(error) => Err(error),
         };
+        if let Some(span) = observed {
+            tracing::debug!(parent: &span, outcome = crate::metrics::outcome_label(&outcome), "finished");
+        }
         if let Some(started) = started {
             inner.metrics.request(&outcome, started.elapsed());
         }
         outcome
     }
 
-    async fn process_in_span(
+    /// Checks `task` and hands it to the first stage (or past it, if its condition
+    /// rejects the task); what is left is awaiting the answer.
+    fn send(
         &self,
         task: Owned<In>,
         timeout: Duration,
         priority: usize,
         span: tracing::Span,
-    ) -> Result<Owned<Out>, Error> {
+    ) -> Result<Call<'_, Out>, Error> {
         let inner = &*self.inner;
         if inner.control.state() != FlowState::Running {
             return Err(Error::NotRunning);
@@ -203,36 +215,31 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             });
         }
         ownership::validate(&*task)?;
-        let _in_flight = inner.control.enter();
+        let in_flight = inner.control.enter();
         // If the caller stops waiting (timeout, halt, or this future is dropped), the
         // receiver is dropped: the runner sees the task abandoned, and a result that
         // arrives anyway is dropped with the channel.
-        let (reply, mut receiver) = oneshot::channel();
+        let (reply, receiver) = oneshot::channel();
         let envelope = Envelope::new(task, reply, timeout, priority, span);
         let deadline = envelope.deadline();
-        match &inner.entry_skip {
+        let entering = match &inner.entry_skip {
             // The first stage's condition rejects the task: it goes on from there.
             Some(skip) if !(skip.condition)(envelope.task()) => {
                 skip.counters.skipped();
-                if timeout_at(deadline, skip.to.push_boxed(envelope))
-                    .await
-                    .is_err()
-                {
-                    return Err(Error::Timeout { after: timeout });
-                }
+                let push = timeout_at(deadline, skip.to.push_boxed(envelope));
+                Entering::Waiting(Box::pin(async move {
+                    push.await.map_err(|_| Error::Timeout { after: timeout })
+                }))
             }
-            _ => self.enter(envelope, timeout, priority).await?,
-        }
-        tokio::select! {
-            biased;
-            outcome = &mut receiver => match outcome {
-                Ok(outcome) => outcome,
-                // The task was dropped inside the flow: it was halted.
-                Err(_) => Err(Error::Stopped),
-            },
-            () = sleep_until(deadline) => Err(Error::Timeout { after: timeout }),
-            () = inner.control.halted() => Err(Error::Stopped),
-        }
+            _ => self.enter(envelope, timeout, priority)?,
+        };
+        Ok(Call {
+            entering,
+            receiver,
+            deadline,
+            timeout,
+            _in_flight: in_flight,
+        })
     }
 
     /// [`Flow::process`] for code that is not async (a plain thread, `fn main`). Returns
@@ -299,37 +306,40 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     }
 
     /// Puts `envelope` into the first stage's queue, by the flow's admission policy
-    /// (see `admission`).
-    async fn enter(
+    /// (see `admission`). The queue has room (the common case): done here, and the
+    /// future returned is ready at once. It is full: the future waits for room, boxed,
+    /// so that the wait does not grow every call's future.
+    fn enter(
         &self,
         envelope: Envelope<In, Out>,
         timeout: Duration,
         priority: usize,
-    ) -> Result<(), Error> {
+    ) -> Result<Entering<'_>, Error> {
         let inner = &*self.inner;
-        let deadline = envelope.deadline();
-        let overloaded = |waited| Error::Overloaded {
+        let overloaded = move |waited| Error::Overloaded {
             stage: inner.first_stage,
             waited,
         };
         if inner.load.turns_away(timeout) {
             return Err(overloaded(Duration::ZERO));
         }
-        match inner.input.try_send(priority, envelope) {
-            Ok(()) => Ok(()),
-            Err(async_channel::TrySendError::Closed(_)) => Err(Error::NotRunning),
-            Err(async_channel::TrySendError::Full(envelope)) => {
-                let called = deadline - timeout;
-                let Some(until) = inner.load.wait_until(called, deadline) else {
-                    return Err(overloaded(Duration::ZERO));
-                };
-                match timeout_at(until, inner.input.send(priority, envelope)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) => Err(Error::NotRunning),
-                    Err(_) => Err(overloaded(until - called)),
-                }
+        let envelope = match inner.input.try_send(priority, envelope) {
+            Ok(()) => return Ok(Entering::Entered),
+            Err(async_channel::TrySendError::Closed(_)) => return Err(Error::NotRunning),
+            Err(async_channel::TrySendError::Full(envelope)) => envelope,
+        };
+        let deadline = envelope.deadline();
+        let called = deadline - timeout;
+        let Some(until) = inner.load.wait_until(called, deadline) else {
+            return Err(overloaded(Duration::ZERO));
+        };
+        Ok(Entering::Waiting(Box::pin(async move {
+            match timeout_at(until, inner.input.send(priority, envelope)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Error::NotRunning),
+                Err(_) => Err(overloaded(until - called)),
             }
-        }
+        })))
     }
 
     /// Whether the first stage's queue has room now.
@@ -354,6 +364,50 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// Counters of every stage, in flow order.
     pub fn stats(&self) -> Vec<StageStats> {
         self.inner.counters.iter().map(|c| c.snapshot()).collect()
+    }
+}
+
+/// A call whose task was handed to the flow: what its caller awaits.
+struct Call<'a, Out: Task> {
+    entering: Entering<'a>,
+    receiver: oneshot::Receiver<Result<Owned<Out>, Error>>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    _in_flight: InFlight<'a>,
+}
+
+impl<Out: Task> Call<'_, Out> {
+    /// The task's result, or why there is none.
+    async fn answer<In: Task>(mut self, inner: &Inner<In, Out>) -> Result<Owned<Out>, Error> {
+        (&mut self.entering).await?;
+        let timeout = self.timeout;
+        tokio::select! {
+            biased;
+            outcome = &mut self.receiver => match outcome {
+                Ok(outcome) => outcome,
+                // The task was dropped inside the flow: it was halted.
+                Err(_) => Err(Error::Stopped),
+            },
+            () = sleep_until(self.deadline) => Err(Error::Timeout { after: timeout }),
+            () = inner.control.halted() => Err(Error::Stopped),
+        }
+    }
+}
+
+/// A task on its way into the first stage's queue (see `Flow::enter`).
+enum Entering<'a> {
+    Entered,
+    Waiting(Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>),
+}
+
+impl Future for Entering<'_> {
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut *self {
+            Entering::Entered => Poll::Ready(Ok(())),
+            Entering::Waiting(wait) => wait.as_mut().poll(cx),
+        }
     }
 }
 
