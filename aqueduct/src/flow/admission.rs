@@ -33,7 +33,10 @@ pub(crate) struct StageLoad {
     pub counters: Arc<StageCounters>,
     pub workers: usize,
     pub batch_size: usize,
+    /// Tasks one lane of its queue holds.
     pub capacity: usize,
+    /// Lanes in its queue (priorities).
+    pub lanes: usize,
 }
 
 /// How long a task entering now would take to get through, by the stages' measured
@@ -107,6 +110,16 @@ impl Load {
     /// its own service time alone (an idle flow whose handler is slower than the
     /// timeout answers [`crate::Error::Timeout`], as it always has).
     pub(crate) fn turns_away(&self, remaining: Duration) -> bool {
+        // Every call asks, so first the bound that needs no queue length (each a read
+        // of counters other threads write): even with every queue full, the work ahead
+        // would fit in `remaining`.
+        if self
+            .estimate_with(|stage| stage.capacity * stage.lanes)
+            .total()
+            <= remaining
+        {
+            return false;
+        }
         let estimate = self.estimate();
         !estimate.queueing.is_zero() && estimate.total() > remaining
     }

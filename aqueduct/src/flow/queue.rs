@@ -97,9 +97,15 @@ impl<T> QueueTx<T> {
         Ok(())
     }
 
-    /// Queues `item` in the lane of `priority`, waiting for room.
+    /// Queues `item` in the lane of `priority`, waiting for room. (Tries first without
+    /// the wait's future and listener: a lane with room is the common case.)
     pub(crate) async fn send(&self, priority: usize, item: T) -> Result<(), SendError<T>> {
-        self.lane(priority).send(item).await?;
+        let lane = self.lane(priority);
+        match lane.try_send(item) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(item)) => return Err(SendError(item)),
+            Err(TrySendError::Full(item)) => lane.send(item).await?,
+        }
         self.arrived();
         Ok(())
     }

@@ -228,6 +228,7 @@ fn launch<S: Stage, R: Task, D: Downstream<S::Output, R>, E: Executor<S>>(
         workers: config.nprocs,
         batch_size: config.batch_size,
         capacity: config.queue_capacity(),
+        lanes: ctx.options.priorities.max(1),
     });
     ctx.rooms.push(room.clone());
     ctx.readiness.push(Readiness {
