@@ -3,8 +3,10 @@
 //! since each stage needs the next one's queue.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use super::condition::{Branch, Condition, EntrySkip, SkipTo, Skipped};
+use super::direct::DirectEntry;
 use super::downstream::{Downstream, Forward};
 use super::envelope::Envelope;
 use super::link::Link;
@@ -17,6 +19,8 @@ use crate::{Error, Stage, Task};
 #[doc(hidden)]
 pub struct Entry<In: Task, R: Task> {
     pub(crate) queue: QueueTx<Envelope<In, R>>,
+    /// The way straight to the first stage's idle worker, if it lends its seat.
+    pub(crate) direct: Option<Arc<dyn DirectEntry<In, R>>>,
     pub(crate) skip: Option<EntrySkip<In, R>>,
 }
 
@@ -85,8 +89,12 @@ impl<S: Stage> Chain<S::Input> for First<S> {
         ctx: &mut StartCtx,
         downstream: D,
     ) -> Result<Entry<S::Input, R>, Error> {
-        let queue = spawn_stage::<S, R, D>(ctx, downstream)?;
-        Ok(Entry { queue, skip: None })
+        let stage = spawn_stage::<S, R, D>(ctx, downstream, true)?;
+        Ok(Entry {
+            queue: stage.queue,
+            direct: stage.direct,
+            skip: None,
+        })
     }
 }
 
@@ -101,14 +109,15 @@ where
         ctx: &mut StartCtx,
         downstream: D,
     ) -> Result<Entry<S::Input, R>, Error> {
-        let queue = spawn_stage::<S, R, D>(ctx, downstream.clone())?;
+        let stage = spawn_stage::<S, R, D>(ctx, downstream.clone(), true)?;
         let skip = EntrySkip {
             condition: self.0,
             to: Box::new(Skipped::<D, S::Output>::new(downstream)),
             counters: ctx.last_counters(),
         };
         Ok(Entry {
-            queue,
+            queue: stage.queue,
+            direct: stage.direct,
             skip: Some(skip),
         })
     }
@@ -126,10 +135,10 @@ where
         ctx: &mut StartCtx,
         downstream: D,
     ) -> Result<Entry<In, R>, Error> {
-        let queue = spawn_stage::<S, R, D>(ctx, downstream.clone())?;
+        let stage = spawn_stage::<S, R, D>(ctx, downstream.clone(), false)?;
         let branch = Branch {
             condition: self.1,
-            queue,
+            queue: stage.queue,
             skip: Skipped::<D, S::Output>::new(downstream),
             counters: ctx.last_counters(),
         };
@@ -148,7 +157,7 @@ where
         ctx: &mut StartCtx,
         downstream: D,
     ) -> Result<Entry<In, R>, Error> {
-        let queue = spawn_stage::<S, R, D>(ctx, downstream)?;
-        self.0.spawn(ctx, Forward::new(queue))
+        let stage = spawn_stage::<S, R, D>(ctx, downstream, false)?;
+        self.0.spawn(ctx, Forward::new(stage.queue))
     }
 }

@@ -14,6 +14,7 @@ use super::admission::Load;
 use super::condition::EntrySkip;
 pub use super::control::FlowState;
 use super::control::{Control, InFlight};
+use super::direct::{DirectEntry, Running};
 use super::envelope::Envelope;
 use super::queue::QueueTx;
 use crate::shm::{ownership, Owned};
@@ -49,6 +50,7 @@ impl<In: Task, Out: Task> std::fmt::Debug for Flow<In, Out> {
 /// Everything `start()` produced.
 pub(crate) struct FlowParts<In: Task, Out: Task> {
     pub input: QueueTx<Envelope<In, Out>>,
+    pub direct: Option<Arc<dyn DirectEntry<In, Out>>>,
     pub entry_skip: Option<EntrySkip<In, Out>>,
     pub priorities: usize,
     pub load: Load,
@@ -68,6 +70,8 @@ struct Inner<In: Task, Out: Task> {
     metrics: crate::metrics::FlowMetrics,
     /// `process` calls made so far (the `seq` of each call's span).
     calls: std::sync::atomic::AtomicU64,
+    /// The way straight to the first stage's worker when it is idle.
+    direct: Option<Arc<dyn DirectEntry<In, Out>>>,
     entry_skip: Option<EntrySkip<In, Out>>,
     priorities: usize,
     load: Load,
@@ -89,6 +93,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             name,
             metrics: crate::metrics::FlowMetrics::new(name),
             calls: std::sync::atomic::AtomicU64::new(0),
+            direct: parts.direct,
             entry_skip: parts.entry_skip,
             priorities: parts.priorities,
             load: parts.load,
@@ -222,6 +227,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         let (reply, receiver) = oneshot::channel();
         let envelope = Envelope::new(task, reply, timeout, priority, span);
         let deadline = envelope.deadline();
+        let mut job = None;
         let entering = match &inner.entry_skip {
             // The first stage's condition rejects the task: it goes on from there.
             Some(skip) if !(skip.condition)(envelope.task()) => {
@@ -231,15 +237,38 @@ impl<In: Task, Out: Task> Flow<In, Out> {
                     push.await.map_err(|_| Error::Timeout { after: timeout })
                 }))
             }
-            _ => self.enter(envelope, timeout, priority)?,
+            _ => match self.run_directly(envelope, timeout) {
+                Ok(running) => {
+                    job = Some(running);
+                    Entering::Entered
+                }
+                Err(envelope) => self.enter(envelope, timeout, priority)?,
+            },
         };
         Ok(Call {
             entering,
+            job,
             receiver,
             deadline,
             timeout,
             _in_flight: in_flight,
         })
+    }
+
+    /// Dispatches `envelope` on the first stage's idle worker, if the flow admits it
+    /// and the stage is idle (see `direct`); gives it back otherwise, for the queue.
+    fn run_directly(
+        &self,
+        envelope: Envelope<In, Out>,
+        timeout: Duration,
+    ) -> Result<Running<'_>, Envelope<In, Out>> {
+        let inner = &*self.inner;
+        match &inner.direct {
+            Some(direct) if !inner.load.turns_away(timeout) => {
+                direct.try_run(envelope, &inner.handle)
+            }
+            _ => Err(envelope),
+        }
     }
 
     /// [`Flow::process`] for code that is not async (a plain thread, `fn main`). Returns
@@ -370,6 +399,8 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 /// A call whose task was handed to the flow: what its caller awaits.
 struct Call<'a, Out: Task> {
     entering: Entering<'a>,
+    /// The first stage's job, if the caller runs it (see `direct`).
+    job: Option<Running<'a>>,
     receiver: oneshot::Receiver<Result<Owned<Out>, Error>>,
     deadline: tokio::time::Instant,
     timeout: Duration,
@@ -381,15 +412,25 @@ impl<Out: Task> Call<'_, Out> {
     async fn answer<In: Task>(mut self, inner: &Inner<In, Out>) -> Result<Owned<Out>, Error> {
         (&mut self.entering).await?;
         let timeout = self.timeout;
-        tokio::select! {
-            biased;
-            outcome = &mut self.receiver => match outcome {
-                Ok(outcome) => outcome,
-                // The task was dropped inside the flow: it was halted.
-                Err(_) => Err(Error::Stopped),
-            },
-            () = sleep_until(self.deadline) => Err(Error::Timeout { after: timeout }),
-            () = inner.control.halted() => Err(Error::Stopped),
+        let sleep = sleep_until(self.deadline);
+        let mut sleep = std::pin::pin!(sleep);
+        let halted = inner.control.halted();
+        let mut halted = std::pin::pin!(halted);
+        loop {
+            let running = self.job.as_mut().filter(|job| !job.is_done());
+            tokio::select! {
+                biased;
+                // The caller's own job first: when it delivers, the answer is there
+                // without a wake-up.
+                () = async { running.expect("job to run").await }, if running.is_some() => {}
+                outcome = &mut self.receiver => return match outcome {
+                    Ok(outcome) => outcome,
+                    // The task was dropped inside the flow: it was halted.
+                    Err(_) => Err(Error::Stopped),
+                },
+                () = &mut sleep => return Err(Error::Timeout { after: timeout }),
+                () = &mut halted => return Err(Error::Stopped),
+            }
         }
     }
 }

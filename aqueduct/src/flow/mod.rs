@@ -4,6 +4,10 @@
 //! worker, collects a batch for it (see [`batcher`]), drops tasks whose caller gave up or
 //! whose deadline passed, and hands the batch to the stage's executor. Results go
 //! straight to the next stage's queue, or to the caller for the last stage.
+//!
+//! While the first stage is idle (nothing queued, its runner waiting with a free seat),
+//! a caller skips the queue and the runner: it takes the seat and dispatches its own
+//! task, with the same admission and delivery ([`direct`], [`idle`], [`dispatch`]).
 
 mod admission;
 mod batcher;
@@ -11,9 +15,12 @@ mod builder;
 mod chain;
 mod condition;
 mod control;
+mod direct;
+mod dispatch;
 mod downstream;
 mod envelope;
 mod handle;
+mod idle;
 mod job;
 mod link;
 mod observe;

@@ -47,7 +47,8 @@ pub struct QueueTx<T> {
 
 struct Senders<T> {
     lanes: Box<[Sender<T>]>,
-    /// Wakes the receiver of a queue of several lanes (it cannot wait on all at once).
+    /// Wakes the receiver of a queue of several lanes (it cannot wait on all at once),
+    /// and a receiver waiting for tasks without taking one (see [`QueueRx::ready`]).
     arrived: Arc<Notify>,
 }
 
@@ -85,9 +86,7 @@ impl<T> QueueTx<T> {
     }
 
     fn arrived(&self) {
-        if self.shared.lanes.len() > 1 {
-            self.shared.arrived.notify_one();
-        }
+        self.shared.arrived.notify_one();
     }
 
     /// Queues `item` in the lane of `priority` if it has room.
@@ -184,6 +183,24 @@ impl<T> QueueRx<T> {
         }
     }
 
+    /// Resolves once a task is queued (`true`), or every lane is closed and empty
+    /// (`false`), without taking a task.
+    pub(crate) async fn ready(&self) -> bool {
+        loop {
+            let arrived = self.arrived.notified();
+            let mut arrived = std::pin::pin!(arrived);
+            // Registered before looking, so an arrival in between is not missed.
+            arrived.as_mut().enable();
+            if !self.is_empty() {
+                return true;
+            }
+            if self.lanes.iter().all(|lane| lane.is_closed()) {
+                return false;
+            }
+            arrived.await;
+        }
+    }
+
     fn take_first(&self) -> Option<T> {
         for (lane, passed) in self.lanes.iter().zip(&*self.passed_over) {
             if passed.load(Ordering::Relaxed) >= FAIR_SHARE {
@@ -241,6 +258,21 @@ mod tests {
             Some(FAIR_SHARE as usize),
             "{firsts:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn ready_waits_for_a_task_without_taking_it_and_sees_the_queue_close() {
+        let (tx, rx) = bounded::<u32>(1, 4);
+        let waiting = tokio::spawn(async move { (rx.ready().await, rx) });
+        tokio::task::yield_now().await;
+        tx.send(0, 7).await.unwrap();
+        let (ready, rx) = waiting.await.unwrap();
+        assert!(ready);
+        assert_eq!(rx.try_recv(), Some(7), "still queued");
+        let waiting = tokio::spawn(async move { rx.ready().await });
+        tokio::task::yield_now().await;
+        drop(tx);
+        assert!(!waiting.await.unwrap(), "closed and empty");
     }
 
     #[tokio::test]

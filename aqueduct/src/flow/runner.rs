@@ -8,10 +8,11 @@ use tokio::time::Instant;
 
 use super::batcher;
 use super::control::Control;
+use super::direct::Direct;
+use super::dispatch::Dispatcher;
 use super::downstream::Downstream;
-use super::envelope::{Envelope, Unfit};
-use super::job::Job;
-use super::observe;
+use super::envelope::Envelope;
+use super::idle::IdleSeat;
 use super::pace::Pace;
 use super::queue::QueueRx;
 use super::seats::{Seat, Seats};
@@ -22,21 +23,28 @@ use crate::{Stage, StageConfig, Task};
 /// How long after its admission check any task of a run should start, by the stage's
 /// measured pace.
 const RUN_BUDGET: Duration = Duration::from_millis(2);
-/// The slowest pace at which a stage serving a single request is waited for actively
-/// (see [`StageRunner::is_quiet`]).
-const QUIET_MAX_PACE: Duration = Duration::from_micros(100);
+
+/// What woke a runner waiting for work.
+enum Work<T> {
+    /// A batch to run again.
+    Retry(Vec<T>),
+    /// A queued task (`None`: the queue is closed and drained).
+    Queued(Option<T>),
+    /// A task was queued (or the queue closed), and is still there.
+    Arrived,
+}
 
 pub(crate) struct StageRunner<S: Stage, R: Task, D, E> {
-    pub input: QueueRx<Envelope<S::Input, R>>,
-    pub downstream: Arc<D>,
-    pub executor: Arc<E>,
-    pub config: StageConfig,
-    pub control: Arc<Control>,
-    pub counters: Arc<StageCounters>,
-    pub pace: Arc<Pace>,
+    input: QueueRx<Envelope<S::Input, R>>,
+    stage: Arc<Dispatcher<S, R, D, E>>,
+    retries: async_channel::Receiver<Vec<Envelope<S::Input, R>>>,
+    seats: Seats,
+    /// The seat lent to callers while this (first) stage waits for work; `None` for
+    /// the other stages (see [`StageRunner::direct`]).
+    idle: Option<Arc<IdleSeat>>,
     /// Signalled whenever tasks are taken from `input`: room was made (see
     /// `Flow`'s readiness).
-    pub room: Arc<Notify>,
+    room: Arc<Notify>,
 }
 
 impl<S, R, D, E> StageRunner<S, R, D, E>
@@ -46,6 +54,57 @@ where
     D: Downstream<S::Output, R>,
     E: Executor<S>,
 {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        input: QueueRx<Envelope<S::Input, R>>,
+        downstream: D,
+        executor: E,
+        config: StageConfig,
+        control: Arc<Control>,
+        counters: Arc<StageCounters>,
+        pace: Arc<Pace>,
+        room: Arc<Notify>,
+    ) -> Self {
+        let depth = if config.pipelined() {
+            executor.depth().clamp(1, 2)
+        } else {
+            1
+        };
+        let (retries_tx, retries) = async_channel::unbounded();
+        Self {
+            input,
+            seats: Seats::new(config.nprocs * depth),
+            stage: Arc::new(Dispatcher {
+                downstream: Arc::new(downstream),
+                executor: Arc::new(executor),
+                config,
+                control,
+                counters,
+                pace,
+                retries: retries_tx,
+            }),
+            retries,
+            idle: None,
+            room,
+        }
+    }
+
+    /// The way for callers to hand a task straight to this stage's worker while the
+    /// stage is idle (for the first stage of a flow; see [`super::direct`]). Only a
+    /// stage that takes what is queued at once lends its seat: one whose batches wait
+    /// for a timeout to fill must see every task in its queue.
+    pub(crate) fn direct(&mut self) -> Option<Arc<Direct<S, R, D, E>>> {
+        if !self.stage.config.batch_timeout.is_zero() {
+            return None;
+        }
+        let idle = self.idle.get_or_insert_with(|| Arc::new(IdleSeat::new()));
+        Some(Arc::new(Direct::new(
+            &self.stage,
+            idle.clone(),
+            self.seats.home(),
+        )))
+    }
+
     /// Runs until the input queue is closed and drained and every batch has been
     /// delivered; then the downstream is dropped, which closes the next stage's queue.
     pub(crate) async fn run(self) {
@@ -64,19 +123,20 @@ where
         // A seat whose worker is down (a process restarting) is set aside until the worker
         // is back, so the stage serves at the speed of its live workers; batches that come
         // back unrun, or from a lost worker, wait in `retries` and go before new tasks.
-        let workers = self.config.nprocs;
-        let depth = if self.config.pipelined() {
-            self.executor.depth().clamp(1, 2)
-        } else {
-            1
-        };
-        let seats = Seats::new(workers * depth);
+        //
+        // While the first stage waits for work with nothing queued, its seat is lent to
+        // callers (`idle`), who dispatch their own task on it; the runner takes it back
+        // when work reaches it, or waits for it if a caller holds it.
+        let seats = &self.seats;
+        let stage = &*self.stage;
+        let workers = stage.config.nprocs;
+        let depth = seats.total() / workers;
         for behind in [false, true].into_iter().take(depth) {
             for worker in 0..workers {
                 seats.put(Seat { worker, behind });
             }
         }
-        let (retry_tx, retries) = async_channel::unbounded();
+        let retries = &self.retries;
         let mut parked: Vec<Seat> = Vec::new();
         let mut input_open = true;
         loop {
@@ -88,7 +148,7 @@ where
                 seats.settled().await;
                 continue;
             }
-            let Some(seat) = self.up_seat(&seats).await else {
+            let Some(seat) = self.up_seat().await else {
                 break;
             };
             let pipelining = self.queues_behind(depth);
@@ -100,69 +160,67 @@ where
                 parked.drain(..).for_each(|seat| seats.put(seat));
             }
             let ahead = if pipelining { depth } else { 1 };
+            let lent = self.lend(seat, input_open);
             // A retry first; otherwise whichever comes first. (Once the input is closed
             // and drained its `recv` fails at once, and the loop's head waits instead.)
-            let (batch, flush) = match retries.try_recv() {
-                Ok(batch) => (batch, None),
+            let work = match retries.try_recv() {
+                Ok(batch) => Work::Retry(batch),
+                Err(_) if lent => tokio::select! {
+                    // Waits for a task without taking it: if a caller holds the seat, the
+                    // task stays queued until the seat is back, as any other.
+                    biased;
+                    Ok(batch) = retries.recv() => Work::Retry(batch),
+                    _ = self.input.ready() => Work::Arrived,
+                },
                 Err(_) => tokio::select! {
                     biased;
-                    Ok(batch) = retries.recv() => (batch, None),
-                    first = self.input.recv() => match first {
-                        Some(first) => {
-                            // Timed only for the metric (`metrics` feature), and only for a
-                            // stage that waits for batches to fill: a stage of single-task
-                            // batches takes what is queued at once.
-                            let filling = (cfg!(feature = "metrics") && !self.config.pipelined())
-                                .then(Instant::now);
-                            let (batch, flush) = batcher::collect(
-                                &self.input,
-                                first,
-                                self.dispatch_size(ahead),
-                                self.config.batch_timeout,
-                            )
-                            .await;
-                            if let Some(filling) = filling {
-                                self.counters.metrics.batch_fill(filling.elapsed());
-                            }
-                            self.room.notify_waiters();
-                            (batch, Some(flush))
-                        }
-                        None => {
-                            input_open = false;
-                            seats.put(seat);
-                            continue;
-                        }
-                    },
+                    Ok(batch) = retries.recv() => Work::Retry(batch),
+                    first = self.input.recv() => Work::Queued(first),
                 },
             };
-            let batch = self.admit(batch);
-            if batch.is_empty() {
+            let seat = match lent {
+                false => seat,
+                true => match self.reclaim(&mut parked, depth).await {
+                    Some(seat) => seat,
+                    None => break,
+                },
+            };
+            let work = match work {
+                Work::Arrived => Work::Queued(self.input.recv().await),
+                work => work,
+            };
+            let (batch, flush) = match work {
+                Work::Retry(batch) => (batch, None),
+                Work::Queued(Some(first)) => {
+                    // Timed only for the metric (`metrics` feature), and only for a
+                    // stage that waits for batches to fill: a stage of single-task
+                    // batches takes what is queued at once.
+                    let filling =
+                        (cfg!(feature = "metrics") && !stage.config.pipelined()).then(Instant::now);
+                    let (batch, flush) = batcher::collect(
+                        &self.input,
+                        first,
+                        self.dispatch_size(ahead),
+                        stage.config.batch_timeout,
+                    )
+                    .await;
+                    if let Some(filling) = filling {
+                        stage.counters.metrics.batch_fill(filling.elapsed());
+                    }
+                    self.room.notify_waiters();
+                    (batch, Some(flush))
+                }
+                Work::Queued(None) | Work::Arrived => {
+                    input_open = false;
+                    seats.put(seat);
+                    continue;
+                }
+            };
+            let Some(job) = stage.dispatch(seat.worker, batch, flush) else {
                 seats.put(seat);
                 continue;
-            }
-            let (tasks, routes): (Vec<_>, Vec<_>) = batch.into_iter().map(Envelope::split).unzip();
-            let span = observe::dispatch(&routes, seat.worker, &self.counters, flush);
-            self.counters
-                .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
-            let quiet = self.is_quiet();
-            let count = tasks.len() as u64;
-            // Handed to the worker here, before any task is spawned, so that one worker
-            // sees dispatches in the order they were made.
-            let sent = Instant::now();
-            let outcome = self.executor.run(seat.worker, tasks, quiet, span);
-            let job = Job::<S, R, D, _> {
-                worker: seat.worker,
-                count,
-                sent,
-                outcome,
-                routes,
-                downstream: self.downstream.clone(),
-                counters: self.counters.clone(),
-                pace: self.pace.clone(),
-                retries: retry_tx.clone(),
-                crash_retry: self.config.crash_retry,
             };
-            if quiet || (workers == 1 && ahead == 1) {
+            if stage.is_quiet() || (workers == 1 && ahead == 1) {
                 // Nothing else is waiting (quiet), or the only worker takes no other batch
                 // until this one is delivered: run it here, saving a task spawn and two
                 // wake-ups.
@@ -176,18 +234,45 @@ where
                 });
             }
         }
-        self.executor.shutdown().await;
+        stage.executor.shutdown().await;
+    }
+
+    /// Offers `seat` to callers while the runner waits for work, if this stage lends
+    /// its seat and nothing is waiting for it; whether it did.
+    fn lend(&self, seat: Seat, input_open: bool) -> bool {
+        let Some(idle) = &self.idle else {
+            return false;
+        };
+        let waiting = !self.retries.is_empty() || !self.input.is_empty();
+        !seat.behind && input_open && !waiting && idle.offer(seat).is_ok()
+    }
+
+    /// Takes back the seat offered to callers, waiting for it (or another) if a caller
+    /// holds it; a seat behind another is parked as at the loop's head, unless the stage
+    /// pipelines. `None` if the pool is gone.
+    async fn reclaim(&self, parked: &mut Vec<Seat>, depth: usize) -> Option<Seat> {
+        if let Some(seat) = self.idle.as_ref().and_then(|idle| idle.reclaim()) {
+            return Some(seat);
+        }
+        loop {
+            let seat = self.up_seat().await?;
+            if !seat.behind || self.queues_behind(depth) {
+                return Some(seat);
+            }
+            parked.push(seat);
+        }
     }
 
     /// The next free seat whose worker is up; a seat whose worker is down goes back to
     /// the pool only once the worker is up again. `None` if the pool is gone.
-    async fn up_seat(&self, seats: &Seats) -> Option<Seat> {
+    async fn up_seat(&self) -> Option<Seat> {
+        let executor = &self.stage.executor;
         loop {
-            let seat = seats.take().await?;
-            if self.executor.is_up(seat.worker) {
+            let seat = self.seats.take().await?;
+            if executor.is_up(seat.worker) {
                 return Some(seat);
             }
-            seats.set_aside(seat, self.executor.until_up(seat.worker));
+            self.seats.set_aside(seat, executor.until_up(seat.worker));
         }
     }
 
@@ -200,7 +285,7 @@ where
     /// (measured: 3 no-op stages lost about a quarter of their throughput).
     fn queues_behind(&self, depth: usize) -> bool {
         const PIPELINE_MIN_PACE: Duration = Duration::from_micros(20);
-        let pace = self.pace.per_task_ns();
+        let pace = self.stage.pace.per_task_ns();
         depth > 1
             && pace >= PIPELINE_MIN_PACE.as_nanos() as u64
             && pace <= RUN_BUDGET.as_nanos() as u64 / depth as u64
@@ -214,56 +299,17 @@ where
     /// dispatches a worker holds, so every task starts within about `RUN_BUDGET` of its
     /// admission check; runs are also split fairly across workers.
     fn dispatch_size(&self, ahead: usize) -> usize {
-        let pace = self.pace.per_task_ns();
-        if !self.config.pipelined() || pace == 0 {
-            return self.config.batch_size;
+        let pace = self.stage.pace.per_task_ns();
+        if !self.stage.config.pipelined() || pace == 0 {
+            return self.stage.config.batch_size;
         }
         let budget = RUN_BUDGET.as_nanos() as u64 / ahead as u64;
-        let affordable = (budget / pace).clamp(1, self.config.dispatch_cap() as u64) as usize;
-        let fair_share = (self.input.len() + 1).div_ceil(self.config.nprocs * ahead);
+        let affordable = (budget / pace).clamp(1, self.stage.config.dispatch_cap() as u64) as usize;
+        let fair_share = (self.input.len() + 1).div_ceil(self.stage.config.nprocs * ahead);
         affordable
             .min(fair_share)
-            .min(self.executor.max_dispatch())
+            .min(self.stage.executor.max_dispatch())
             .max(1)
-    }
-
-    /// The flow serves a single request and this stage is fast (< 100 us a task): the
-    /// latency regime, where waiting actively for the worker beats a wake-up. Under any
-    /// load this is false, so no thread is spent spinning while there is other work.
-    fn is_quiet(&self) -> bool {
-        let pace = self.pace.per_task_ns();
-        self.control.in_flight() <= 1
-            && self.input.is_empty()
-            && pace != 0
-            && pace < QUIET_MAX_PACE.as_nanos() as u64
-    }
-
-    /// Keeps only the tasks that may reach the handler: none once the flow is halted
-    /// (their callers are told it stopped); otherwise not those whose caller left, nor
-    /// those whose deadline passed (answered with [`Error::Timeout`]).
-    fn admit(&self, batch: Vec<Envelope<S::Input, R>>) -> Vec<Envelope<S::Input, R>> {
-        let before = batch.len();
-        let mut admitted = Vec::with_capacity(before);
-        let (mut expired, mut cancelled) = (0, 0);
-        if !self.control.is_halted() {
-            let now = Instant::now();
-            for envelope in batch {
-                match envelope.unfit(now) {
-                    None => admitted.push(envelope),
-                    Some(Unfit::Expired) => {
-                        expired += 1;
-                        envelope.expire();
-                    }
-                    Some(Unfit::Abandoned) => {
-                        cancelled += 1;
-                        drop(envelope);
-                    }
-                }
-            }
-        }
-        self.counters.metrics.abandoned(expired, cancelled);
-        self.counters.abandoned(before - admitted.len());
-        admitted
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 /// A place for one dispatch on a worker: the one it runs, or (`behind`) the one waiting
 /// behind that.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Seat {
     pub worker: usize,
     pub behind: bool,
@@ -53,6 +53,11 @@ impl Seats {
             }),
             free,
         }
+    }
+
+    /// Seats in all, free or not.
+    pub(super) fn total(&self) -> usize {
+        self.total
     }
 
     pub(super) fn home(&self) -> Arc<Home> {

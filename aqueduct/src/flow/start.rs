@@ -10,6 +10,7 @@ use tokio::time::{timeout_at, Instant};
 use super::admission::{Load, StageLoad, WhenFull};
 use super::chain::Entry;
 use super::control::Control;
+use super::direct::DirectEntry;
 use super::downstream::Downstream;
 use super::envelope::Envelope;
 use super::handle::{Flow, FlowParts};
@@ -106,6 +107,7 @@ impl StartCtx {
         };
         Ok(Flow::new(FlowParts {
             input: entry.queue,
+            direct: entry.direct,
             entry_skip: entry.skip,
             priorities: self.options.priorities,
             load,
@@ -163,11 +165,21 @@ async fn wait_ready(stages: Vec<Readiness>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Starts stage `S`: its queue, its workers and its runner.
+/// A started stage, as the stage before it (or the flow) sees it.
+pub(super) struct Spawned<In: Task, R: Task> {
+    /// Its input queue.
+    pub queue: QueueTx<Envelope<In, R>>,
+    /// For the flow's first stage: the way straight to its idle worker.
+    pub direct: Option<Arc<dyn DirectEntry<In, R>>>,
+}
+
+/// Starts stage `S`: its queue, its workers and its runner. `first`: it is the flow's
+/// first stage, where callers may dispatch their own tasks (see [`super::direct`]).
 pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     ctx: &mut StartCtx,
     downstream: D,
-) -> Result<QueueTx<Envelope<S::Input, R>>, Error> {
+    first: bool,
+) -> Result<Spawned<S::Input, R>, Error> {
     let mut config = S::CONFIG;
     if let Some(capacity) = ctx.options.queue_size {
         config.queue_size = Some(capacity);
@@ -190,63 +202,90 @@ pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
         Isolation::Thread => {
             let (executor, started) = ThreadExecutor::<S>::spawn(config.nprocs)?;
             ctx.threads.extend(started.threads);
-            launch::<S, R, D, _>(
-                ctx,
+            let stage = Launch {
                 downstream,
                 executor,
-                started.ready,
+                ready: started.ready,
                 config,
                 input,
                 counters,
-            );
+            };
+            Ok(Spawned {
+                queue,
+                direct: stage.launch(ctx, first),
+            })
         }
         Isolation::Process => {
             let counters = Arc::new(counters.with_processes());
             let (executor, ready) = ProcessExecutor::<S>::spawn(config, counters.clone())?;
-            launch::<S, R, D, _>(ctx, downstream, executor, ready, config, input, counters);
+            let stage = Launch {
+                downstream,
+                executor,
+                ready,
+                config,
+                input,
+                counters,
+            };
+            Ok(Spawned {
+                queue,
+                direct: stage.launch(ctx, first),
+            })
         }
     }
-    Ok(queue)
 }
 
-/// Starts stage `S`'s runner over `executor`.
-fn launch<S: Stage, R: Task, D: Downstream<S::Output, R>, E: Executor<S>>(
-    ctx: &mut StartCtx,
+/// A stage ready to launch: its workers started, its runner not yet.
+struct Launch<S: Stage, R: Task, D, E, C> {
     downstream: D,
     executor: E,
     ready: Vec<oneshot::Receiver<Result<(), String>>>,
     config: StageConfig,
     input: QueueRx<Envelope<S::Input, R>>,
-    counters: impl Into<Arc<StageCounters>>,
-) {
-    let counters = counters.into();
-    let pace = Arc::new(Pace::new(config.nprocs));
-    let room = Arc::new(Notify::new());
-    ctx.loads.push(StageLoad {
-        pace: pace.clone(),
-        counters: counters.clone(),
-        workers: config.nprocs,
-        batch_size: config.batch_size,
-        capacity: config.queue_capacity(),
-        lanes: ctx.options.priorities.max(1),
-    });
-    ctx.rooms.push(room.clone());
-    ctx.readiness.push(Readiness {
-        stage: S::NAME,
-        timeout: config.start_timeout,
-        ready,
-    });
-    let runner = StageRunner::<S, R, D, E> {
-        input,
-        downstream: Arc::new(downstream),
-        executor: Arc::new(executor),
-        config,
-        control: ctx.control.clone(),
-        counters: counters.clone(),
-        pace,
-        room,
-    };
-    ctx.runners.push(tokio::spawn(runner.run()));
-    ctx.counters.push(counters);
-    ctx.first_stage = S::NAME;
+    counters: C,
+}
+
+impl<S, R, D, E, C> Launch<S, R, D, E, C>
+where
+    S: Stage,
+    R: Task,
+    D: Downstream<S::Output, R>,
+    E: Executor<S>,
+    C: Into<Arc<StageCounters>>,
+{
+    /// Starts the stage's runner; for the `first` stage, returns its direct entry.
+    fn launch(self, ctx: &mut StartCtx, first: bool) -> Option<Arc<dyn DirectEntry<S::Input, R>>> {
+        let config = self.config;
+        let counters = self.counters.into();
+        let pace = Arc::new(Pace::new(config.nprocs));
+        let room = Arc::new(Notify::new());
+        ctx.loads.push(StageLoad {
+            pace: pace.clone(),
+            counters: counters.clone(),
+            workers: config.nprocs,
+            batch_size: config.batch_size,
+            capacity: config.queue_capacity(),
+            lanes: ctx.options.priorities.max(1),
+        });
+        ctx.rooms.push(room.clone());
+        ctx.readiness.push(Readiness {
+            stage: S::NAME,
+            timeout: config.start_timeout,
+            ready: self.ready,
+        });
+        let mut runner = StageRunner::<S, R, D, E>::new(
+            self.input,
+            self.downstream,
+            self.executor,
+            config,
+            ctx.control.clone(),
+            counters.clone(),
+            pace,
+            room,
+        );
+        let direct = if first { runner.direct() } else { None };
+        ctx.runners.push(tokio::spawn(runner.run()));
+        ctx.counters.push(counters);
+        ctx.first_stage = S::NAME;
+        direct.map(|direct| direct as Arc<dyn DirectEntry<S::Input, R>>)
+    }
 }

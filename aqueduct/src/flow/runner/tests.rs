@@ -154,16 +154,16 @@ impl Harness {
         let control = Arc::new(Control::new());
         let book = fake.book.clone();
         let probe = queue.counter();
-        let runner = StageRunner::<S, Item, Deliver, Fake> {
-            input: queue,
-            downstream: Arc::new(Deliver),
-            executor: Arc::new(fake),
-            config: S::CONFIG,
-            control: control.clone(),
-            counters: Arc::new(StageCounters::new(S::NAME, S::CONFIG.nprocs, probe)),
-            pace: Arc::new(Pace::new(S::CONFIG.nprocs)),
-            room: Arc::default(),
-        };
+        let runner = StageRunner::<S, Item, Deliver, Fake>::new(
+            queue,
+            Deliver,
+            fake,
+            S::CONFIG,
+            control.clone(),
+            Arc::new(StageCounters::new(S::NAME, S::CONFIG.nprocs, probe)),
+            Arc::new(Pace::new(S::CONFIG.nprocs)),
+            Arc::default(),
+        );
         Self {
             input,
             control,

@@ -1,0 +1,158 @@
+//! A caller's way straight to the first stage's worker: when the stage is idle (its
+//! runner waits for work with a seat on offer, nothing is queued), `process` dispatches
+//! its own task on that seat and runs the job itself, as the runner would have, saving
+//! the queue and the two task switches through the runner (see [`super::idle`]).
+//!
+//! Nothing else changes: the same admission, executor, job and delivery (see
+//! [`Dispatcher`]), so deadlines, crash retries and results behave as through the queue.
+//! A caller that stops waiting (timeout, or its future dropped) leaves its job running
+//! on the runtime, so the worker's answer is still taken and the seat comes back.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+
+use tokio::runtime::Handle;
+
+use super::batcher::Flush;
+use super::dispatch::Dispatcher;
+use super::downstream::Downstream;
+use super::envelope::Envelope;
+use super::idle::IdleSeat;
+use super::seats::Home;
+use crate::exec::Executor;
+use crate::task::TaskField;
+use crate::{Stage, Task};
+
+/// A job a caller runs: dispatched, awaiting its answer, delivering it.
+type JobFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// The first stage, as a caller sees it (type-erased over the stage).
+pub(crate) trait DirectEntry<T: TaskField, R: TaskField>: Send + Sync {
+    /// Dispatches `envelope` on the stage's idle seat, if it has one and nothing is
+    /// queued; gives the envelope back otherwise. The job goes on on `runtime` if the
+    /// caller drops it unfinished.
+    fn try_run<'a>(
+        &self,
+        envelope: Envelope<T, R>,
+        runtime: &'a Handle,
+    ) -> Result<Running<'a>, Envelope<T, R>>;
+}
+
+/// The first stage's dispatcher and the seat its runner lends.
+pub(crate) struct Direct<S: Stage, R: Task, D, E> {
+    /// Weak: once the runner is done (the flow stopped), the stage's executor and the
+    /// next stage's queue must go with it, though the flow's handle lives on.
+    stage: Weak<Dispatcher<S, R, D, E>>,
+    idle: Arc<IdleSeat>,
+    home: Arc<Home>,
+}
+
+impl<S: Stage, R: Task, D, E> Direct<S, R, D, E> {
+    pub(super) fn new(
+        stage: &Arc<Dispatcher<S, R, D, E>>,
+        idle: Arc<IdleSeat>,
+        home: Arc<Home>,
+    ) -> Self {
+        Self {
+            stage: Arc::downgrade(stage),
+            idle,
+            home,
+        }
+    }
+}
+
+impl<S, R, D, E> DirectEntry<S::Input, R> for Direct<S, R, D, E>
+where
+    S: Stage,
+    R: Task,
+    D: Downstream<S::Output, R>,
+    E: Executor<S>,
+{
+    fn try_run<'a>(
+        &self,
+        envelope: Envelope<S::Input, R>,
+        runtime: &'a Handle,
+    ) -> Result<Running<'a>, Envelope<S::Input, R>> {
+        let Some(stage) = self.stage.upgrade() else {
+            return Err(envelope);
+        };
+        if stage.counters.queued() != 0 {
+            return Err(envelope);
+        }
+        let Some(seat) = self.idle.take() else {
+            return Err(envelope);
+        };
+        // Queued meanwhile: that task goes first. A worker down: the runner sets its
+        // seat aside when work next reaches it.
+        if stage.counters.queued() != 0 || !stage.executor.is_up(seat.worker) {
+            self.idle.give_back(seat, &self.home);
+            return Err(envelope);
+        }
+        if cfg!(feature = "metrics") && !stage.config.pipelined() {
+            // The batch is complete as it starts.
+            stage.counters.metrics.batch_fill(std::time::Duration::ZERO);
+        }
+        // As the runner would say of a batch of one taken from an otherwise empty queue.
+        let flush = if stage.config.batch_size == 1 {
+            Flush::Full
+        } else {
+            Flush::Immediate
+        };
+        let Some(job) = stage.dispatch(seat.worker, vec![envelope], Some(flush)) else {
+            // Not admitted (the flow halted, or the deadline passed): its caller is told.
+            self.idle.give_back(seat, &self.home);
+            return Ok(Running::done(runtime));
+        };
+        let (idle, home) = (self.idle.clone(), self.home.clone());
+        let job: JobFuture = Box::pin(async move {
+            job.run().await;
+            idle.give_back(seat, &home);
+        });
+        Ok(Running {
+            job: Some(job),
+            runtime,
+        })
+    }
+}
+
+/// A job run by its caller. Dropped before it finished (the caller stopped waiting, or
+/// its call was cancelled from another thread), it goes on as a task of its own on the
+/// flow's runtime: the worker's answer must still be taken, and the seat given back.
+pub(crate) struct Running<'a> {
+    job: Option<JobFuture>,
+    runtime: &'a Handle,
+}
+
+impl<'a> Running<'a> {
+    fn done(runtime: &'a Handle) -> Self {
+        Self { job: None, runtime }
+    }
+
+    /// Whether the job has finished.
+    pub(crate) fn is_done(&self) -> bool {
+        self.job.is_none()
+    }
+}
+
+impl Future for Running<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(job) = self.job.as_mut() else {
+            return Poll::Ready(());
+        };
+        std::task::ready!(job.as_mut().poll(cx));
+        self.job = None;
+        Poll::Ready(())
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            self.runtime.spawn(job);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Handing one batch to a worker: admission, the hand-over to the executor, and the
+//! [`Job`] that sees it through. Shared by the stage's runner and by callers that find
+//! the first stage's worker idle (see [`super::direct`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::batcher::Flush;
+use super::control::Control;
+use super::downstream::Downstream;
+use super::envelope::{Envelope, Unfit};
+use super::job::Job;
+use super::observe;
+use super::pace::Pace;
+use crate::exec::{Dispatched, Executor};
+use crate::stats::StageCounters;
+use crate::{Stage, StageConfig, Task};
+
+/// The slowest pace at which a stage serving a single request is waited for actively
+/// (see [`Dispatcher::is_quiet`]).
+const QUIET_MAX_PACE: Duration = Duration::from_micros(100);
+
+/// Batches run again (back unrun, or from a lost worker), for the runner.
+pub(super) type Retries<S, R> = async_channel::Sender<Vec<Envelope<<S as Stage>::Input, R>>>;
+
+/// The executor's answer for one dispatch, awaited by its job.
+pub(super) trait Outcome<S: Stage>:
+    Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static
+{
+}
+
+impl<S: Stage, F> Outcome<S> for F where
+    F: Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static
+{
+}
+
+/// What a stage needs to dispatch a batch and deliver its results.
+pub(crate) struct Dispatcher<S: Stage, R: Task, D, E> {
+    pub downstream: Arc<D>,
+    pub executor: Arc<E>,
+    pub config: StageConfig,
+    pub control: Arc<Control>,
+    pub counters: Arc<StageCounters>,
+    pub pace: Arc<Pace>,
+    pub retries: Retries<S, R>,
+}
+
+impl<S, R, D, E> Dispatcher<S, R, D, E>
+where
+    S: Stage,
+    R: Task,
+    D: Downstream<S::Output, R>,
+    E: Executor<S>,
+{
+    /// Hands `batch` (after admission) to `worker`; the job that awaits and delivers its
+    /// results, or `None` if no task of it was fit to run. `flush` says why the batch
+    /// was cut (`None`: a batch run again).
+    pub(super) fn dispatch(
+        &self,
+        worker: usize,
+        batch: Vec<Envelope<S::Input, R>>,
+        flush: Option<Flush>,
+    ) -> Option<Job<S, R, D, impl Outcome<S> + use<'_, S, R, D, E>>> {
+        let batch = self.admit(batch);
+        if batch.is_empty() {
+            return None;
+        }
+        let (tasks, routes): (Vec<_>, Vec<_>) = batch.into_iter().map(Envelope::split).unzip();
+        let span = observe::dispatch(&routes, worker, &self.counters, flush);
+        self.counters
+            .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
+        let quiet = self.is_quiet();
+        let count = tasks.len() as u64;
+        // Handed to the worker here, before any task is spawned, so that one worker
+        // sees dispatches in the order they were made.
+        let sent = Instant::now();
+        let outcome = self.executor.run(worker, tasks, quiet, span);
+        Some(Job {
+            worker,
+            count,
+            sent,
+            outcome,
+            routes,
+            downstream: self.downstream.clone(),
+            counters: self.counters.clone(),
+            pace: self.pace.clone(),
+            retries: self.retries.clone(),
+            crash_retry: self.config.crash_retry,
+        })
+    }
+
+    /// The flow serves a single request and this stage is fast (< 100 us a task): the
+    /// latency regime, where waiting actively for the worker beats a wake-up. Under any
+    /// load this is false, so no thread is spent spinning while there is other work.
+    pub(super) fn is_quiet(&self) -> bool {
+        let pace = self.pace.per_task_ns();
+        self.control.in_flight() <= 1
+            && self.counters.queued() == 0
+            && pace != 0
+            && pace < QUIET_MAX_PACE.as_nanos() as u64
+    }
+
+    /// Keeps only the tasks that may reach the handler: none once the flow is halted
+    /// (their callers are told it stopped); otherwise not those whose caller left, nor
+    /// those whose deadline passed (answered with [`crate::Error::Timeout`]).
+    fn admit(&self, mut batch: Vec<Envelope<S::Input, R>>) -> Vec<Envelope<S::Input, R>> {
+        let before = batch.len();
+        let (mut expired, mut cancelled) = (0, 0);
+        if self.control.is_halted() {
+            batch.clear();
+        } else {
+            // In place, keeping the order: an unfit task is rare.
+            let now = Instant::now();
+            let mut index = 0;
+            while index < batch.len() {
+                match batch[index].unfit(now) {
+                    None => index += 1,
+                    Some(Unfit::Expired) => {
+                        expired += 1;
+                        batch.remove(index).expire();
+                    }
+                    Some(Unfit::Abandoned) => {
+                        cancelled += 1;
+                        drop(batch.remove(index));
+                    }
+                }
+            }
+        }
+        self.counters.metrics.abandoned(expired, cancelled);
+        self.counters.abandoned(before - batch.len());
+        batch
+    }
+}
