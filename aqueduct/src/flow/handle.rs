@@ -237,7 +237,15 @@ impl<In: Task, Out: Task> Flow<In, Out> {
                     push.await.map_err(|_| Error::Timeout { after: timeout })
                 }))
             }
-            _ => match self.run_directly(envelope, timeout) {
+            // The work queued ahead would outlast the timeout: turned away (see
+            // `admission`).
+            _ if inner.load.turns_away(timeout) => {
+                return Err(Error::Overloaded {
+                    stage: inner.first_stage,
+                    waited: Duration::ZERO,
+                })
+            }
+            _ => match self.run_directly(envelope) {
                 Ok(running) => {
                     job = Some(running);
                     Entering::Entered
@@ -255,19 +263,13 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         })
     }
 
-    /// Dispatches `envelope` on the first stage's idle worker, if the flow admits it
-    /// and the stage is idle (see `direct`); gives it back otherwise, for the queue.
-    fn run_directly(
-        &self,
-        envelope: Envelope<In, Out>,
-        timeout: Duration,
-    ) -> Result<Running<'_>, Envelope<In, Out>> {
+    /// Dispatches `envelope` on the first stage's idle worker, if the stage is idle
+    /// (see `direct`); gives it back otherwise, for the queue.
+    fn run_directly(&self, envelope: Envelope<In, Out>) -> Result<Running<'_>, Envelope<In, Out>> {
         let inner = &*self.inner;
         match &inner.direct {
-            Some(direct) if !inner.load.turns_away(timeout) => {
-                direct.try_run(envelope, &inner.handle)
-            }
-            _ => Err(envelope),
+            Some(direct) => direct.try_run(envelope, &inner.handle),
+            None => Err(envelope),
         }
     }
 
@@ -335,7 +337,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     }
 
     /// Puts `envelope` into the first stage's queue, by the flow's admission policy
-    /// (see `admission`). The queue has room (the common case): done here, and the
+    /// (see `admission`; the task was not turned away). The queue has room (the common case): done here, and the
     /// future returned is ready at once. It is full: the future waits for room, boxed,
     /// so that the wait does not grow every call's future.
     fn enter(
@@ -349,9 +351,6 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             stage: inner.first_stage,
             waited,
         };
-        if inner.load.turns_away(timeout) {
-            return Err(overloaded(Duration::ZERO));
-        }
         let envelope = match inner.input.try_send(priority, envelope) {
             Ok(()) => return Ok(Entering::Entered),
             Err(async_channel::TrySendError::Closed(_)) => return Err(Error::NotRunning),

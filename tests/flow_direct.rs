@@ -1,0 +1,83 @@
+//! A call to an idle flow dispatches its own task on the first stage's worker (no queue,
+//! no runner in between). The caller then holds the stage's only seat while its task
+//! runs, so a caller that stops waiting must not take the seat with it: its job goes on
+//! without it, the answer is taken, and the stage serves the next call and stops.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aqueduct::{Error, Flow};
+use aqueduct_suite::{until, Gate};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[aqueduct::task]
+struct Job {
+    id: u64,
+}
+
+/// Records the ids it ran; job 0 waits at the stage's gate first.
+macro_rules! gated_stage {
+    ($name:ident, $seen:ident, $gate:ident) => {
+        static $seen: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+        static $gate: Gate = Gate::new();
+        #[aqueduct::handler(isolation = "thread")]
+        fn $name(job: &mut Job) {
+            if job.id == 0 {
+                $gate.wait();
+            }
+            $seen.lock().unwrap().push(job.id);
+            job.id += 100;
+        }
+    };
+}
+
+/// The stage serves another call, ran `0` once and that call once, and stops.
+async fn still_serving(flow: Flow<Job, Job>, seen: &Mutex<Vec<u64>>) {
+    let next = flow.process_timeout(Job { id: 7 }, LIMIT).await;
+    assert_eq!(next.map(|out| out.id), Ok(107));
+    until(LIMIT, || seen.lock().unwrap().len() == 2).await;
+    assert_eq!(*seen.lock().unwrap(), [0, 7], "each task ran once");
+    tokio::time::timeout(LIMIT, flow.stop(true))
+        .await
+        .expect("a graceful stop finishes");
+}
+
+gated_stage!(dropped_elsewhere, DROPPED_SEEN, DROPPED_GATE);
+
+#[tokio::test]
+async fn a_call_dropped_on_another_thread_while_its_task_runs_leaves_the_stage_serving() {
+    let flow = aqueduct::flow!(dropped_elsewhere).start().await.unwrap();
+    let caller = flow.clone();
+    let mut call = Box::pin(async move { caller.process(Job { id: 0 }).await });
+    // One poll: the task is dispatched and the handler holds it at the gate.
+    tokio::select! {
+        biased;
+        _ = &mut call => panic!("the handler is held"),
+        () = std::future::ready(()) => {}
+    }
+    until(LIMIT, || DROPPED_GATE.waiting() == 1).await;
+    // Dropped where no runtime runs (as a graph processor's `cancel_all` does).
+    std::thread::spawn(move || drop(call)).join().unwrap();
+    DROPPED_GATE.open();
+    still_serving(flow, &DROPPED_SEEN).await;
+}
+
+gated_stage!(timed_out, TIMED_OUT_SEEN, TIMED_OUT_GATE);
+
+#[tokio::test]
+async fn a_call_whose_deadline_passes_while_its_task_runs_leaves_the_stage_serving() {
+    let flow = aqueduct::flow!(timed_out).start().await.unwrap();
+    let late = flow
+        .process_timeout(Job { id: 0 }, Duration::from_millis(50))
+        .await;
+    assert_eq!(
+        late.err(),
+        Some(Error::Timeout {
+            after: Duration::from_millis(50)
+        })
+    );
+    assert_eq!(TIMED_OUT_GATE.waiting(), 1, "still in the handler");
+    TIMED_OUT_GATE.open();
+    still_serving(flow, &TIMED_OUT_SEEN).await;
+}
