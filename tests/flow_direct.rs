@@ -81,3 +81,60 @@ async fn a_call_whose_deadline_passes_while_its_task_runs_leaves_the_stage_servi
     TIMED_OUT_GATE.open();
     still_serving(flow, &TIMED_OUT_SEEN).await;
 }
+
+static FIRST_SEEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+static SECOND_GATE: Gate = Gate::new();
+
+#[aqueduct::handler(isolation = "thread")]
+fn quick_first(job: &mut Job) {
+    FIRST_SEEN.lock().unwrap().push(job.id);
+}
+
+/// Fast, but job 0 waits at the gate.
+#[aqueduct::handler(isolation = "thread")]
+fn held_second(job: &mut Job) {
+    if job.id == 0 {
+        SECOND_GATE.wait();
+    }
+    job.id += 100;
+}
+
+#[tokio::test]
+async fn a_lone_task_gone_straight_on_to_the_next_stage_does_not_hold_the_stage_before() {
+    let flow = aqueduct::flow!(quick_first -> held_second)
+        .start()
+        .await
+        .unwrap();
+    // Both stages measured fast, and idle: a lone task goes through in its caller's
+    // task, straight from stage to stage.
+    for id in 1..=20 {
+        assert_eq!(
+            flow.process(Job { id }).await.map(|out| out.id),
+            Ok(id + 100)
+        );
+    }
+    let held = tokio::spawn({
+        let flow = flow.clone();
+        async move {
+            flow.process_timeout(Job { id: 0 }, LIMIT)
+                .await
+                .map(|out| out.id)
+        }
+    });
+    until(LIMIT, || SECOND_GATE.waiting() == 1).await;
+    // Job 0 is in the second stage's handler; the first stage serves the next task.
+    let next = tokio::spawn({
+        let flow = flow.clone();
+        async move {
+            flow.process_timeout(Job { id: 21 }, LIMIT)
+                .await
+                .map(|out| out.id)
+        }
+    });
+    until(LIMIT, || FIRST_SEEN.lock().unwrap().contains(&21)).await;
+    assert_eq!(SECOND_GATE.waiting(), 1, "job 0 still held");
+    SECOND_GATE.open();
+    assert_eq!(held.await.unwrap(), Ok(100));
+    assert_eq!(next.await.unwrap(), Ok(121));
+    flow.stop(true).await;
+}

@@ -157,7 +157,7 @@ where
         ctx: &mut StartCtx,
         downstream: D,
     ) -> Result<Entry<In, R>, Error> {
-        let stage = spawn_stage::<S, R, D>(ctx, downstream, false)?;
-        self.0.spawn(ctx, Forward::new(stage.queue))
+        let stage = spawn_stage::<S, R, D>(ctx, downstream, true)?;
+        self.0.spawn(ctx, Forward::new(stage.queue, stage.direct))
     }
 }

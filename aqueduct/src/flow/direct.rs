@@ -1,7 +1,9 @@
-//! A caller's way straight to the first stage's worker: when the stage is idle (its
-//! runner waits for work with a seat on offer, nothing is queued), `process` dispatches
-//! its own task on that seat and runs the job itself, as the runner would have, saving
-//! the queue and the two task switches through the runner (see [`super::idle`]).
+//! The way straight to a stage's worker: when the stage is idle (its runner waits for
+//! work with a seat on offer, nothing is queued), `process` dispatches its own task on
+//! the first stage's seat and runs the job itself, as the runner would have, saving the
+//! queue and the two task switches through the runner (see [`super::idle`]). A job
+//! delivering a lone task does the same at the next stage, so a lone request goes
+//! through a quiet pipeline in its caller's task, without waking any runner.
 //!
 //! Nothing else changes: the same admission, executor, job and delivery (see
 //! [`Dispatcher`]), so deadlines, crash retries and results behave as through the queue.
@@ -28,19 +30,19 @@ use crate::{Stage, Task};
 /// A job a caller runs: dispatched, awaiting its answer, delivering it.
 type JobFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// The first stage, as a caller sees it (type-erased over the stage).
+/// A stage, as whoever brings it a task sees it (type-erased over the stage).
 pub(crate) trait DirectEntry<T: TaskField, R: TaskField>: Send + Sync {
     /// Dispatches `envelope` on the stage's idle seat, if it has one and nothing is
-    /// queued; gives the envelope back otherwise. The job goes on on `runtime` if the
-    /// caller drops it unfinished.
-    fn try_run<'a>(
+    /// queued; gives the envelope back otherwise. The job goes on on `runtime` if it is
+    /// dropped unfinished.
+    fn try_run(
         &self,
         envelope: Envelope<T, R>,
-        runtime: &'a Handle,
-    ) -> Result<Running<'a>, Envelope<T, R>>;
+        runtime: &Handle,
+    ) -> Result<Running, Envelope<T, R>>;
 }
 
-/// The first stage's dispatcher and the seat its runner lends.
+/// A stage's dispatcher and the seat its runner lends.
 pub(crate) struct Direct<S: Stage, R: Task, D, E> {
     /// Weak: once the runner is done (the flow stopped), the stage's executor and the
     /// next stage's queue must go with it, though the flow's handle lives on.
@@ -70,11 +72,11 @@ where
     D: Downstream<S::Output, R>,
     E: Executor<S>,
 {
-    fn try_run<'a>(
+    fn try_run(
         &self,
         envelope: Envelope<S::Input, R>,
-        runtime: &'a Handle,
-    ) -> Result<Running<'a>, Envelope<S::Input, R>> {
+        runtime: &Handle,
+    ) -> Result<Running, Envelope<S::Input, R>> {
         let Some(stage) = self.stage.upgrade() else {
             return Err(envelope);
         };
@@ -103,56 +105,61 @@ where
         let Some(job) = stage.dispatch(seat.worker, vec![envelope], Some(flush)) else {
             // Not admitted (the flow halted, or the deadline passed): its caller is told.
             self.idle.give_back(seat, &self.home);
-            return Ok(Running::done(runtime));
+            return Ok(Running(None));
         };
         let (idle, home) = (self.idle.clone(), self.home.clone());
         let job: JobFuture = Box::pin(async move {
-            job.run().await;
+            let next = job.run().await;
             idle.give_back(seat, &home);
+            // The task's next stage, entered straight from here: after the seat is back.
+            if let Some(next) = next {
+                next.await;
+            }
         });
-        Ok(Running {
-            job: Some(job),
-            runtime,
-        })
+        Ok(Running(Some((job, runtime.clone()))))
     }
 }
 
-/// A job run by its caller. Dropped before it finished (the caller stopped waiting, or
-/// its call was cancelled from another thread), it goes on as a task of its own on the
-/// flow's runtime: the worker's answer must still be taken, and the seat given back.
-pub(crate) struct Running<'a> {
-    job: Option<JobFuture>,
-    runtime: &'a Handle,
-}
+/// A job run by whoever dispatched it (a caller, or the previous stage's job, see
+/// [`super::downstream::Downstream::push_alone`]). Dropped before it finished (the caller
+/// stopped waiting, or its call was cancelled from another thread), it goes on as a task
+/// of its own on the flow's runtime: the worker's answer must still be taken, and the
+/// seat given back.
+#[doc(hidden)]
+pub struct Running(Option<(JobFuture, Handle)>);
 
-impl<'a> Running<'a> {
-    fn done(runtime: &'a Handle) -> Self {
-        Self { job: None, runtime }
-    }
-
+impl Running {
     /// Whether the job has finished.
     pub(crate) fn is_done(&self) -> bool {
-        self.job.is_none()
+        self.0.is_none()
     }
 }
 
-impl Future for Running<'_> {
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("done", &self.is_done())
+            .finish()
+    }
+}
+
+impl Future for Running {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(job) = self.job.as_mut() else {
+        let Some((job, _)) = self.0.as_mut() else {
             return Poll::Ready(());
         };
         std::task::ready!(job.as_mut().poll(cx));
-        self.job = None;
+        self.0 = None;
         Poll::Ready(())
     }
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(job) = self.job.take() {
-            self.runtime.spawn(job);
+        if let Some((job, runtime)) = self.0.take() {
+            runtime.spawn(job);
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Where a stage's outputs go: the next stage's queue, or back to the caller.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use tokio::runtime::Handle;
+
+use super::direct::{DirectEntry, Running};
 use super::envelope::Envelope;
 use super::link::Link;
 use super::queue::QueueTx;
@@ -13,24 +17,57 @@ use crate::task::{Task, TaskField};
 #[doc(hidden)]
 pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static {
     fn push(&self, envelope: Envelope<T, R>) -> impl Future<Output = ()> + Send;
+
+    /// [`Downstream::push`] for a lone task: the only output of its dispatch, with
+    /// nothing queued behind it at its stage. If the next stage is idle, the task is
+    /// dispatched on its seat here (see [`super::direct`]), and the job is returned, to
+    /// be run once the pushing job's own seat is given back.
+    fn push_alone(&self, envelope: Envelope<T, R>) -> impl Future<Output = Option<Running>> + Send {
+        async move {
+            self.push(envelope).await;
+            None
+        }
+    }
 }
 
-/// Sends outputs into the next stage's input queue.
+/// Sends outputs into the next stage's input queue, or, for a lone task, straight to
+/// the next stage's idle worker.
 pub(crate) struct Forward<In: TaskField, R: TaskField> {
     queue: QueueTx<Envelope<In, R>>,
+    direct: Option<NextStage<In, R>>,
+}
+
+/// The way straight to the next stage's idle worker, and the runtime its job goes on
+/// on if it is dropped unfinished.
+struct NextStage<In: TaskField, R: TaskField> {
+    entry: Arc<dyn DirectEntry<In, R>>,
+    runtime: Handle,
 }
 
 impl<In: TaskField, R: TaskField> Clone for Forward<In, R> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
+            direct: self.direct.as_ref().map(|next| NextStage {
+                entry: next.entry.clone(),
+                runtime: next.runtime.clone(),
+            }),
         }
     }
 }
 
 impl<In: TaskField, R: TaskField> Forward<In, R> {
-    pub(crate) fn new(queue: QueueTx<Envelope<In, R>>) -> Self {
-        Self { queue }
+    pub(crate) fn new(
+        queue: QueueTx<Envelope<In, R>>,
+        direct: Option<Arc<dyn DirectEntry<In, R>>>,
+    ) -> Self {
+        Self {
+            queue,
+            direct: direct.map(|entry| NextStage {
+                entry,
+                runtime: Handle::current(),
+            }),
+        }
     }
 }
 
@@ -41,12 +78,28 @@ where
     R: Task,
 {
     async fn push(&self, envelope: Envelope<Out, R>) {
-        let (task, route) = envelope.split();
-        // `link` is the identity: the same task, under the next stage's input type.
-        let task = Owned::new(task.into_inner().link());
+        let envelope = linked(envelope);
         // A closed queue means the flow was halted; the envelope is dropped with its task.
-        let _ = self.queue.send(route.priority(), route.carry(task)).await;
+        let _ = self.queue.send(envelope.route_priority(), envelope).await;
     }
+
+    async fn push_alone(&self, envelope: Envelope<Out, R>) -> Option<Running> {
+        let mut envelope = linked(envelope);
+        if let Some(next) = &self.direct {
+            match next.entry.try_run(envelope, &next.runtime) {
+                Ok(running) => return Some(running),
+                Err(refused) => envelope = refused,
+            }
+        }
+        let _ = self.queue.send(envelope.route_priority(), envelope).await;
+        None
+    }
+}
+
+/// `envelope`'s task under the next stage's input type (`link` is the identity).
+fn linked<Out: Task + Link<In>, In: Task, R: Task>(envelope: Envelope<Out, R>) -> Envelope<In, R> {
+    let (task, route) = envelope.split();
+    route.carry(Owned::new(task.into_inner().link()))
 }
 
 /// Answers the caller: the last stage's outputs are the flow's results.

@@ -80,6 +80,11 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
         &self.task
     }
 
+    /// The task's priority.
+    pub(crate) fn route_priority(&self) -> usize {
+        self.route.priority
+    }
+
     /// The task's deadline.
     pub(crate) fn deadline(&self) -> Instant {
         self.route.deadline

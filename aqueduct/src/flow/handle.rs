@@ -265,7 +265,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 
     /// Dispatches `envelope` on the first stage's idle worker, if the stage is idle
     /// (see `direct`); gives it back otherwise, for the queue.
-    fn run_directly(&self, envelope: Envelope<In, Out>) -> Result<Running<'_>, Envelope<In, Out>> {
+    fn run_directly(&self, envelope: Envelope<In, Out>) -> Result<Running, Envelope<In, Out>> {
         let inner = &*self.inner;
         match &inner.direct {
             Some(direct) => direct.try_run(envelope, &inner.handle),
@@ -399,7 +399,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 struct Call<'a, Out: Task> {
     entering: Entering<'a>,
     /// The first stage's job, if the caller runs it (see `direct`).
-    job: Option<Running<'a>>,
+    job: Option<Running>,
     receiver: oneshot::Receiver<Result<Owned<Out>, Error>>,
     deadline: tokio::time::Instant,
     timeout: Duration,

@@ -1,8 +1,9 @@
-//! The first stage's idle seat, lent to callers: while the stage's runner holds a free
-//! seat and nothing is queued, a `process` call takes the seat itself and hands its task
-//! straight to the worker (see [`super::direct`]), instead of queueing it for the runner
-//! to wake up, dispatch, and wake the caller again. Two task switches and a queue fewer
-//! per call, on the path a lone request takes.
+//! A stage's idle seat, lent: while the stage's runner holds a free seat and nothing is
+//! queued, a `process` call (at the first stage) or the previous stage's job (at the
+//! others) takes the seat itself and hands its task straight to the worker (see
+//! [`super::direct`]), instead of queueing it for the runner to wake up, dispatch, and
+//! wake the next one again. Two task switches and a queue fewer per stage, on the path
+//! a lone request takes.
 //!
 //! The seat stays the runner's: it offers the seat only while it waits for work, takes
 //! it back when work comes, and a caller holding it returns it to the runner's pool if

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::direct::Running;
 use super::downstream::Downstream;
 use super::envelope::{Envelope, Route};
 use super::pace::Pace;
@@ -44,7 +45,10 @@ where
     D: Downstream<S::Output, R>,
     F: Future<Output = Dispatched<S::Input, S::Output>>,
 {
-    pub(super) async fn run(self) {
+    /// Awaits the batch's outcome and delivers it; returns the job of a lone task that
+    /// went on straight to the next stage (see [`Downstream::push_alone`]), to be run
+    /// once this job's seat is given back.
+    pub(super) async fn run(self) -> Option<Running> {
         let routes = self.routes;
         match self.outcome.await {
             Dispatched::Answered { results, compute } => {
@@ -57,7 +61,7 @@ where
                 let compute = compute.min(round_trip);
                 self.counters.answered(compute, round_trip - compute);
                 let pid = self.counters.pid(self.worker);
-                deliver::<S, R, D>(
+                return deliver::<S, R, D>(
                     results,
                     routes,
                     &*self.downstream,
@@ -93,6 +97,7 @@ where
                 .into_iter()
                 .for_each(|route| route.fail(error.clone())),
         }
+        None
     }
 }
 
@@ -103,10 +108,17 @@ async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     counters: &StageCounters,
     pid: u32,
     answered: Instant,
-) {
+) -> Option<Running> {
     let mut reported: Option<String> = None;
+    // A lone task, with nothing queued behind it at this stage (under load, the next
+    // stage's queue is the way): if the next stage is idle, it is dispatched there
+    // straight, and its job comes back to run after this one.
+    let alone = results.len() == 1 && counters.queued() == 0;
     for (route, result) in routes.into_iter().zip(results) {
         match result {
+            Ok(output) if alone => {
+                return downstream.push_alone(route.forward(output, answered)).await
+            }
             Ok(output) => downstream.push(route.forward(output, answered)).await,
             Err(message) => {
                 counters.failed();
@@ -123,6 +135,7 @@ async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
             }
         }
     }
+    None
 }
 
 /// One ERROR event for a handler's error or panic, with its stage and worker (pid 0

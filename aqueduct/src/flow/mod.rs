@@ -5,9 +5,10 @@
 //! whose deadline passed, and hands the batch to the stage's executor. Results go
 //! straight to the next stage's queue, or to the caller for the last stage.
 //!
-//! While the first stage is idle (nothing queued, its runner waiting with a free seat),
-//! a caller skips the queue and the runner: it takes the seat and dispatches its own
-//! task, with the same admission and delivery ([`direct`], [`idle`], [`dispatch`]).
+//! While a stage is idle (nothing queued, its runner waiting with a free seat), a lone
+//! task skips the queue and the runner: its caller (first stage) or the previous stage's
+//! job takes the seat and dispatches it, with the same admission and delivery
+//! ([`direct`], [`idle`], [`dispatch`]).
 
 mod admission;
 mod batcher;

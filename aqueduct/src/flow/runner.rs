@@ -39,8 +39,8 @@ pub(crate) struct StageRunner<S: Stage, R: Task, D, E> {
     stage: Arc<Dispatcher<S, R, D, E>>,
     retries: async_channel::Receiver<Vec<Envelope<S::Input, R>>>,
     seats: Seats,
-    /// The seat lent to callers while this (first) stage waits for work; `None` for
-    /// the other stages (see [`StageRunner::direct`]).
+    /// The seat lent while this stage waits for work (to callers at the first stage, to
+    /// the previous stage's jobs at the others); `None` for a stage behind a condition (see [`StageRunner::direct`]).
     idle: Option<Arc<IdleSeat>>,
     /// Signalled whenever tasks are taken from `input`: room was made (see
     /// `Flow`'s readiness).
@@ -90,7 +90,7 @@ where
     }
 
     /// The way for callers to hand a task straight to this stage's worker while the
-    /// stage is idle (for the first stage of a flow; see [`super::direct`]). Only a
+    /// stage is idle (see [`super::direct`]). Only a
     /// stage that takes what is queued at once lends its seat: one whose batches wait
     /// for a timeout to fill must see every task in its queue.
     pub(crate) fn direct(&mut self) -> Option<Arc<Direct<S, R, D, E>>> {
@@ -124,8 +124,9 @@ where
         // is back, so the stage serves at the speed of its live workers; batches that come
         // back unrun, or from a lost worker, wait in `retries` and go before new tasks.
         //
-        // While the first stage waits for work with nothing queued, its seat is lent to
-        // callers (`idle`), who dispatch their own task on it; the runner takes it back
+        // While the stage waits for work with nothing queued, its seat is lent (`idle`)
+        // to whoever brings a lone task (a caller, or the previous stage's job), who
+        // dispatches it on the seat; the runner takes it back
         // when work reaches it, or waits for it if a caller holds it.
         let seats = &self.seats;
         let stage = &*self.stage;
@@ -224,13 +225,21 @@ where
                 // Nothing else is waiting (quiet), or the only worker takes no other batch
                 // until this one is delivered: run it here, saving a task spawn and two
                 // wake-ups.
-                job.run().await;
+                let next = job.run().await;
                 seats.put(seat);
+                // A task gone straight on to the next stage: its job runs on its own,
+                // so this stage goes on meanwhile.
+                if let Some(next) = next {
+                    tokio::spawn(next);
+                }
             } else {
                 let home = seats.home();
                 tokio::spawn(async move {
-                    job.run().await;
+                    let next = job.run().await;
                     home.put(seat);
+                    if let Some(next) = next {
+                        next.await;
+                    }
                 });
             }
         }

@@ -169,16 +169,18 @@ async fn wait_ready(stages: Vec<Readiness>) -> Result<(), Error> {
 pub(super) struct Spawned<In: Task, R: Task> {
     /// Its input queue.
     pub queue: QueueTx<Envelope<In, R>>,
-    /// For the flow's first stage: the way straight to its idle worker.
+    /// The way straight to its idle worker, if it lends its seat.
     pub direct: Option<Arc<dyn DirectEntry<In, R>>>,
 }
 
-/// Starts stage `S`: its queue, its workers and its runner. `first`: it is the flow's
-/// first stage, where callers may dispatch their own tasks (see [`super::direct`]).
+/// Starts stage `S`: its queue, its workers and its runner. `lends`: the stage is fed
+/// directly (the flow's first stage, or one after a plain `->`), so while it is idle,
+/// whoever brings it a lone task may dispatch it itself (see [`super::direct`]); a
+/// stage behind a condition is always fed through its queue.
 pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     ctx: &mut StartCtx,
     downstream: D,
-    first: bool,
+    lends: bool,
 ) -> Result<Spawned<S::Input, R>, Error> {
     let mut config = S::CONFIG;
     if let Some(capacity) = ctx.options.queue_size {
@@ -212,7 +214,7 @@ pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
             };
             Ok(Spawned {
                 queue,
-                direct: stage.launch(ctx, first),
+                direct: stage.launch(ctx, lends),
             })
         }
         Isolation::Process => {
@@ -228,7 +230,7 @@ pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
             };
             Ok(Spawned {
                 queue,
-                direct: stage.launch(ctx, first),
+                direct: stage.launch(ctx, lends),
             })
         }
     }
@@ -252,8 +254,9 @@ where
     E: Executor<S>,
     C: Into<Arc<StageCounters>>,
 {
-    /// Starts the stage's runner; for the `first` stage, returns its direct entry.
-    fn launch(self, ctx: &mut StartCtx, first: bool) -> Option<Arc<dyn DirectEntry<S::Input, R>>> {
+    /// Starts the stage's runner; for a stage that `lends` its seat, returns its direct
+    /// entry.
+    fn launch(self, ctx: &mut StartCtx, lends: bool) -> Option<Arc<dyn DirectEntry<S::Input, R>>> {
         let config = self.config;
         let counters = self.counters.into();
         let pace = Arc::new(Pace::new(config.nprocs));
@@ -282,7 +285,7 @@ where
             pace,
             room,
         );
-        let direct = if first { runner.direct() } else { None };
+        let direct = if lends { runner.direct() } else { None };
         ctx.runners.push(tokio::spawn(runner.run()));
         ctx.counters.push(counters);
         ctx.first_stage = S::NAME;
