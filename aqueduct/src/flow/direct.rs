@@ -27,7 +27,8 @@ use crate::exec::Executor;
 use crate::task::TaskField;
 use crate::{Stage, Task};
 
-/// A job a caller runs: dispatched, awaiting its answer, delivering it.
+/// A job run by whoever dispatched it: awaiting its answer, delivering it, giving the
+/// seat back, then running the job of the stage it went on to straight, if any.
 type JobFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A stage, as whoever brings it a task sees it (type-erased over the stage).
