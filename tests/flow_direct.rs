@@ -43,6 +43,16 @@ async fn still_serving(flow: Flow<Job, Job>, seen: &Mutex<Vec<u64>>) {
         .expect("a graceful stop finishes");
 }
 
+/// A `process` call for job `id` on a task of its own; the output's id.
+fn spawn_call(flow: &Flow<Job, Job>, id: u64) -> tokio::task::JoinHandle<Result<u64, Error>> {
+    let flow = flow.clone();
+    tokio::spawn(async move {
+        flow.process_timeout(Job { id }, LIMIT)
+            .await
+            .map(|out| out.id)
+    })
+}
+
 gated_stage!(dropped_elsewhere, DROPPED_SEEN, DROPPED_GATE);
 
 #[tokio::test]
@@ -113,24 +123,10 @@ async fn a_lone_task_gone_straight_on_to_the_next_stage_does_not_hold_the_stage_
             Ok(id + 100)
         );
     }
-    let held = tokio::spawn({
-        let flow = flow.clone();
-        async move {
-            flow.process_timeout(Job { id: 0 }, LIMIT)
-                .await
-                .map(|out| out.id)
-        }
-    });
+    let held = spawn_call(&flow, 0);
     until(LIMIT, || SECOND_GATE.waiting() == 1).await;
     // Job 0 is in the second stage's handler; the first stage serves the next task.
-    let next = tokio::spawn({
-        let flow = flow.clone();
-        async move {
-            flow.process_timeout(Job { id: 21 }, LIMIT)
-                .await
-                .map(|out| out.id)
-        }
-    });
+    let next = spawn_call(&flow, 21);
     until(LIMIT, || FIRST_SEEN.lock().unwrap().contains(&21)).await;
     assert_eq!(SECOND_GATE.waiting(), 1, "job 0 still held");
     SECOND_GATE.open();

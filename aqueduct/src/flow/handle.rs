@@ -337,9 +337,9 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     }
 
     /// Puts `envelope` into the first stage's queue, by the flow's admission policy
-    /// (see `admission`; the task was not turned away). The queue has room (the common case): done here, and the
-    /// future returned is ready at once. It is full: the future waits for room, boxed,
-    /// so that the wait does not grow every call's future.
+    /// (see `admission`; the task was not turned away). The queue has room (the common
+    /// case): done here, and the future returned is ready at once. It is full: the
+    /// future waits for room, boxed, so that the wait does not grow every call's future.
     fn enter(
         &self,
         envelope: Envelope<In, Out>,

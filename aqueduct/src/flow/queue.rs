@@ -186,6 +186,9 @@ impl<T> QueueRx<T> {
     /// Resolves once a task is queued (`true`), or every lane is closed and empty
     /// (`false`), without taking a task.
     pub(crate) async fn ready(&self) -> bool {
+        if !self.is_empty() {
+            return true;
+        }
         loop {
             let arrived = self.arrived.notified();
             let mut arrived = std::pin::pin!(arrived);

@@ -24,23 +24,14 @@ use crate::{Stage, StageConfig, Task};
 /// measured pace.
 const RUN_BUDGET: Duration = Duration::from_millis(2);
 
-/// What woke a runner waiting for work.
-enum Work<T> {
-    /// A batch to run again.
-    Retry(Vec<T>),
-    /// A queued task (`None`: the queue is closed and drained).
-    Queued(Option<T>),
-    /// A task was queued (or the queue closed), and is still there.
-    Arrived,
-}
-
 pub(crate) struct StageRunner<S: Stage, R: Task, D, E> {
     input: QueueRx<Envelope<S::Input, R>>,
     stage: Arc<Dispatcher<S, R, D, E>>,
     retries: async_channel::Receiver<Vec<Envelope<S::Input, R>>>,
     seats: Seats,
     /// The seat lent while this stage waits for work (to callers at the first stage, to
-    /// the previous stage's jobs at the others); `None` for a stage behind a condition (see [`StageRunner::direct`]).
+    /// the previous stage's jobs at the others); `None` for a stage that does not lend
+    /// it (see [`StageRunner::direct`]).
     idle: Option<Arc<IdleSeat>>,
     /// Signalled whenever tasks are taken from `input`: room was made (see
     /// `Flow`'s readiness).
@@ -89,10 +80,10 @@ where
         }
     }
 
-    /// The way for callers to hand a task straight to this stage's worker while the
-    /// stage is idle (see [`super::direct`]). Only a
-    /// stage that takes what is queued at once lends its seat: one whose batches wait
-    /// for a timeout to fill must see every task in its queue.
+    /// The way to hand a task straight to this stage's worker while the stage is idle
+    /// (see [`super::direct`]). Only a stage that takes what is queued at once lends
+    /// its seat: one whose batches wait for a timeout to fill must see every task in
+    /// its queue.
     pub(crate) fn direct(&mut self) -> Option<Arc<Direct<S, R, D, E>>> {
         if !self.stage.config.batch_timeout.is_zero() {
             return None;
@@ -126,8 +117,9 @@ where
         //
         // While the stage waits for work with nothing queued, its seat is lent (`idle`)
         // to whoever brings a lone task (a caller, or the previous stage's job), who
-        // dispatches it on the seat; the runner takes it back
-        // when work reaches it, or waits for it if a caller holds it.
+        // dispatches it on the seat; the runner takes it back when work reaches it, or
+        // waits for it if it is out. Work is awaited without taking a task, so that a
+        // task arriving while the seat is out stays queued, as any other.
         let seats = &self.seats;
         let stage = &*self.stage;
         let workers = stage.config.nprocs;
@@ -163,20 +155,14 @@ where
             let ahead = if pipelining { depth } else { 1 };
             let lent = self.lend(seat, input_open);
             // A retry first; otherwise whichever comes first. (Once the input is closed
-            // and drained its `recv` fails at once, and the loop's head waits instead.)
-            let work = match retries.try_recv() {
-                Ok(batch) => Work::Retry(batch),
-                Err(_) if lent => tokio::select! {
-                    // Waits for a task without taking it: if a caller holds the seat, the
-                    // task stays queued until the seat is back, as any other.
-                    biased;
-                    Ok(batch) = retries.recv() => Work::Retry(batch),
-                    _ = self.input.ready() => Work::Arrived,
-                },
+            // and drained, `ready` and `recv` return at once, and the loop's head waits
+            // instead.)
+            let retry = match retries.try_recv() {
+                Ok(batch) => Some(batch),
                 Err(_) => tokio::select! {
                     biased;
-                    Ok(batch) = retries.recv() => Work::Retry(batch),
-                    first = self.input.recv() => Work::Queued(first),
+                    Ok(batch) = retries.recv() => Some(batch),
+                    _ = self.input.ready() => None,
                 },
             };
             let seat = match lent {
@@ -186,13 +172,13 @@ where
                     None => break,
                 },
             };
-            let work = match work {
-                Work::Arrived => Work::Queued(self.input.recv().await),
-                work => work,
+            let first = match retry {
+                Some(batch) => Err(batch),
+                None => Ok(self.input.recv().await),
             };
-            let (batch, flush) = match work {
-                Work::Retry(batch) => (batch, None),
-                Work::Queued(Some(first)) => {
+            let (batch, flush) = match first {
+                Err(retry) => (retry, None),
+                Ok(Some(first)) => {
                     // Timed only for the metric (`metrics` feature), and only for a
                     // stage that waits for batches to fill: a stage of single-task
                     // batches takes what is queued at once.
@@ -211,7 +197,7 @@ where
                     self.room.notify_waiters();
                     (batch, Some(flush))
                 }
-                Work::Queued(None) | Work::Arrived => {
+                Ok(None) => {
                     input_open = false;
                     seats.put(seat);
                     continue;

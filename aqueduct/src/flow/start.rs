@@ -200,65 +200,52 @@ pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     }
     let (queue, input) = queue::bounded(ctx.options.priorities, config.queue_capacity());
     let counters = StageCounters::new(S::NAME, config.nprocs, input.counter());
-    match config.isolation {
+    let stage = Launch::<S, R, D> {
+        downstream,
+        config,
+        input,
+        lends,
+    };
+    let direct = match config.isolation {
         Isolation::Thread => {
             let (executor, started) = ThreadExecutor::<S>::spawn(config.nprocs)?;
             ctx.threads.extend(started.threads);
-            let stage = Launch {
-                downstream,
-                executor,
-                ready: started.ready,
-                config,
-                input,
-                counters,
-            };
-            Ok(Spawned {
-                queue,
-                direct: stage.launch(ctx, lends),
-            })
+            stage.launch(ctx, executor, started.ready, Arc::new(counters))
         }
         Isolation::Process => {
             let counters = Arc::new(counters.with_processes());
             let (executor, ready) = ProcessExecutor::<S>::spawn(config, counters.clone())?;
-            let stage = Launch {
-                downstream,
-                executor,
-                ready,
-                config,
-                input,
-                counters,
-            };
-            Ok(Spawned {
-                queue,
-                direct: stage.launch(ctx, lends),
-            })
+            stage.launch(ctx, executor, ready, counters)
         }
-    }
+    };
+    Ok(Spawned { queue, direct })
 }
 
-/// A stage ready to launch: its workers started, its runner not yet.
-struct Launch<S: Stage, R: Task, D, E, C> {
+/// A stage ready to launch over the executor its isolation asks for.
+struct Launch<S: Stage, R: Task, D> {
     downstream: D,
-    executor: E,
-    ready: Vec<oneshot::Receiver<Result<(), String>>>,
     config: StageConfig,
     input: QueueRx<Envelope<S::Input, R>>,
-    counters: C,
+    /// Whether it lends its seat (see `spawn_stage`).
+    lends: bool,
 }
 
-impl<S, R, D, E, C> Launch<S, R, D, E, C>
+impl<S, R, D> Launch<S, R, D>
 where
     S: Stage,
     R: Task,
     D: Downstream<S::Output, R>,
-    E: Executor<S>,
-    C: Into<Arc<StageCounters>>,
 {
-    /// Starts the stage's runner; for a stage that `lends` its seat, returns its direct
-    /// entry.
-    fn launch(self, ctx: &mut StartCtx, lends: bool) -> Option<Arc<dyn DirectEntry<S::Input, R>>> {
+    /// Starts the stage's runner over `executor`, whose workers report their `init` on
+    /// `ready`; for a stage that lends its seat, returns its direct entry.
+    fn launch<E: Executor<S>>(
+        self,
+        ctx: &mut StartCtx,
+        executor: E,
+        ready: Vec<oneshot::Receiver<Result<(), String>>>,
+        counters: Arc<StageCounters>,
+    ) -> Option<Arc<dyn DirectEntry<S::Input, R>>> {
         let config = self.config;
-        let counters = self.counters.into();
         let pace = Arc::new(Pace::new(config.nprocs));
         let room = Arc::new(Notify::new());
         ctx.loads.push(StageLoad {
@@ -273,19 +260,19 @@ where
         ctx.readiness.push(Readiness {
             stage: S::NAME,
             timeout: config.start_timeout,
-            ready: self.ready,
+            ready,
         });
         let mut runner = StageRunner::<S, R, D, E>::new(
             self.input,
             self.downstream,
-            self.executor,
+            executor,
             config,
             ctx.control.clone(),
             counters.clone(),
             pace,
             room,
         );
-        let direct = if lends { runner.direct() } else { None };
+        let direct = if self.lends { runner.direct() } else { None };
         ctx.runners.push(tokio::spawn(runner.run()));
         ctx.counters.push(counters);
         ctx.first_stage = S::NAME;
