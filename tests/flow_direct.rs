@@ -134,3 +134,71 @@ async fn a_lone_task_gone_straight_on_to_the_next_stage_does_not_hold_the_stage_
     assert_eq!(next.await.unwrap(), Ok(121));
     flow.stop(true).await;
 }
+
+/// Slow enough that calls time out, or are dropped, while their job is in flight.
+#[aqueduct::handler(isolation = "thread")]
+fn add_one(job: &mut Job) {
+    std::thread::sleep(Duration::from_micros(200));
+    job.id += 1;
+}
+
+#[aqueduct::handler(isolation = "process")]
+fn add_ten(job: &mut Job) {
+    job.id += 10;
+}
+
+/// Waves of 1 to 7 concurrent calls, so stages are often idle between them and tasks
+/// take the direct way as often as the queue; some calls time out at once, some are
+/// dropped mid-way. Every answered call has its own result, and at the end every seat
+/// is home: a lone call goes through, and a graceful stop finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_time_out_or_are_dropped_amid_direct_dispatch_lose_no_seat() {
+    let flow = aqueduct::flow!(add_one -> add_ten -> add_one)
+        .start()
+        .await
+        .unwrap();
+    let (mut answered, mut refused) = (0, 0);
+    for wave in 0..150u64 {
+        let mut calls = tokio::task::JoinSet::new();
+        for k in 0..(wave % 7 + 1) {
+            let flow = flow.clone();
+            let id = wave * 100 + k;
+            calls.spawn(async move {
+                let timeout = match id % 5 {
+                    0 => Duration::from_micros(20),
+                    _ => LIMIT,
+                };
+                let call = flow.process_timeout(Job { id }, timeout);
+                if id % 5 == 1 {
+                    // Dropped if it takes longer than this.
+                    tokio::time::timeout(Duration::from_micros(30), call)
+                        .await
+                        .ok()
+                        .map(|outcome| (id, outcome))
+                } else {
+                    Some((id, call.await))
+                }
+            });
+        }
+        while let Some(call) = calls.join_next().await {
+            match call.unwrap() {
+                Some((id, Ok(out))) => {
+                    assert_eq!(out.id, id + 12);
+                    answered += 1;
+                }
+                Some((_, Err(Error::Timeout { .. } | Error::Overloaded { .. }))) | None => {
+                    refused += 1
+                }
+                Some((id, Err(error))) => panic!("job {id}: {error}"),
+            }
+        }
+    }
+    assert!(
+        answered > 0 && refused > 0,
+        "{answered} answered, {refused} not"
+    );
+    assert_eq!(flow.process(Job { id: 1 }).await.map(|out| out.id), Ok(13));
+    tokio::time::timeout(LIMIT, flow.stop(true))
+        .await
+        .expect("a graceful stop finishes");
+}
