@@ -123,11 +123,10 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 
     /// Runs `task` through every stage, with the flow's default timeout (5 s unless set
     /// on the builder). Never blocks the runtime: the work happens on the stages' workers.
-    ///
-    /// (Not an `async fn`, nor is `process_timeout`: each layer of `async fn` would store
-    /// the task once more in the call's future, which is moved whole when a caller spawns
-    /// it and when it completes.)
     pub fn process(&self, task: In) -> impl Future<Output = Result<Owned<Out>, Error>> + Send + '_ {
+        // Not an `async fn`, nor is `process_timeout`: each layer of `async fn` would
+        // store the task once more in the call's future, which is moved whole when a
+        // caller spawns it and when it completes.
         self.process_owned(Owned::new(task), self.inner.timeout, 0)
     }
 
