@@ -34,13 +34,8 @@ type JobFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// A stage, as whoever brings it a task sees it (type-erased over the stage).
 pub(crate) trait DirectEntry<T: TaskField, R: TaskField>: Send + Sync {
     /// Dispatches `envelope` on the stage's idle seat, if it has one and nothing is
-    /// queued; gives the envelope back otherwise. The job goes on on `runtime` if it is
-    /// dropped unfinished.
-    fn try_run(
-        &self,
-        envelope: Envelope<T, R>,
-        runtime: &Handle,
-    ) -> Result<Running, Envelope<T, R>>;
+    /// queued; gives the envelope back otherwise.
+    fn try_run(&self, envelope: Envelope<T, R>) -> Result<Running, Envelope<T, R>>;
 }
 
 /// A stage's dispatcher and the seat its runner lends.
@@ -50,9 +45,12 @@ pub(crate) struct Direct<S: Stage, R: Task, D, E> {
     stage: Weak<Dispatcher<S, R, D, E>>,
     idle: Arc<IdleSeat>,
     home: Arc<Home>,
+    /// The flow's runtime, where a job dropped unfinished goes on.
+    runtime: Handle,
 }
 
 impl<S: Stage, R: Task, D, E> Direct<S, R, D, E> {
+    /// Called on the flow's runtime (as the flow starts).
     pub(super) fn new(
         stage: &Arc<Dispatcher<S, R, D, E>>,
         idle: Arc<IdleSeat>,
@@ -62,6 +60,7 @@ impl<S: Stage, R: Task, D, E> Direct<S, R, D, E> {
             stage: Arc::downgrade(stage),
             idle,
             home,
+            runtime: Handle::current(),
         }
     }
 }
@@ -73,11 +72,7 @@ where
     D: Downstream<S::Output, R>,
     E: Executor<S>,
 {
-    fn try_run(
-        &self,
-        envelope: Envelope<S::Input, R>,
-        runtime: &Handle,
-    ) -> Result<Running, Envelope<S::Input, R>> {
+    fn try_run(&self, envelope: Envelope<S::Input, R>) -> Result<Running, Envelope<S::Input, R>> {
         let Some(stage) = self.stage.upgrade() else {
             return Err(envelope);
         };
@@ -106,7 +101,7 @@ where
         let Some(job) = stage.dispatch(seat.worker, vec![envelope], Some(flush)) else {
             // Not admitted (the flow halted, or the deadline passed): its caller is told.
             self.idle.give_back(seat, &self.home);
-            return Ok(Running(None));
+            return Ok(Running::finished());
         };
         let (idle, home) = (self.idle.clone(), self.home.clone());
         let job: JobFuture = Box::pin(async move {
@@ -117,7 +112,7 @@ where
                 next.await;
             }
         });
-        Ok(Running(Some((job, runtime.clone()))))
+        Ok(Running(Some((job, self.runtime.clone()))))
     }
 }
 
@@ -130,6 +125,11 @@ where
 pub struct Running(Option<(JobFuture, Handle)>);
 
 impl Running {
+    /// A job with nothing (left) to do.
+    pub(crate) fn finished() -> Self {
+        Self(None)
+    }
+
     /// Whether the job has finished.
     pub(crate) fn is_done(&self) -> bool {
         self.0.is_none()

@@ -3,8 +3,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::runtime::Handle;
-
 use super::direct::{DirectEntry, Running};
 use super::envelope::Envelope;
 use super::link::Link;
@@ -34,24 +32,15 @@ pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static 
 /// the next stage's idle worker.
 pub(crate) struct Forward<In: TaskField, R: TaskField> {
     queue: QueueTx<Envelope<In, R>>,
-    direct: Option<NextStage<In, R>>,
-}
-
-/// The way straight to the next stage's idle worker, and the runtime its job goes on
-/// on if it is dropped unfinished.
-struct NextStage<In: TaskField, R: TaskField> {
-    entry: Arc<dyn DirectEntry<In, R>>,
-    runtime: Handle,
+    /// The way straight to the next stage's idle worker, if it lends its seat.
+    direct: Option<Arc<dyn DirectEntry<In, R>>>,
 }
 
 impl<In: TaskField, R: TaskField> Clone for Forward<In, R> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
-            direct: self.direct.as_ref().map(|next| NextStage {
-                entry: next.entry.clone(),
-                runtime: next.runtime.clone(),
-            }),
+            direct: self.direct.clone(),
         }
     }
 }
@@ -61,13 +50,7 @@ impl<In: TaskField, R: TaskField> Forward<In, R> {
         queue: QueueTx<Envelope<In, R>>,
         direct: Option<Arc<dyn DirectEntry<In, R>>>,
     ) -> Self {
-        Self {
-            queue,
-            direct: direct.map(|entry| NextStage {
-                entry,
-                runtime: Handle::current(),
-            }),
-        }
+        Self { queue, direct }
     }
 }
 
@@ -86,7 +69,7 @@ where
     async fn push_alone(&self, envelope: Envelope<Out, R>) -> Option<Running> {
         let mut envelope = linked(envelope);
         if let Some(next) = &self.direct {
-            match next.entry.try_run(envelope, &next.runtime) {
+            match next.try_run(envelope) {
                 Ok(running) => return Some(running),
                 Err(refused) => envelope = refused,
             }

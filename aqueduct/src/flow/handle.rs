@@ -226,7 +226,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         let (reply, receiver) = oneshot::channel();
         let envelope = Envelope::new(task, reply, timeout, priority, span);
         let deadline = envelope.deadline();
-        let mut job = None;
+        let mut job = Running::finished();
         let entering = match &inner.entry_skip {
             // The first stage's condition rejects the task: it goes on from there.
             Some(skip) if !(skip.condition)(envelope.task()) => {
@@ -246,7 +246,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             }
             _ => match self.run_directly(envelope) {
                 Ok(running) => {
-                    job = Some(running);
+                    job = running;
                     Entering::Entered
                 }
                 Err(envelope) => self.enter(envelope, timeout, priority)?,
@@ -267,7 +267,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     fn run_directly(&self, envelope: Envelope<In, Out>) -> Result<Running, Envelope<In, Out>> {
         let inner = &*self.inner;
         match &inner.direct {
-            Some(direct) => direct.try_run(envelope, &inner.handle),
+            Some(direct) => direct.try_run(envelope),
             None => Err(envelope),
         }
     }
@@ -398,7 +398,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 struct Call<'a, Out: Task> {
     entering: Entering<'a>,
     /// The first stage's job, if the caller runs it (see `direct`).
-    job: Option<Running>,
+    job: Running,
     receiver: oneshot::Receiver<Result<Owned<Out>, Error>>,
     deadline: tokio::time::Instant,
     timeout: Duration,
@@ -415,12 +415,11 @@ impl<Out: Task> Call<'_, Out> {
         let halted = inner.control.halted();
         let mut halted = std::pin::pin!(halted);
         loop {
-            let running = self.job.as_mut().filter(|job| !job.is_done());
             tokio::select! {
                 biased;
                 // The caller's own job first: when it delivers, the answer is there
                 // without a wake-up.
-                () = async { running.expect("job to run").await }, if running.is_some() => {}
+                () = &mut self.job, if !self.job.is_done() => {}
                 outcome = &mut self.receiver => return match outcome {
                     Ok(outcome) => outcome,
                     // The task was dropped inside the flow: it was halted.

@@ -165,21 +165,12 @@ impl<T> QueueRx<T> {
             return only.recv().await.ok();
         }
         loop {
-            let arrived = self.arrived.notified();
-            let mut arrived = std::pin::pin!(arrived);
-            // Registered before looking, so an arrival in between is not missed.
-            arrived.as_mut().enable();
             if let Some(item) = self.take_first() {
                 return Some(item);
             }
-            if self
-                .lanes
-                .iter()
-                .all(|lane| lane.is_closed() && lane.is_empty())
-            {
+            if !self.ready().await {
                 return None;
             }
-            arrived.await;
         }
     }
 

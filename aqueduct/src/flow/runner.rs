@@ -165,43 +165,42 @@ where
                     _ = self.input.ready() => None,
                 },
             };
-            let seat = match lent {
-                false => seat,
-                true => match self.reclaim(&mut parked, depth).await {
+            let seat = if lent {
+                match self.reclaim(&mut parked, depth).await {
                     Some(seat) => seat,
                     None => break,
-                },
+                }
+            } else {
+                seat
             };
-            let first = match retry {
-                Some(batch) => Err(batch),
-                None => Ok(self.input.recv().await),
-            };
-            let (batch, flush) = match first {
-                Err(retry) => (retry, None),
-                Ok(Some(first)) => {
-                    // Timed only for the metric (`metrics` feature), and only for a
-                    // stage that waits for batches to fill: a stage of single-task
-                    // batches takes what is queued at once.
-                    let filling =
-                        (cfg!(feature = "metrics") && !stage.config.pipelined()).then(Instant::now);
-                    let (batch, flush) = batcher::collect(
-                        &self.input,
-                        first,
-                        self.dispatch_size(ahead),
-                        stage.config.batch_timeout,
-                    )
-                    .await;
-                    if let Some(filling) = filling {
-                        stage.counters.metrics.batch_fill(filling.elapsed());
+            let (batch, flush) = match retry {
+                Some(retry) => (retry, None),
+                None => match self.input.recv().await {
+                    Some(first) => {
+                        // Timed only for the metric (`metrics` feature), and only for a
+                        // stage that waits for batches to fill: a stage of single-task
+                        // batches takes what is queued at once.
+                        let filling = (cfg!(feature = "metrics") && !stage.config.pipelined())
+                            .then(Instant::now);
+                        let (batch, flush) = batcher::collect(
+                            &self.input,
+                            first,
+                            self.dispatch_size(ahead),
+                            stage.config.batch_timeout,
+                        )
+                        .await;
+                        if let Some(filling) = filling {
+                            stage.counters.metrics.batch_fill(filling.elapsed());
+                        }
+                        self.room.notify_waiters();
+                        (batch, Some(flush))
                     }
-                    self.room.notify_waiters();
-                    (batch, Some(flush))
-                }
-                Ok(None) => {
-                    input_open = false;
-                    seats.put(seat);
-                    continue;
-                }
+                    None => {
+                        input_open = false;
+                        seats.put(seat);
+                        continue;
+                    }
+                },
             };
             let Some(job) = stage.dispatch(seat.worker, batch, flush) else {
                 seats.put(seat);
