@@ -45,13 +45,13 @@ pub(crate) async fn collect<T>(
     let mut batch = Vec::with_capacity(max.min(1024));
     batch.push(first);
     if wait.is_zero() {
-        while batch.len() < max {
-            match queue.try_recv() {
-                Some(item) => batch.push(item),
-                None => return (batch, Flush::Immediate),
-            }
-        }
-        return (batch, Flush::Full);
+        queue.take_up_to(max - 1, &mut batch);
+        let flush = if batch.len() < max {
+            Flush::Immediate
+        } else {
+            Flush::Full
+        };
+        return (batch, flush);
     }
     let deadline = Instant::now() + wait;
     while batch.len() < max {

@@ -16,6 +16,16 @@ use crate::task::{Task, TaskField};
 pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static {
     fn push(&self, envelope: Envelope<T, R>) -> impl Future<Output = ()> + Send;
 
+    /// Passes on the outputs of one batch, in order. Where they go to a queue, they go
+    /// in together (see [`QueueTx::send_all`]).
+    fn push_all(&self, envelopes: Vec<Envelope<T, R>>) -> impl Future<Output = ()> + Send {
+        async move {
+            for envelope in envelopes {
+                self.push(envelope).await;
+            }
+        }
+    }
+
     /// [`Downstream::push`] for a lone task: the only output of its dispatch, with
     /// nothing queued behind it at its stage. If the next stage is idle, the task is
     /// dispatched on its seat here (see [`super::direct`]), and the job is returned, to
@@ -64,6 +74,14 @@ where
         let envelope = linked(envelope);
         // A closed queue means the flow was halted; the envelope is dropped with its task.
         let _ = self.queue.send(envelope.route_priority(), envelope).await;
+    }
+
+    async fn push_all(&self, envelopes: Vec<Envelope<Out, R>>) {
+        // A closed queue means the flow was halted; the envelopes are dropped with their
+        // tasks.
+        self.queue
+            .send_all(envelopes.into_iter().map(linked), Envelope::route_priority)
+            .await;
     }
 
     async fn push_alone(&self, envelope: Envelope<Out, R>) -> Option<Running> {

@@ -16,7 +16,7 @@ pub use super::control::FlowState;
 use super::control::{Control, InFlight};
 use super::direct::{DirectEntry, Running};
 use super::envelope::Envelope;
-use super::queue::QueueTx;
+use super::queue::{QueueTx, TrySendError};
 use crate::shm::{ownership, Owned};
 use crate::stats::{StageCounters, StageStats};
 use crate::{Error, Task};
@@ -352,8 +352,8 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         };
         let envelope = match inner.input.try_send(priority, envelope) {
             Ok(()) => return Ok(Entering::Entered),
-            Err(async_channel::TrySendError::Closed(_)) => return Err(Error::NotRunning),
-            Err(async_channel::TrySendError::Full(envelope)) => envelope,
+            Err(TrySendError::Closed(_)) => return Err(Error::NotRunning),
+            Err(TrySendError::Full(envelope)) => envelope,
         };
         let deadline = envelope.deadline();
         let called = deadline - timeout;

@@ -114,12 +114,13 @@ async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     // stage's queue is the way): if the next stage is idle, it is dispatched there
     // straight, and its job comes back to run after this one.
     let alone = results.len() == 1 && counters.queued() == 0;
+    let mut outputs = Vec::with_capacity(if alone { 0 } else { results.len() });
     for (route, result) in routes.into_iter().zip(results) {
         match result {
             Ok(output) if alone => {
                 return downstream.push_alone(route.forward(output, answered)).await
             }
-            Ok(output) => downstream.push(route.forward(output, answered)).await,
+            Ok(output) => outputs.push(route.forward(output, answered)),
             Err(message) => {
                 counters.failed();
                 // A failure of a whole handler call repeats its message for each task of
@@ -134,6 +135,10 @@ async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
                 });
             }
         }
+    }
+    // Together: one lock and one wake-up at the next stage for the whole batch.
+    if !outputs.is_empty() {
+        downstream.push_all(outputs).await;
     }
     None
 }
