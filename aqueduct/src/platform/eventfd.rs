@@ -3,9 +3,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
 
-use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::event::EventfdFlags;
 
 /// A new eventfd with a zero counter, close-on-exec; reads on an empty counter fail with
 /// `WouldBlock` if `nonblocking`, and sleep otherwise.
@@ -28,13 +27,4 @@ pub(crate) fn take(fd: impl AsFd) -> io::Result<u64> {
     let mut value = [0u8; 8];
     rustix::io::read(fd, &mut value)?;
     Ok(u64::from_ne_bytes(value))
-}
-
-/// Sleeps until `fd` is readable (the counter is non-zero) or `timeout` passes; returns
-/// whether it became readable. An interruption by a signal counts as a timeout.
-pub(crate) fn wait_readable(fd: impl AsFd, timeout: Duration) -> bool {
-    // A duration past `Timespec`'s range (~292 billion years) waits without end.
-    let timeout = Timespec::try_from(timeout).ok();
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    matches!(rustix::event::poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0)
 }

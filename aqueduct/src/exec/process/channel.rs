@@ -9,7 +9,6 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -152,14 +151,10 @@ impl EventFd {
         eventfd::take(&self.0).map(drop)
     }
 
-    /// Sleeps until the counter is non-zero or `timeout` passes, then drains it.
-    /// Returns whether it was woken (as opposed to timing out).
-    pub(crate) fn wait(&self, timeout: Duration) -> bool {
-        let woken = eventfd::wait_readable(&self.0, timeout);
-        if woken {
-            let _ = self.drain();
-        }
-        woken
+    /// Sleeps until the counter is non-zero and drains it, in one read (a blocking
+    /// eventfd, as a worker's request eventfd is); returns early if a signal interrupts.
+    pub(crate) fn wait(&self) {
+        let _ = eventfd::take(&self.0);
     }
 }
 
