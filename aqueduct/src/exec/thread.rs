@@ -2,8 +2,9 @@
 //! and then the batches sent to it. Used for `isolation = "thread"`.
 
 use std::future::Future;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{JoinHandle, Thread};
 
 use tokio::sync::oneshot;
 
@@ -24,7 +25,50 @@ struct Job<S: Stage> {
 
 /// The worker threads of one stage.
 pub(crate) struct ThreadExecutor<S: Stage> {
-    workers: Vec<mpsc::Sender<Job<S>>>,
+    workers: Vec<Worker<S>>,
+}
+
+/// The way to one worker thread: its jobs, and its bell.
+struct Worker<S: Stage> {
+    jobs: mpsc::Sender<Job<S>>,
+    bell: Arc<Bell>,
+    thread: Thread,
+}
+
+/// How a sleeping worker is woken: it announces its sleep here, looks for a job once
+/// more, and parks; a sender that sees the announcement unparks it. The channel's own
+/// blocking receive is not used: it wakes the receiver while holding the channel's lock,
+/// and a worker woken on its caller's core then preempted the caller inside that lock
+/// and waited for it (measured: 5.0 us a round trip on one core, against 1.8 us for a
+/// hand-rolled thread and 2.9 us with this bell).
+#[derive(Default)]
+struct Bell {
+    sleeping: AtomicBool,
+}
+
+impl<S: Stage> Worker<S> {
+    /// Sends `job`, waking the worker if it sleeps; the job back if the worker is gone.
+    fn send(&self, job: Job<S>) -> Result<(), Job<S>> {
+        self.jobs.send(job).map_err(|mpsc::SendError(job)| job)?;
+        // Paired with the worker's fence between its announcement and its last look:
+        // either it sees this job, or this sees its announcement.
+        fence(Ordering::SeqCst);
+        if self.bell.sleeping.swap(false, Ordering::SeqCst) {
+            self.thread.unpark();
+        }
+        Ok(())
+    }
+}
+
+impl<S: Stage> Drop for ThreadExecutor<S> {
+    fn drop(&mut self) {
+        // Each worker must see its channel closed: the sender goes first, then the
+        // worker is woken to look.
+        for worker in std::mem::take(&mut self.workers) {
+            drop(worker.jobs);
+            worker.thread.unpark();
+        }
+    }
 }
 
 /// What starting the workers yields besides the executor: one `init` outcome per worker
@@ -47,14 +91,20 @@ impl<S: Stage> ThreadExecutor<S> {
         for index in 0..count {
             let (jobs_tx, jobs_rx) = mpsc::channel::<Job<S>>();
             let (ready_tx, ready_rx) = oneshot::channel();
+            let bell = Arc::new(Bell::default());
+            let worker_bell = bell.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("aqueduct-{}-{index}", S::NAME))
-                .spawn(move || worker_loop::<S>(jobs_rx, ready_tx, spin))
+                .spawn(move || worker_loop::<S>(jobs_rx, &worker_bell, ready_tx, spin))
                 .map_err(|e| Error::Init {
                     stage: S::NAME,
                     message: format!("cannot spawn worker thread: {e}"),
                 })?;
-            workers.push(jobs_tx);
+            workers.push(Worker {
+                jobs: jobs_tx,
+                bell,
+                thread: thread.thread().clone(),
+            });
             started.ready.push(ready_rx);
             started.threads.push(thread);
         }
@@ -64,6 +114,7 @@ impl<S: Stage> ThreadExecutor<S> {
 
 fn worker_loop<S: Stage>(
     jobs: mpsc::Receiver<Job<S>>,
+    bell: &Bell,
     ready: oneshot::Sender<Result<(), String>>,
     spin: IdleSpin,
 ) {
@@ -77,7 +128,7 @@ fn worker_loop<S: Stage>(
     let _ = ready.send(Ok(()));
     let mut next_work = NextWork::new(spin);
     let mut answered_at: Option<std::time::Instant> = None;
-    while let Some(job) = next_job(&jobs, &mut next_work) {
+    while let Some(job) = next_job(&jobs, bell, &mut next_work) {
         if let Some(answered_at) = answered_at {
             // How long after the previous answer the job was sent (not received: a
             // sleeping worker's wake-up is not the caller's gap).
@@ -92,19 +143,37 @@ fn worker_loop<S: Stage>(
 
 /// The next job, polling as `next_work` says before sleeping; `None` once the executor
 /// is gone.
-fn next_job<S: Stage>(jobs: &mpsc::Receiver<Job<S>>, next_work: &mut NextWork) -> Option<Job<S>> {
+fn next_job<S: Stage>(
+    jobs: &mpsc::Receiver<Job<S>>,
+    bell: &Bell,
+    next_work: &mut NextWork,
+) -> Option<Job<S>> {
     let spin = next_work.budget();
     let mut wait = SpinWait::new(spin, spin);
+    let mut polling = true;
     loop {
         match jobs.try_recv() {
-            Ok(job) => return Some(job),
+            Ok(job) => {
+                bell.sleeping.store(false, Ordering::Relaxed);
+                return Some(job);
+            }
             Err(mpsc::TryRecvError::Disconnected) => return None,
-            Err(mpsc::TryRecvError::Empty) if wait.pause() => {}
-            Err(mpsc::TryRecvError::Empty) => {
+            Err(mpsc::TryRecvError::Empty) if polling && wait.pause() => {}
+            Err(mpsc::TryRecvError::Empty) if polling => {
                 if !spin.is_zero() {
                     next_work.missed();
                 }
-                return jobs.recv().ok();
+                polling = false;
+                // Announce the sleep, then look once more before parking (see `Bell`).
+                bell.sleeping.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+            }
+            // Parked until a sender (or the executor's drop) unparks this thread; a
+            // spurious return just looks again.
+            Err(mpsc::TryRecvError::Empty) => {
+                std::thread::park();
+                bell.sleeping.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
             }
         }
     }
@@ -157,5 +226,88 @@ where
             results.await.map_err(|_| Error::Stopped)
         };
         async move { Dispatched::from(outcome.await) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Isolation, StageConfig};
+
+    #[crate::task(crate = "crate")]
+    struct Item {
+        n: u64,
+    }
+
+    struct Double;
+
+    impl Stage for Double {
+        type Input = Item;
+        type Output = Item;
+        type State = ();
+        const NAME: &'static str = "double";
+        const CONFIG: StageConfig = StageConfig {
+            isolation: Isolation::Thread,
+            ..StageConfig::DEFAULT
+        };
+
+        fn init() -> Result<(), String> {
+            Ok(())
+        }
+
+        fn handle(_: &mut (), inputs: Vec<Item>) -> Vec<Result<Item, String>> {
+            inputs
+                .into_iter()
+                .map(|i| Ok(Item { n: i.n * 2 }))
+                .collect()
+        }
+    }
+
+    /// Longer than any test here takes, so a lost wake-up fails instead of hanging.
+    const LOST: Duration = Duration::from_secs(10);
+
+    async fn doubled(executor: &ThreadExecutor<Double>, n: u64) -> u64 {
+        let run = executor.run(
+            0,
+            vec![Owned::new(Item { n })],
+            false,
+            tracing::Span::none(),
+        );
+        let outcome = tokio::time::timeout(LOST, run)
+            .await
+            .expect("the worker never answered");
+        let Dispatched::Answered { results, .. } = outcome else {
+            panic!("not answered");
+        };
+        let result = results.into_iter().next().unwrap();
+        result.unwrap().n
+    }
+
+    #[tokio::test]
+    async fn a_sleeping_worker_wakes_for_each_job_and_ends_when_the_executor_goes() {
+        let (executor, started) = ThreadExecutor::<Double>::spawn(1).unwrap();
+        for ready in started.ready {
+            ready.await.unwrap().unwrap();
+        }
+        for n in 1..=20 {
+            assert_eq!(doubled(&executor, n).await, 2 * n);
+            // Long past any idle poll: the next job finds the worker parked.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Back to back, as a busy stage sends them.
+        for n in 0..1000 {
+            assert_eq!(doubled(&executor, n).await, 2 * n);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        drop(executor);
+        for thread in started.threads {
+            // Parked when the executor went: it must see its channel closed and end.
+            let (ended, joined) = std::sync::mpsc::channel();
+            std::thread::spawn(move || ended.send(thread.join().is_ok()));
+            let ended = joined.recv_timeout(LOST);
+            assert_eq!(ended, Ok(true), "the worker thread never ended");
+        }
     }
 }
