@@ -77,7 +77,9 @@ where
                     .into_iter()
                     .zip(tasks)
                     .map(|(route, task)| route.carry(task));
-                let _ = self.retries.send(batch.collect()).await;
+                // Boxed, as below: rare, and the send's room would be carried by
+                // every job's future.
+                let _ = Box::pin(self.retries.send(batch.collect())).await;
             }
             Dispatched::Lost { error, tasks } => {
                 report_lost(S::NAME, &error);
@@ -86,7 +88,7 @@ where
                 for (mut route, task) in routes.into_iter().zip(tasks) {
                     if self.crash_retry && route.lost() < MAX_LOSSES {
                         self.counters.retried();
-                        let _ = self.retries.send(vec![route.carry(task)]).await;
+                        let _ = Box::pin(self.retries.send(vec![route.carry(task)])).await;
                     } else {
                         self.counters.failed();
                         route.fail(error.clone());

@@ -163,7 +163,9 @@ impl<T> QueueTx<T> {
         match self.try_send(priority, item) {
             Ok(()) => Ok(()),
             Err(TrySendError::Closed(item)) => Err(Closed(item)),
-            Err(TrySendError::Full(item)) => self.wait_for_room(priority, item).await,
+            // Boxed: a full lane is the rare case, and the wait's room would otherwise be
+            // carried by every job's future.
+            Err(TrySendError::Full(item)) => Box::pin(self.wait_for_room(priority, item)).await,
         }
     }
 
@@ -199,11 +201,16 @@ impl<T> QueueTx<T> {
             queue.arrived.notify_one();
         }
         // A full lane: the rest go one at a time, in order, as room is made.
-        for item in blocked.into_iter().chain(items) {
-            let priority = priority_of(&item);
-            if self.send(priority, item).await.is_err() {
-                return;
-            }
+        if let Some(blocked) = blocked {
+            Box::pin(async move {
+                for item in std::iter::once(blocked).chain(items) {
+                    let priority = priority_of(&item);
+                    if self.send(priority, item).await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
         }
     }
 

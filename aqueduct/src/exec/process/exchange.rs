@@ -87,16 +87,25 @@ impl Ticket {
 /// Waits until the worker says it answered the ticket's request (which the caller then
 /// validates), or fails.
 pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Result<(), Failure> {
-    let (conn, seq) = (&*ticket.conn, ticket.seq);
-    let (ctl, geometry) = (&conn.ctl, &shared.geometry);
+    let (ctl, geometry) = (&ticket.conn.ctl, &shared.geometry);
     if quiet
         && poll_within(QUIET_SPIN, || {
-            wire::answered(ctl, geometry, ticket.lane, seq).then_some(())
+            wire::answered(ctl, geometry, ticket.lane, ticket.seq).then_some(())
         })
         .is_some()
     {
         return Ok(());
     }
+    // Boxed: the sleeping wait holds many futures at once, and every dispatch's future
+    // (a caller's, in a quiet flow) would otherwise carry their room.
+    Box::pin(sleep_until_answered(shared, ticket)).await
+}
+
+/// [`answer`] once polling is over: sleeps until the worker's eventfd, a freed lane, the
+/// worker's death or a deadline says to look again.
+async fn sleep_until_answered(shared: &Shared, ticket: &Ticket) -> Result<(), Failure> {
+    let (conn, seq) = (&*ticket.conn, ticket.seq);
+    let (ctl, geometry) = (&conn.ctl, &shared.geometry);
     let mut exit = conn.exit.clone();
     loop {
         // Two dispatches may wait on one worker, and whichever drains its eventfd takes
@@ -149,7 +158,7 @@ pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Res
                     // Wedged: it had nothing older to run and did not take this one.
                     // Once it is dead its words are final; if they agree that it never
                     // took the request, the request may go elsewhere.
-                    kill_and_wait(conn, RestartCause::Unresponsive).await;
+                    Box::pin(kill_and_wait(conn, RestartCause::Unresponsive)).await;
                     return Err(match wire::taken(ctl, geometry, ticket.lane, seq) {
                         Taken::No => Failure::NotTaken,
                         Taken::Yes | Taken::Unsure => Failure::Violation(format!(

@@ -296,7 +296,8 @@ async fn dispatch<S: Stage>(
             signal: exit.signal,
         },
         Failure::TimedOut => {
-            kill_and_wait(&conn, RestartCause::Timeout).await;
+            // Boxed, as below: rare, and large for every dispatch's future to carry.
+            Box::pin(kill_and_wait(&conn, RestartCause::Timeout)).await;
             Error::WorkerCrashed {
                 stage: shared.stage,
                 pid: conn.pid,
@@ -304,7 +305,7 @@ async fn dispatch<S: Stage>(
             }
         }
         Failure::Violation(reason) => {
-            kill_and_wait(&conn, RestartCause::Protocol).await;
+            Box::pin(kill_and_wait(&conn, RestartCause::Protocol)).await;
             Error::WorkerProtocol {
                 stage: shared.stage,
                 pid: conn.pid,
