@@ -30,6 +30,10 @@ pub(crate) const QUIET_SPIN: Duration = Duration::from_micros(25);
 /// very core and a pure spin would keep it from answering.
 pub(crate) fn poll_within<T>(budget: Duration, mut answer: impl FnMut() -> Option<T>) -> Option<T> {
     const PURE_SPIN: Duration = Duration::from_micros(5);
+    // Looked at once before the wait starts its clock: the answer is often there.
+    if let Some(answer) = answer() {
+        return Some(answer);
+    }
     let mut wait = SpinWait::new(budget, PURE_SPIN);
     loop {
         if let Some(answer) = answer() {
@@ -108,12 +112,16 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     ///
     /// `span` is the batch's span (disabled when nobody observes the batch): what the
     /// handler logs while it runs the batch belongs to it, in a worker thread or process.
+    ///
+    /// `sent` is when the dispatch was made, read once by the caller for all who need it
+    /// (a clock reading costs tens of nanoseconds on a virtual machine, several per task).
     fn run(
         &self,
         worker: usize,
         batch: Vec<Owned<S::Input>>,
         quiet: bool,
         span: tracing::Span,
+        sent: tokio::time::Instant,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static;
 
     /// Whether `worker` can take a dispatch now (a worker process may be restarting).

@@ -196,6 +196,7 @@ where
         batch: Vec<Owned<S::Input>>,
         quiet: bool,
         span: tracing::Span,
+        sent: tokio::time::Instant,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static {
         let (reply, mut results) = oneshot::channel();
         // A failed send gives the job back, and it is dropped here with its tasks.
@@ -204,7 +205,7 @@ where
                 inputs: batch,
                 reply,
                 span,
-                sent: std::time::Instant::now(),
+                sent: sent.into_std(),
             })
             .is_ok();
         let outcome = async move {
@@ -274,6 +275,7 @@ mod tests {
             vec![Owned::new(Item { n })],
             false,
             tracing::Span::none(),
+            tokio::time::Instant::now(),
         );
         let outcome = tokio::time::timeout(LOST, run)
             .await

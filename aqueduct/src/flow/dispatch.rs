@@ -64,20 +64,22 @@ where
         batch: Vec<Envelope<S::Input, R>>,
         flush: Option<Flush>,
     ) -> Option<Job<S, R, D, impl Outcome<S> + use<'_, S, R, D, E>>> {
-        let batch = self.admit(batch);
+        // One clock reading for admission, observation and the executor.
+        let now = Instant::now();
+        let batch = self.admit(batch, now);
         if batch.is_empty() {
             return None;
         }
         let (tasks, routes): (Vec<_>, Vec<_>) = batch.into_iter().map(Envelope::split).unzip();
-        let span = observe::dispatch(&routes, worker, &self.counters, flush);
+        let span = observe::dispatch(&routes, worker, &self.counters, flush, now);
         self.counters
             .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
         let quiet = self.is_quiet();
         let count = tasks.len() as u64;
         // Handed to the worker here, before any task is spawned, so that one worker
         // sees dispatches in the order they were made.
-        let sent = Instant::now();
-        let outcome = self.executor.run(worker, tasks, quiet, span);
+        let sent = now;
+        let outcome = self.executor.run(worker, tasks, quiet, span, sent);
         Some(Job {
             worker,
             count,
@@ -108,14 +110,17 @@ where
     /// Keeps only the tasks that may reach the handler: none once the flow is halted
     /// (their callers are told it stopped); otherwise not those whose caller left, nor
     /// those whose deadline passed (answered with [`crate::Error::Timeout`]).
-    fn admit(&self, mut batch: Vec<Envelope<S::Input, R>>) -> Vec<Envelope<S::Input, R>> {
+    fn admit(
+        &self,
+        mut batch: Vec<Envelope<S::Input, R>>,
+        now: Instant,
+    ) -> Vec<Envelope<S::Input, R>> {
         let before = batch.len();
         let (mut expired, mut cancelled) = (0, 0);
         if self.control.is_halted() {
             batch.clear();
         } else {
             // In place, keeping the order: an unfit task is rare.
-            let now = Instant::now();
             let mut index = 0;
             while index < batch.len() {
                 match batch[index].unfit(now) {

@@ -14,19 +14,19 @@ use crate::task::TaskField;
 /// why it was flushed (`retry` for a batch sent again). Returns the batch's span, a
 /// child of its first task's `process` span that follows from the others' (disabled
 /// when the tasks are not observed): what the handler logs while it runs the batch goes
-/// there, even from a worker process.
+/// there, even from a worker process. `now` is the dispatch's time.
 pub(crate) fn dispatch<R: TaskField>(
     routes: &[Route<R>],
     worker: usize,
     counters: &StageCounters,
     flush: Option<Flush>,
+    now: Instant,
 ) -> tracing::Span {
     // Tasks are observed all or none (see `Route`): nothing to do for unobserved ones.
     if !routes.first().is_some_and(Route::is_observed) {
         return tracing::Span::none();
     }
     let stage = counters.name;
-    let now = Instant::now();
     let reason = flush.map_or("retry", Flush::as_str);
     counters
         .metrics

@@ -64,7 +64,12 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut lanes = lock(&self.conn.lanes);
         lanes.held[self.lane] = None;
-        lanes.freed_at = Some(Instant::now());
+        // Only a request still held becomes the worker's next one now; a request published
+        // later starts its clocks at its own publication, later than any time read here.
+        // So the clock is read only when it matters.
+        if lanes.held.iter().any(Option::is_some) {
+            lanes.freed_at = Some(Instant::now());
+        }
         drop(lanes);
         self.conn.freed.notify_waiters();
     }
@@ -213,6 +218,7 @@ pub(super) fn publish<T: TaskField>(
     conn: &Arc<Conn>,
     batch: &[T],
     span: tracing::Span,
+    sent: Instant,
 ) -> Result<Ticket, Failure> {
     if batch.is_empty() || batch.len() > geometry.batch_cap {
         return Err(Failure::Violation(format!(
@@ -244,6 +250,6 @@ pub(super) fn publish<T: TaskField>(
         conn: conn.clone(),
         lane,
         seq,
-        published_at: Instant::now(),
+        published_at: sent,
     })
 }

@@ -204,6 +204,7 @@ where
         batch: Vec<Owned<S::Input>>,
         quiet: bool,
         span: tracing::Span,
+        sent: tokio::time::Instant,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static {
         let shared = self.shared.clone();
         // Published now if the worker is up, so that it receives dispatches in the order
@@ -211,7 +212,7 @@ where
         // once, for a worker that is up.
         let conn = shared.slots[worker].current.borrow().clone();
         let published = conn.filter(|_| !*shared.closing.borrow()).map(|conn| {
-            let ticket = publish(shared.geometry, &conn, Owned::as_tasks(&batch), span);
+            let ticket = publish(shared.geometry, &conn, Owned::as_tasks(&batch), span, sent);
             (conn, ticket)
         });
         dispatch::<S>(shared, batch, quiet, published)

@@ -2,7 +2,7 @@
 //! control region until the parent asks it to close or disappears.
 
 use std::sync::atomic::{fence, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::channel::Region;
 use super::exit;
@@ -85,11 +85,14 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
             .collect();
         arena::reset_worker_scratch(geometry.scratch_window(boot.spec.scratch_len, lane));
         logs::running(seq);
-        let started = Instant::now();
+        // Two clock readings a request: its handler's time, and (the second) when it
+        // was answered, near enough, for the idle poll.
+        let started_ns = clock::monotonic_ns();
         let results =
             crate::exec::in_batches::<S, _, _>(&mut state, inputs, crate::exec::call_handler::<S>);
+        let finished_ns = clock::monotonic_ns();
         let report = Report {
-            compute_ns: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            compute_ns: finished_ns.saturating_sub(started_ns),
             log_lines: logs::running(0),
         };
         wire::write_report(ctl, &geometry, lane, report);
@@ -101,7 +104,7 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
         if wire::parent_sleeps(ctl) {
             boot.resp.notify();
         }
-        answered_ns = Some(clock::monotonic_ns());
+        answered_ns = Some(finished_ns);
     }
     exit::CLOSED
 }

@@ -104,6 +104,7 @@ impl<S: Stage<Input = Item, Output = Item>> Executor<S> for Fake {
         batch: Vec<Owned<Item>>,
         quiet: bool,
         _span: tracing::Span,
+        _sent: tokio::time::Instant,
     ) -> impl Future<Output = Dispatched<Item, Item>> + Send + 'static {
         let mut book = self.book.lock().unwrap();
         let workers = S::CONFIG.nprocs;
