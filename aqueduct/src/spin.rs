@@ -56,16 +56,6 @@ pub(crate) enum IdleSpin {
     Fixed(Duration),
 }
 
-/// How long a worker woken without a request polls for one: the parent's heads-up that
-/// a request is on its way (a lone request through a quiet pipeline wakes each stage's
-/// worker while the stage before it works, so the worker's wake-up, several
-/// microseconds on an idle virtual CPU, overlaps that work; see `Executor::prewake`).
-/// Spinning for the first [`HEADS_UP_PURE`] only, then yielding the core between polls:
-/// the worker of the stage before may be queued on this very core.
-pub(crate) const HEADS_UP: Duration = Duration::from_micros(30);
-/// The pure-spin part of [`HEADS_UP`].
-pub(crate) const HEADS_UP_PURE: Duration = Duration::from_micros(2);
-
 /// The longest poll [`IdleSpin::Auto`] makes.
 pub(crate) const AUTO_BUDGET: Duration = Duration::from_micros(5);
 /// [`IdleSpin::Auto`] polls only if the previous task was sent within this of the answer
@@ -86,8 +76,6 @@ pub(crate) struct NextWork {
     last_gap: Duration,
     /// Tasks still to wait for without polling (see [`AUTO_COOLDOWN`]).
     cooldown: u32,
-    /// How long to poll after a wake-up without a task (see [`HEADS_UP`]).
-    heads_up: Duration,
 }
 
 impl NextWork {
@@ -95,23 +83,15 @@ impl NextWork {
     /// whoever sends the next task.
     pub(crate) fn new(policy: IdleSpin) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let single = cores < 2;
         Self {
-            policy: if single {
+            policy: if cores < 2 {
                 IdleSpin::Fixed(Duration::ZERO)
             } else {
                 policy
             },
             last_gap: Duration::ZERO,
             cooldown: 0,
-            heads_up: if single { Duration::ZERO } else { HEADS_UP },
         }
-    }
-
-    /// `self`, polling for `heads_up` after a wake-up without a task (for tests).
-    #[cfg(test)]
-    pub(crate) fn with_heads_up(self, heads_up: Duration) -> Self {
-        Self { heads_up, ..self }
     }
 
     /// How long to poll for the next task now.
@@ -121,12 +101,6 @@ impl NextWork {
             IdleSpin::Auto if self.cooldown == 0 && self.last_gap <= AUTO_GAP => AUTO_BUDGET,
             IdleSpin::Auto => Duration::ZERO,
         }
-    }
-
-    /// How long to poll after being woken without a task (see [`HEADS_UP`]); zero where
-    /// polling is off (a single core).
-    pub(crate) fn heads_up(&self) -> Duration {
-        self.heads_up
     }
 
     /// A poll ended without a task.
@@ -168,7 +142,6 @@ mod tests {
             policy: IdleSpin::Auto,
             last_gap: Duration::ZERO,
             cooldown: 0,
-            heads_up: HEADS_UP,
         };
         assert_eq!(next.budget(), AUTO_BUDGET, "polls first, to learn");
         next.arrived_after(Duration::from_micros(30));
@@ -190,7 +163,6 @@ mod tests {
             policy: IdleSpin::Fixed(Duration::from_micros(20)),
             last_gap: Duration::from_secs(1),
             cooldown: 0,
-            heads_up: HEADS_UP,
         };
         fixed.missed();
         assert_eq!(

@@ -124,11 +124,6 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
         sent: tokio::time::Instant,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static;
 
-    /// A heads-up that a dispatch to `worker` is on its way (a lone request in the stage
-    /// before): a sleeping worker may wake now, so that its wake-up overlaps the work
-    /// before it. Only a hint; the default does nothing.
-    fn prewake(&self, _worker: usize) {}
-
     /// Whether `worker` can take a dispatch now (a worker process may be restarting).
     fn is_up(&self, _worker: usize) -> bool {
         true

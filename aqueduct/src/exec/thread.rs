@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use super::{poll_within, run_batch, Dispatched, Executor, Timed, QUIET_SPIN};
 use crate::shapes::catch;
 use crate::shm::Owned;
-use crate::spin::{IdleSpin, NextWork, SpinWait, HEADS_UP_PURE};
+use crate::spin::{IdleSpin, NextWork, SpinWait};
 use crate::{Error, Stage};
 
 struct Job<S: Stage> {
@@ -57,15 +57,6 @@ impl<S: Stage> Worker<S> {
             self.thread.unpark();
         }
         Ok(())
-    }
-}
-
-impl<S: Stage> Worker<S> {
-    /// Wakes the worker if it sleeps, without a job (see `Executor::prewake`).
-    fn prewake(&self) {
-        if self.bell.sleeping.swap(false, Ordering::SeqCst) {
-            self.thread.unpark();
-        }
     }
 }
 
@@ -150,8 +141,7 @@ fn worker_loop<S: Stage>(
     }
 }
 
-/// The next job, polling as `next_work` says before sleeping, and for a while after a
-/// wake-up without a job (a heads-up, see `Executor::prewake`); `None` once the executor
+/// The next job, polling as `next_work` says before sleeping; `None` once the executor
 /// is gone.
 fn next_job<S: Stage>(
     jobs: &mpsc::Receiver<Job<S>>,
@@ -160,36 +150,32 @@ fn next_job<S: Stage>(
 ) -> Option<Job<S>> {
     let spin = next_work.budget();
     let mut wait = SpinWait::new(spin, spin);
-    // Whether a poll that ends empty is the idle poll (which then cools down).
-    let mut idle_poll = !spin.is_zero();
+    let mut polling = true;
     loop {
-        loop {
-            match jobs.try_recv() {
-                Ok(job) => return Some(job),
-                Err(mpsc::TryRecvError::Disconnected) => return None,
-                Err(mpsc::TryRecvError::Empty) if wait.pause() => {}
-                Err(mpsc::TryRecvError::Empty) => break,
-            }
-        }
-        if idle_poll {
-            next_work.missed();
-            idle_poll = false;
-        }
-        // Announce the sleep, then look once more before parking (see `Bell`).
-        bell.sleeping.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
         match jobs.try_recv() {
             Ok(job) => {
                 bell.sleeping.store(false, Ordering::Relaxed);
                 return Some(job);
             }
             Err(mpsc::TryRecvError::Disconnected) => return None,
-            // Until a sender, a heads-up or the executor's drop unparks this thread (or
-            // spuriously): then it polls a while before sleeping again.
-            Err(mpsc::TryRecvError::Empty) => std::thread::park(),
+            Err(mpsc::TryRecvError::Empty) if polling && wait.pause() => {}
+            Err(mpsc::TryRecvError::Empty) if polling => {
+                if !spin.is_zero() {
+                    next_work.missed();
+                }
+                polling = false;
+                // Announce the sleep, then look once more before parking (see `Bell`).
+                bell.sleeping.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+            }
+            // Parked until a sender (or the executor's drop) unparks this thread; a
+            // spurious return just looks again.
+            Err(mpsc::TryRecvError::Empty) => {
+                std::thread::park();
+                bell.sleeping.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+            }
         }
-        bell.sleeping.store(false, Ordering::Relaxed);
-        wait = SpinWait::new(next_work.heads_up(), HEADS_UP_PURE);
     }
 }
 
@@ -202,10 +188,6 @@ where
     /// one.
     fn depth(&self) -> usize {
         2
-    }
-
-    fn prewake(&self, worker: usize) {
-        self.workers[worker].prewake();
     }
 
     fn run(
@@ -306,26 +288,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_sleeping_worker_wakes_for_each_job_and_heads_up_and_ends_when_the_executor_goes() {
+    async fn a_sleeping_worker_wakes_for_each_job_and_ends_when_the_executor_goes() {
         let (executor, started) = ThreadExecutor::<Double>::spawn(1).unwrap();
         for ready in started.ready {
             ready.await.unwrap().unwrap();
         }
         for n in 1..=20 {
             assert_eq!(doubled(&executor, n).await, 2 * n);
-            // Long past any idle poll: the next job finds the worker parked, or (every
-            // other time) woken by a heads-up that no job followed, and asleep again.
+            // Long past any idle poll: the next job finds the worker parked.
             tokio::time::sleep(Duration::from_millis(2)).await;
-            if n % 2 == 0 {
-                executor.prewake(0);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
         }
         // Back to back, as a busy stage sends them.
         for n in 0..1000 {
             assert_eq!(doubled(&executor, n).await, 2 * n);
         }
-        executor.prewake(0);
+        tokio::time::sleep(Duration::from_millis(2)).await;
         drop(executor);
         for thread in started.threads {
             // Parked when the executor went: it must see its channel closed and end.

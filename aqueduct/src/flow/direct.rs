@@ -36,10 +36,6 @@ pub(crate) trait DirectEntry<T: TaskField, R: TaskField>: Send + Sync {
     /// Dispatches `envelope` on the stage's idle seat, if it has one and nothing is
     /// queued; gives the envelope back otherwise.
     fn try_run(&self, envelope: Envelope<T, R>) -> Result<Running, Envelope<T, R>>;
-
-    /// A lone task is on its way here (see `Executor::prewake`): if the stage is idle,
-    /// the worker of its idle seat gets a heads-up.
-    fn prewake(&self);
 }
 
 /// A stage's dispatcher and the seat its runner lends.
@@ -117,17 +113,6 @@ where
             }
         });
         Ok(Running(Some((job, self.runtime.clone()))))
-    }
-
-    fn prewake(&self) {
-        let Some(stage) = self.stage.upgrade() else {
-            return;
-        };
-        if stage.counters.queued() == 0 {
-            if let Some(worker) = self.idle.offered_worker() {
-                stage.executor.prewake(worker);
-            }
-        }
     }
 }
 

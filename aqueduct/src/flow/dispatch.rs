@@ -23,11 +23,6 @@ use crate::{Stage, StageConfig, Task};
 /// (see [`Dispatcher::is_quiet`]).
 const QUIET_MAX_PACE: Duration = Duration::from_micros(100);
 
-/// The slowest pace at which a stage dispatching a lone task gives the next stage's
-/// worker a heads-up: well within the heads-up's poll (`spin::HEADS_UP`, 30 us), so the
-/// woken worker is still polling when the task arrives.
-const PREWAKE_MAX_PACE: Duration = Duration::from_micros(10);
-
 /// Batches run again (back unrun, or from a lost worker), for the runner.
 pub(super) type Retries<S, R> = async_channel::Sender<Vec<Envelope<<S as Stage>::Input, R>>>;
 
@@ -85,11 +80,6 @@ where
         // sees dispatches in the order they were made.
         let sent = now;
         let outcome = self.executor.run(worker, tasks, quiet, span, sent);
-        // A lone task through a quiet flow, at a stage quick enough that the next stage's
-        // worker, woken now, will still be polling when the task reaches it.
-        if quiet && count == 1 && self.pace.per_task_ns() <= PREWAKE_MAX_PACE.as_nanos() as u64 {
-            self.downstream.prewake();
-        }
         Some(Job {
             worker,
             count,

@@ -16,10 +16,6 @@ use crate::task::{Task, TaskField};
 pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static {
     fn push(&self, envelope: Envelope<T, R>) -> impl Future<Output = ()> + Send;
 
-    /// A lone task will be pushed soon (see `Executor::prewake`): the next stage may get
-    /// ready for it. Only a hint; the default does nothing.
-    fn prewake(&self) {}
-
     /// Passes on the outputs of one batch, in order. Where they go to a queue, they go
     /// in together (see [`QueueTx::send_all`]).
     fn push_all(&self, envelopes: Vec<Envelope<T, R>>) -> impl Future<Output = ()> + Send {
@@ -78,12 +74,6 @@ where
         let envelope = linked(envelope);
         // A closed queue means the flow was halted; the envelope is dropped with its task.
         let _ = self.queue.send(envelope.route_priority(), envelope).await;
-    }
-
-    fn prewake(&self) {
-        if let Some(next) = &self.direct {
-            next.prewake();
-        }
     }
 
     async fn push_all(&self, envelopes: Vec<Envelope<Out, R>>) {

@@ -67,15 +67,6 @@ impl IdleSeat {
     }
 
     /// Caller: takes the seat on offer, if there is one.
-    /// The worker of the seat on offer, if one is (for a heads-up, see
-    /// `Executor::prewake`); the seat stays on offer.
-    pub(super) fn offered_worker(&self) -> Option<usize> {
-        match *lock(&self.at) {
-            Where::Offered(seat) => Some(seat.worker),
-            _ => None,
-        }
-    }
-
     pub(super) fn take(&self) -> Option<Seat> {
         let mut at = lock(&self.at);
         let Where::Offered(seat) = *at else {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use tokio::time::{sleep_until, Instant};
 
-use super::channel::{EventFd, Region};
 use super::supervisor::{exited, kill_and_wait};
 use super::wire::{self, Geometry, Taken, MAX_LANES};
 use super::{Conn, Exit, Shared};
@@ -210,20 +209,6 @@ impl Clocks {
     }
 }
 
-/// Wakes the worker if it announced that it sleeps (after a request was published, or
-/// as a heads-up that one is coming).
-pub(super) fn wake_if_asleep(conn: &Conn) {
-    wake_if_asleep_in(&conn.ctl, &conn.req);
-}
-
-/// [`wake_if_asleep`], given the worker's control region and request eventfd.
-pub(super) fn wake_if_asleep_in(ctl: &Region, req: &EventFd) {
-    fence(Ordering::SeqCst);
-    if ctl.header().worker_waiting.swap(0, Ordering::SeqCst) != 0 {
-        req.notify();
-    }
-}
-
 /// Writes `batch` into a free lane under the next request number and publishes it. There
 /// is a free lane: the runner keeps at most `lanes` dispatches outstanding per worker.
 /// The batch's `span` is lent to the worker's log book first, so that it is there when
@@ -257,7 +242,10 @@ pub(super) fn publish<T: TaskField>(
     lanes.last = seq;
     lanes.held[lane] = Some(seq);
     drop(lanes);
-    wake_if_asleep(conn);
+    fence(Ordering::SeqCst);
+    if ctl.header().worker_waiting.swap(0, Ordering::SeqCst) != 0 {
+        conn.req.notify();
+    }
     Ok(Ticket {
         conn: conn.clone(),
         lane,

@@ -218,14 +218,6 @@ where
         dispatch::<S>(shared, batch, quiet, published)
     }
 
-    fn prewake(&self, worker: usize) {
-        // A worker asleep is woken; it then polls for the request a while (`HEADS_UP`).
-        // One awake already, or one down, needs nothing.
-        if let Some(conn) = &*self.shared.slots[worker].current.borrow() {
-            exchange::wake_if_asleep(conn);
-        }
-    }
-
     fn is_up(&self, worker: usize) -> bool {
         self.shared.slots[worker].current.borrow().is_some()
     }

@@ -13,7 +13,7 @@ use super::wire::{self, BadRequest, Outcome, Report, WorkerState};
 use crate::platform::{clock, process};
 use crate::shapes::catch;
 use crate::shm::arena;
-use crate::spin::{NextWork, SpinWait, HEADS_UP_PURE};
+use crate::spin::{NextWork, SpinWait};
 use crate::Stage;
 
 /// How often the worker's watch thread checks that its parent is still alive (a backstop
@@ -114,8 +114,6 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
 fn next_request(boot: &Boot, seen: u64, next_work: &mut NextWork) -> Option<u64> {
     let ctl = &boot.ctl;
     let mut spin = next_work.budget();
-    // Whether the poll below is a heads-up's (see `HEADS_UP`), not the idle poll.
-    let mut heads_up = false;
     loop {
         let header = ctl.header();
         if header.closing.load(Ordering::Acquire) != 0 {
@@ -128,15 +126,13 @@ fn next_request(boot: &Boot, seen: u64, next_work: &mut NextWork) -> Option<u64>
         // Just answered a batch: the next request often follows within microseconds, and
         // catching it here saves a sleep and a wake-up (~10 us each on small VMs). The
         // spin is short and bounded, and happens only right after work.
-        let pure = if heads_up { HEADS_UP_PURE } else { spin };
-        if spin_until_request(ctl, seen, spin, pure) {
+        if spin_until_request(ctl, seen, spin) {
             continue;
         }
-        if !spin.is_zero() && !heads_up {
+        if !spin.is_zero() {
             next_work.missed();
         }
         spin = Duration::ZERO;
-        heads_up = false;
         // Event count: announce the sleep, then re-check, so a request published in
         // between is either seen here or followed by a wake-up.
         header.worker_waiting.store(1, Ordering::SeqCst);
@@ -152,10 +148,6 @@ fn next_request(boot: &Boot, seen: u64, next_work: &mut NextWork) -> Option<u64>
         // (An interrupted read just goes round again; the parent is watched elsewhere.)
         boot.req.wait();
         header.worker_waiting.store(0, Ordering::SeqCst);
-        // Woken: by a request, or by the parent's heads-up that one is coming (then the
-        // poll waits for it awake).
-        spin = next_work.heads_up();
-        heads_up = true;
     }
 }
 
@@ -177,10 +169,9 @@ fn watch_parent(parent_pid: u32) {
     }
 }
 
-/// Polls up to `budget` for a request newer than `seen`, spinning for the first `pure`
-/// and yielding the core between polls after that.
-fn spin_until_request(ctl: &Region, seen: u64, budget: Duration, pure: Duration) -> bool {
-    let mut wait = SpinWait::new(budget, pure);
+/// Spins up to `budget` for a request newer than `seen`.
+fn spin_until_request(ctl: &Region, seen: u64, budget: Duration) -> bool {
+    let mut wait = SpinWait::new(budget, budget);
     while wait.pause() {
         let header = ctl.header();
         if header.req_seq.load(Ordering::Acquire) > seen
@@ -190,65 +181,4 @@ fn spin_until_request(ctl: &Region, seen: u64, budget: Duration, pure: Duration)
         }
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::Ordering;
-    use std::sync::{mpsc, Arc};
-    use std::time::Duration;
-
-    use super::super::channel::{EventFd, Region};
-    use super::super::exchange::wake_if_asleep_in;
-    use super::super::spawn::tests::spec;
-    use super::*;
-    use crate::spin::IdleSpin;
-
-    /// Longer than any test here takes: a worker that went back to sleep fails the test
-    /// instead of hanging it.
-    const LOST: Duration = Duration::from_secs(10);
-
-    #[test]
-    fn a_worker_woken_without_a_request_polls_for_one() {
-        let spec = spec();
-        let boot = Arc::new(Boot {
-            ctl: Region::create(spec.geometry.region_len()).unwrap(),
-            req: EventFd::create(false).unwrap(),
-            resp: EventFd::create(true).unwrap(),
-            spec,
-        });
-        let worker = boot.clone();
-        let (found, request) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Never polls after work, and after a heads-up polls longer than this test.
-            let mut next_work =
-                NextWork::new(IdleSpin::Fixed(Duration::ZERO)).with_heads_up(LOST * 2);
-            let _ = found.send(next_request(&worker, 0, &mut next_work));
-        });
-        let header = boot.ctl.header();
-        let deadline = std::time::Instant::now() + LOST;
-        while header.worker_waiting.load(Ordering::SeqCst) == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the worker never slept"
-            );
-            std::thread::yield_now();
-        }
-        // The heads-up: the worker wakes with nothing to take, and stays awake (a worker
-        // that went back to sleep would announce it again within microseconds; this
-        // watches for 50 ms of its 20 s poll) ...
-        wake_if_asleep_in(&boot.ctl, &boot.req);
-        let watched = std::time::Instant::now();
-        while watched.elapsed() < Duration::from_millis(50) {
-            assert_eq!(
-                header.worker_waiting.load(Ordering::SeqCst),
-                0,
-                "the worker went back to sleep"
-            );
-            std::thread::yield_now();
-        }
-        // ... and, polling, finds a request published without any wake-up.
-        header.req_seq.store(1, Ordering::Release);
-        assert_eq!(request.recv_timeout(LOST), Ok(Some(1)));
-    }
 }
