@@ -202,3 +202,78 @@ async fn calls_that_time_out_or_are_dropped_amid_direct_dispatch_lose_no_seat() 
         .await
         .expect("a graceful stop finishes");
 }
+
+/// Fails every third job: the stage after it then gets no task from this call.
+#[aqueduct::handler(isolation = "process")]
+fn fails_some(job: &mut Job) -> Result<(), String> {
+    if job.id % 3 == 0 {
+        return Err("every third job fails".to_string());
+    }
+    job.id += 1;
+    Ok(())
+}
+
+#[aqueduct::handler(isolation = "process")]
+fn then_tens(job: &mut Job) {
+    job.id += 10;
+}
+
+#[aqueduct::handler(isolation = "thread")]
+fn thread_fails_some(job: &mut Job) -> Result<(), String> {
+    if job.id % 3 == 0 {
+        return Err("every third job fails".to_string());
+    }
+    job.id += 1;
+    Ok(())
+}
+
+#[aqueduct::handler(isolation = "thread")]
+fn thread_then_tens(job: &mut Job) {
+    job.id += 10;
+}
+
+/// Lone calls, one after another, some paced far apart (each stage's worker asleep when
+/// the next one comes) and some back to back, each crossing the idle stages straight
+/// (see `flow::direct`): every answer is right, no worker is lost and no task runs twice.
+async fn lone_calls_through(flow: Flow<Job, Job>) {
+    for id in 1..=60u64 {
+        let out = flow.process_timeout(Job { id }, LIMIT).await;
+        if id % 3 == 0 {
+            assert!(
+                matches!(out, Err(Error::Handler { .. })),
+                "job {id}: {out:?}"
+            );
+        } else {
+            assert_eq!(out.map(|out| out.id), Ok(id + 11), "job {id}");
+        }
+        if id % 2 == 0 {
+            // Past every poll: the workers are asleep when the next call comes.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    for stage in flow.stats() {
+        assert_eq!(stage.restarts, 0, "{}: no worker was lost", stage.name);
+        assert_eq!(stage.retried, 0, "{}: no task ran twice", stage.name);
+    }
+    tokio::time::timeout(LIMIT, flow.stop(true))
+        .await
+        .expect("a graceful stop finishes");
+}
+
+#[tokio::test]
+async fn lone_tasks_through_quiet_process_stages_some_failing_are_answered_right() {
+    let flow = aqueduct::flow!(fails_some -> then_tens)
+        .start()
+        .await
+        .unwrap();
+    lone_calls_through(flow).await;
+}
+
+#[tokio::test]
+async fn lone_tasks_through_quiet_thread_stages_some_failing_are_answered_right() {
+    let flow = aqueduct::flow!(thread_fails_some -> thread_then_tens)
+        .start()
+        .await
+        .unwrap();
+    lone_calls_through(flow).await;
+}
