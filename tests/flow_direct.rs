@@ -203,34 +203,28 @@ async fn calls_that_time_out_or_are_dropped_amid_direct_dispatch_lose_no_seat() 
         .expect("a graceful stop finishes");
 }
 
-/// Fails every third job: the stage after it then gets no task from this call.
-#[aqueduct::handler(isolation = "process")]
-fn fails_some(job: &mut Job) -> Result<(), String> {
-    if job.id % 3 == 0 {
-        return Err("every third job fails".to_string());
-    }
-    job.id += 1;
-    Ok(())
+/// Two stages with the given isolation: the first fails every third job (the second
+/// then gets no task from that call) and adds 1, the second adds 10.
+macro_rules! failing_pipeline {
+    ($isolation:literal: $first:ident -> $second:ident) => {
+        #[aqueduct::handler(isolation = $isolation)]
+        fn $first(job: &mut Job) -> Result<(), String> {
+            if job.id % 3 == 0 {
+                return Err("every third job fails".to_string());
+            }
+            job.id += 1;
+            Ok(())
+        }
+
+        #[aqueduct::handler(isolation = $isolation)]
+        fn $second(job: &mut Job) {
+            job.id += 10;
+        }
+    };
 }
 
-#[aqueduct::handler(isolation = "process")]
-fn then_tens(job: &mut Job) {
-    job.id += 10;
-}
-
-#[aqueduct::handler(isolation = "thread")]
-fn thread_fails_some(job: &mut Job) -> Result<(), String> {
-    if job.id % 3 == 0 {
-        return Err("every third job fails".to_string());
-    }
-    job.id += 1;
-    Ok(())
-}
-
-#[aqueduct::handler(isolation = "thread")]
-fn thread_then_tens(job: &mut Job) {
-    job.id += 10;
-}
+failing_pipeline!("process": fails_some -> then_tens);
+failing_pipeline!("thread": thread_fails_some -> thread_then_tens);
 
 /// Lone calls, one after another, some paced far apart (each stage's worker asleep when
 /// the next one comes) and some back to back, each crossing the idle stages straight

@@ -39,8 +39,8 @@ struct Worker<S: Stage> {
 /// more, and parks; a sender that sees the announcement unparks it. The channel's own
 /// blocking receive is not used: it wakes the receiver while holding the channel's lock,
 /// and a worker woken on its caller's core then preempted the caller inside that lock
-/// and waited for it (measured: 5.0 us a round trip on one core, against 1.8 us for a
-/// hand-rolled thread and 2.9 us with this bell).
+/// and waited for it (64-byte round trip on one core: 5.7 us, against 1.9 us for a
+/// hand-rolled thread and 2.6 us with this bell).
 #[derive(Default)]
 struct Bell {
     sleeping: AtomicBool,
