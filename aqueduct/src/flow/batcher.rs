@@ -55,13 +55,13 @@ pub(crate) async fn collect<T>(
     }
     let deadline = Instant::now() + wait;
     while batch.len() < max {
-        match queue.try_recv() {
-            Some(item) => batch.push(item),
-            None => match timeout_at(deadline, queue.recv()).await {
-                Ok(Some(item)) => batch.push(item),
-                Ok(None) => return (batch, Flush::Drain),
-                Err(_) => return (batch, Flush::Timeout),
-            },
+        if queue.take_up_to(max - batch.len(), &mut batch) != 0 {
+            continue;
+        }
+        match timeout_at(deadline, queue.recv()).await {
+            Ok(Some(item)) => batch.push(item),
+            Ok(None) => return (batch, Flush::Drain),
+            Err(_) => return (batch, Flush::Timeout),
         }
     }
     (batch, Flush::Full)
