@@ -35,14 +35,12 @@ pub(crate) fn poll_within<T>(budget: Duration, mut answer: impl FnMut() -> Optio
         return Some(answer);
     }
     let mut wait = SpinWait::new(budget, PURE_SPIN);
-    loop {
+    while wait.pause() {
         if let Some(answer) = answer() {
             return Some(answer);
         }
-        if !wait.pause() {
-            return None;
-        }
     }
+    None
 }
 
 /// One result per input task: the output, or the handler's error message.

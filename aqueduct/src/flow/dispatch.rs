@@ -78,12 +78,11 @@ where
         let count = tasks.len() as u64;
         // Handed to the worker here, before any task is spawned, so that one worker
         // sees dispatches in the order they were made.
-        let sent = now;
-        let outcome = self.executor.run(worker, tasks, quiet, span, sent);
+        let outcome = self.executor.run(worker, tasks, quiet, span, now);
         Some(Job {
             worker,
             count,
-            sent,
+            sent: now,
             outcome,
             routes,
             downstream: self.downstream.clone(),
