@@ -14,7 +14,7 @@
 //! of the parent's time in a pipeline of no-op stages.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -44,14 +44,14 @@ pub(crate) fn bounded<T>(lanes: usize, capacity: usize) -> (QueueTx<T>, QueueRx<
     let shared = Arc::new(Shared {
         state: Mutex::new(Lanes {
             lanes: (0..lanes).map(|_| VecDeque::new()).collect(),
+            lines: (0..lanes).map(|_| VecDeque::new()).collect(),
+            next_ticket: 0,
             passed_over: vec![0; lanes].into(),
             closed: false,
         }),
         capacity: capacity.max(1),
         queued: AtomicUsize::new(0),
         arrived: Notify::new(),
-        room: Notify::new(),
-        waiting_for_room: AtomicUsize::new(0),
     });
     let tx = QueueTx {
         shared: Arc::new(Senders(shared.clone())),
@@ -68,14 +68,16 @@ struct Shared<T> {
     queued: AtomicUsize,
     /// Wakes the receiver waiting for a task.
     arrived: Notify,
-    /// Wakes senders waiting for room (and, on closing, for the queue to close).
-    room: Notify,
-    /// Senders waiting for room now: taking tasks wakes that many at most.
-    waiting_for_room: AtomicUsize,
 }
 
 struct Lanes<T> {
     lanes: Box<[VecDeque<T>]>,
+    /// Per lane: the senders waiting for room, first come first. A sender arriving while
+    /// a lane has a line joins it: room goes to senders in the order they came, so a
+    /// caller that waited is never overtaken by one that did not (a graph processor's
+    /// inputs enter in feed order).
+    lines: Box<[VecDeque<InLine<T>>]>,
+    next_ticket: u64,
     /// Per lane: batches started from a higher lane while this one held tasks.
     passed_over: Box<[u32]>,
     closed: bool,
@@ -85,22 +87,71 @@ impl<T> Lanes<T> {
     fn len(&self) -> usize {
         self.lanes.iter().map(VecDeque::len).sum()
     }
+
+    /// The lane of `priority`.
+    fn lane(&self, priority: usize) -> usize {
+        priority.min(self.lanes.len() - 1)
+    }
+
+    /// Whether a sender arriving now may queue in `lane` at once: it has room, and
+    /// nobody is waiting for room in it.
+    fn open_to_newcomers(&self, lane: usize, capacity: usize) -> bool {
+        self.lanes[lane].len() < capacity && self.lines[lane].is_empty()
+    }
+
+    /// Moves the tasks of the senders whose turn has come into their lanes: from the
+    /// front of each line, as many as the lane has room for, each sender told it is done.
+    /// Done by whoever made the room, under the lock, so the lane is refilled at once and
+    /// each waiting sender is woken once, to return.
+    fn admit_waiting(&mut self, capacity: usize, queued: &AtomicUsize) {
+        // Closed: nothing more goes in; the waiting senders take their tasks back.
+        if self.closed {
+            return;
+        }
+        for (lane, line) in self.lanes.iter_mut().zip(&mut *self.lines) {
+            while lane.len() < capacity {
+                let Some(waiting) = line.pop_front() else {
+                    break;
+                };
+                lane.push_back(waiting.item);
+                queued.fetch_add(1, Ordering::Release);
+                waiting.turn.admitted.store(true, Ordering::Release);
+                waiting.turn.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// A sender waiting for room: its ticket, its task, and its own wake-up.
+struct InLine<T> {
+    ticket: u64,
+    item: T,
+    turn: Arc<Turn>,
+}
+
+/// How a sender waiting for room learns that its task went in (or that it must look:
+/// the queue closed).
+#[derive(Default)]
+struct Turn {
+    admitted: AtomicBool,
+    wake: Notify,
 }
 
 impl<T> Shared<T> {
     /// Closes the queue: nothing more can be sent; what is queued can still be taken.
     fn close(&self) {
-        lock(&self.state).closed = true;
-        // The receiver and every sender waiting for room must look again.
+        let mut state = lock(&self.state);
+        state.closed = true;
+        // Every sender waiting for room must look again (and take its task back).
+        state
+            .lines
+            .iter()
+            .flatten()
+            .for_each(|waiting| waiting.turn.wake.notify_one());
+        drop(state);
+        // So must the receiver.
         self.arrived.notify_one();
         self.arrived.notify_waiters();
-        self.room.notify_waiters();
-    }
-
-    /// After taking `taken` tasks: wakes as many senders waiting for room.
-    fn made_room(&self, taken: usize) {
-        let waiting = self.waiting_for_room.load(Ordering::Acquire);
-        (0..taken.min(waiting)).for_each(|_| self.room.notify_one());
     }
 }
 
@@ -147,8 +198,8 @@ impl<T> QueueTx<T> {
         if state.closed {
             return Err(TrySendError::Closed(item));
         }
-        let lane = priority.min(state.lanes.len() - 1);
-        if state.lanes[lane].len() >= queue.capacity {
+        let lane = state.lane(priority);
+        if !state.open_to_newcomers(lane, queue.capacity) {
             return Err(TrySendError::Full(item));
         }
         state.lanes[lane].push_back(item);
@@ -187,8 +238,8 @@ impl<T> QueueTx<T> {
                 return;
             }
             for item in items.by_ref() {
-                let lane = priority_of(&item).min(state.lanes.len() - 1);
-                if state.lanes[lane].len() >= queue.capacity {
+                let lane = state.lane(priority_of(&item));
+                if !state.open_to_newcomers(lane, queue.capacity) {
                     blocked = Some(item);
                     break;
                 }
@@ -214,29 +265,51 @@ impl<T> QueueTx<T> {
         }
     }
 
-    async fn wait_for_room(&self, priority: usize, mut item: T) -> Result<(), Closed<T>> {
+    /// Puts `item` in the lane's line; it goes into the lane when its turn comes (see
+    /// [`Lanes::admit_waiting`]), or comes back if the queue closes first.
+    async fn wait_for_room(&self, priority: usize, item: T) -> Result<(), Closed<T>> {
         let queue = self.queue();
-        queue.waiting_for_room.fetch_add(1, Ordering::AcqRel);
-        let _waiting = Decrement(&queue.waiting_for_room);
-        loop {
-            let room = queue.room.notified();
-            let mut room = std::pin::pin!(room);
-            // Registered before trying, so room made in between is not missed.
-            room.as_mut().enable();
-            match self.try_send(priority, item) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Closed(back)) => return Err(Closed(back)),
-                Err(TrySendError::Full(back)) => item = back,
+        let turn = Arc::new(Turn::default());
+        let place = {
+            let mut state = lock(&queue.state);
+            if state.closed {
+                return Err(Closed(item));
             }
-            room.await;
+            let lane = state.lane(priority);
+            let ticket = state.next_ticket;
+            state.next_ticket += 1;
+            state.lines[lane].push_back(InLine {
+                ticket,
+                item,
+                turn: turn.clone(),
+            });
+            // Room made since the sender found the lane full is not lost.
+            state.admit_waiting(queue.capacity, &queue.queued);
+            Place {
+                queue,
+                lane,
+                ticket,
+            }
+        };
+        loop {
+            if turn.admitted.load(Ordering::Acquire) {
+                queue.arrived.notify_one();
+                return Ok(());
+            }
+            if let Some(item) = place.leave_if_closed() {
+                return Err(Closed(item));
+            }
+            // A wake-up given before this wait is kept (`notify_one` leaves a permit).
+            turn.wake.notified().await;
         }
     }
 
-    /// Whether the lane of `priority` is full.
+    /// Whether a task of `priority` would have to wait for room (its lane is full, or
+    /// others wait for room in it).
     pub(crate) fn is_full(&self, priority: usize) -> bool {
         let queue = self.queue();
         let state = lock(&queue.state);
-        state.lanes[priority.min(state.lanes.len() - 1)].len() >= queue.capacity
+        !state.open_to_newcomers(state.lane(priority), queue.capacity)
     }
 
     /// Closes every lane: nothing more can be sent; what is queued can still be taken.
@@ -245,12 +318,41 @@ impl<T> QueueTx<T> {
     }
 }
 
-/// Decrements a count when dropped (a wait that ends, however it ends).
-struct Decrement<'a>(&'a AtomicUsize);
+/// A sender's place in a lane's line while it waits for room. A wait that ends before
+/// the task went in (a timeout, the caller gone) leaves the line here, and the task is
+/// dropped with it.
+struct Place<'a, T> {
+    queue: &'a Shared<T>,
+    lane: usize,
+    ticket: u64,
+}
 
-impl Drop for Decrement<'_> {
+impl<T> Place<'_, T> {
+    /// Out of line with the task, if the queue closed before it went in.
+    fn leave_if_closed(&self) -> Option<T> {
+        let mut state = lock(&self.queue.state);
+        if !state.closed {
+            return None;
+        }
+        let line = &mut state.lines[self.lane];
+        let at = line
+            .iter()
+            .position(|waiting| waiting.ticket == self.ticket)?;
+        line.remove(at).map(|waiting| waiting.item)
+    }
+}
+
+impl<T> Drop for Place<'_, T> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut state = lock(&self.queue.state);
+        let left = {
+            let line = &mut state.lines[self.lane];
+            line.iter()
+                .position(|waiting| waiting.ticket == self.ticket)
+                .and_then(|at| line.remove(at))
+        };
+        drop(state);
+        drop(left);
     }
 }
 
@@ -278,6 +380,16 @@ impl<T> QueueRx<T> {
         move || shared.queued.load(Ordering::Acquire)
     }
 
+    /// Senders waiting for room, in all lanes (the tests' look at a queue).
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        lock(&self.shared.state)
+            .lines
+            .iter()
+            .map(VecDeque::len)
+            .sum()
+    }
+
     /// A queued task, from the highest non-empty lane (the tests' look at a queue).
     #[cfg(test)]
     pub(crate) fn try_recv(&self) -> Option<T> {
@@ -302,8 +414,9 @@ impl<T> QueueRx<T> {
             }
         }
         shared.queued.fetch_sub(taken, Ordering::Release);
-        drop(state);
-        shared.made_room(taken);
+        if taken != 0 {
+            state.admit_waiting(shared.capacity, &shared.queued);
+        }
         taken
     }
 
@@ -369,8 +482,7 @@ impl<T> QueueRx<T> {
             }
         }
         shared.queued.fetch_sub(1, Ordering::Release);
-        drop(state);
-        shared.made_room(1);
+        state.admit_waiting(shared.capacity, &shared.queued);
         taken
     }
 }
@@ -518,5 +630,57 @@ mod tests {
             tx.try_send(0, held.clone()),
             Err(TrySendError::Closed(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn senders_waiting_for_room_go_first_come_first_served() {
+        let (tx, rx) = bounded(1, 1);
+        tx.try_send(0, 1).unwrap();
+        let first = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.send(0, 2).await })
+        };
+        // Until the first sender waits in line.
+        while !tx.is_full(0) || rx.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(rx.try_recv(), Some(1), "room for one");
+        // The waiting sender was woken but has not run yet: a newcomer must not take its
+        // room.
+        assert_eq!(tx.try_send(0, 3), Err(TrySendError::Full(3)));
+        let second = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.send(0, 3).await })
+        };
+        first.await.unwrap().unwrap();
+        assert_eq!(rx.recv().await, Some(2));
+        second.await.unwrap().unwrap();
+        assert_eq!(rx.recv().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_sender_that_stops_waiting_lets_the_next_in_line_go() {
+        let (tx, rx) = bounded(1, 1);
+        tx.try_send(0, 1).unwrap();
+        let gives_up = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.send(0, 2).await })
+        };
+        while rx.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let next = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.send(0, 3).await })
+        };
+        while rx.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        gives_up.abort();
+        assert!(gives_up.await.unwrap_err().is_cancelled());
+        assert_eq!(rx.try_recv(), Some(1));
+        next.await.unwrap().unwrap();
+        assert_eq!(rx.try_recv(), Some(3));
+        assert_eq!(rx.waiting(), 0);
     }
 }
