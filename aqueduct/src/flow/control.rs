@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
+use crate::sync::Padded;
+
 /// Where a flow is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -18,29 +20,30 @@ pub enum FlowState {
 
 pub(crate) struct Control {
     state: AtomicU8,
-    /// `process` calls under way: the flow's load, as runners see it.
-    in_flight: AtomicUsize,
+    /// `process` calls under way: the flow's load, as runners see it. Every call writes
+    /// it twice: on a line of its own, away from what every call only reads.
+    in_flight: Padded<AtomicUsize>,
     /// Set when the flow halts without finishing its tasks; runners look at it.
     halted: AtomicBool,
     /// Wakes the callers waiting for an answer when the flow halts. (Every call waits
     /// on it, so it is the lightest wait tokio has: no reference count, one list entry.)
-    halting: Notify,
+    halting: Padded<Notify>,
 }
 
 impl Control {
     pub(crate) fn new() -> Self {
         Self {
             state: AtomicU8::new(FlowState::Running as u8),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Padded(AtomicUsize::new(0)),
             halted: AtomicBool::new(false),
-            halting: Notify::new(),
+            halting: Padded(Notify::new()),
         }
     }
 
     /// Counts a `process` call until the returned guard drops.
     pub(crate) fn enter(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(&self.in_flight)
+        InFlight(&self.in_flight.0)
     }
 
     /// `process` calls under way now.

@@ -73,6 +73,11 @@ where
     E: Executor<S>,
 {
     fn try_run(&self, envelope: Envelope<S::Input, R>) -> Result<Running, Envelope<S::Input, R>> {
+        // Under load the seat is not on offer: to the queue, without writing anything
+        // shared (the upgrade below is two atomic writes other threads contend for).
+        if !self.idle.is_offered() {
+            return Err(envelope);
+        }
         let Some(stage) = self.stage.upgrade() else {
             return Err(envelope);
         };

@@ -9,6 +9,7 @@
 //! it back when work comes, and a caller holding it returns it to the runner's pool if
 //! the runner asked for it meanwhile, or leaves it on offer for the next caller if not.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::seats::{Home, Seat};
@@ -29,13 +30,29 @@ enum Where {
 #[derive(Debug)]
 pub(super) struct IdleSeat {
     at: Mutex<Where>,
+    /// Whether `at` is `Offered`, readable without the lock: a caller under load looks
+    /// here first and goes to the queue without writing anything shared.
+    offered: AtomicBool,
 }
 
 impl IdleSeat {
     pub(super) fn new() -> Self {
         Self {
             at: Mutex::new(Where::Runner),
+            offered: AtomicBool::new(false),
         }
+    }
+
+    /// Moves the seat to `to`, keeping `offered` in step (under the lock).
+    fn set(&self, at: &mut Where, to: Where) {
+        *at = to;
+        self.offered
+            .store(matches!(to, Where::Offered(_)), Ordering::Relaxed);
+    }
+
+    /// Whether a seat is on offer now, as a hint: [`IdleSeat::take`] decides.
+    pub(super) fn is_offered(&self) -> bool {
+        self.offered.load(Ordering::Relaxed)
     }
 
     /// Runner: offers `seat` while it waits for work. Given back if a seat is already
@@ -45,7 +62,7 @@ impl IdleSeat {
         if *at != Where::Runner {
             return Err(seat);
         }
-        *at = Where::Offered(seat);
+        self.set(&mut at, Where::Offered(seat));
         Ok(())
     }
 
@@ -55,11 +72,11 @@ impl IdleSeat {
         let mut at = lock(&self.at);
         match *at {
             Where::Offered(seat) => {
-                *at = Where::Runner;
+                self.set(&mut at, Where::Runner);
                 Some(seat)
             }
             Where::Lent { .. } => {
-                *at = Where::Lent { wanted: true };
+                self.set(&mut at, Where::Lent { wanted: true });
                 None
             }
             Where::Runner => None,
@@ -72,7 +89,7 @@ impl IdleSeat {
         let Where::Offered(seat) = *at else {
             return None;
         };
-        *at = Where::Lent { wanted: false };
+        self.set(&mut at, Where::Lent { wanted: false });
         Some(seat)
     }
 
@@ -81,9 +98,9 @@ impl IdleSeat {
     pub(super) fn give_back(&self, seat: Seat, home: &Home) {
         let mut at = lock(&self.at);
         if *at == (Where::Lent { wanted: false }) {
-            *at = Where::Offered(seat);
+            self.set(&mut at, Where::Offered(seat));
         } else {
-            *at = Where::Runner;
+            self.set(&mut at, Where::Runner);
             drop(at);
             home.put(seat);
         }
@@ -104,10 +121,14 @@ mod tests {
     async fn an_offered_seat_goes_to_one_caller_and_back_on_offer() {
         let seats = Seats::new(1);
         let idle = IdleSeat::new();
+        assert!(!idle.is_offered());
         idle.offer(SEAT).unwrap();
+        assert!(idle.is_offered());
         let seat = idle.take().expect("on offer");
+        assert!(!idle.is_offered(), "lent: callers go to the queue");
         assert!(idle.take().is_none(), "lent to one caller at a time");
         idle.give_back(seat, &seats.home());
+        assert!(idle.is_offered());
         assert!(idle.take().is_some(), "back on offer for the next caller");
     }
 
@@ -121,8 +142,10 @@ mod tests {
         assert!(idle.offer(SEAT).is_err(), "one seat out at a time");
         idle.give_back(seat, &seats.home());
         assert!(idle.take().is_none(), "not on offer any more");
+        assert!(!idle.is_offered());
         assert!(seats.take().await.is_some(), "in the runner's pool");
         idle.offer(SEAT).expect("the runner may offer again");
         assert!(idle.reclaim().is_some());
+        assert!(!idle.is_offered(), "reclaimed: not on offer");
     }
 }
