@@ -159,6 +159,8 @@ where
             // instead.)
             let retry = match retries.try_recv() {
                 Ok(batch) => Some(batch),
+                // Work is queued (the case under load): no wait to set up.
+                Err(_) if !self.input.is_empty() => None,
                 Err(_) => tokio::select! {
                     biased;
                     Ok(batch) = retries.recv() => Some(batch),
