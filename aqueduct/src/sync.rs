@@ -14,7 +14,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A value on cache lines of its own, so that writes to it (an atomic every call
 /// updates, say) do not slow down reads of its neighbours on other cores. 128 bytes:
 /// x86 fetches lines in adjacent pairs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
 pub(crate) struct Padded<T>(pub T);
 
