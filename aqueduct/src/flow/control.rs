@@ -85,6 +85,13 @@ impl Control {
         self.halted.load(Ordering::Acquire)
     }
 
+    /// Completes once the flow halts after this call (see `notify_waiters`: it need not
+    /// be polled first). Whoever waits must also look at [`Control::is_halted`], for a
+    /// halt before.
+    pub(crate) fn halt_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.halting.notified()
+    }
+
     /// Resolves once the flow is halted.
     pub(crate) async fn halted(&self) {
         let halting = self.halting.notified();

@@ -2,18 +2,17 @@
 
 use crate::sync::lock;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::time::{sleep_until, timeout_at};
+use tokio::time::timeout_at;
 
 use super::admission::Load;
+use super::answer::{Answer, Call, Entering, Observe};
 use super::condition::EntrySkip;
+use super::control::Control;
 pub use super::control::FlowState;
-use super::control::{Control, InFlight};
 use super::direct::{DirectEntry, Running};
 use super::envelope::Envelope;
 use super::queue::{QueueTx, TrySendError};
@@ -169,12 +168,12 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// Observed: a `process` span (debug level; fields `flow` and `seq`, the call's
     /// number in this flow), the parent of the runner's events about the task; a
     /// `finished` event with the outcome; the request metrics.
-    pub(crate) async fn process_owned(
+    pub(crate) fn process_owned(
         &self,
         task: Owned<In>,
         timeout: Duration,
         priority: usize,
-    ) -> Result<Owned<Out>, Error> {
+    ) -> Answer<'_, Out> {
         use std::sync::atomic::Ordering;
         let inner = &*self.inner;
         let span = tracing::debug_span!(
@@ -182,21 +181,17 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             flow = inner.name,
             seq = inner.calls.fetch_add(1, Ordering::Relaxed)
         );
-        let started = cfg!(feature = "metrics").then(std::time::Instant::now);
-        let observed = (!span.is_none()).then(|| span.clone());
-        // Sending is done before the first wait, so the task is not kept in this
-        // future's state, only what the answer is awaited with.
-        let outcome = match self.send(task, timeout, priority, span) {
-            Ok(call) => call.answer(inner).await,
-            Err(error) => Err(error),
+        let observe = Observe {
+            span: (!span.is_none()).then(|| span.clone()),
+            started: cfg!(feature = "metrics").then(std::time::Instant::now),
+            metrics: &inner.metrics,
         };
-        if let Some(span) = observed {
-            tracing::debug!(parent: &span, outcome = crate::metrics::outcome_label(&outcome), "finished");
-        }
-        if let Some(started) = started {
-            inner.metrics.request(&outcome, started.elapsed());
-        }
-        outcome
+        // Before the task is sent: a halt from then on wakes the caller.
+        let halted = inner.control.halt_notified();
+        // Sending is done here, so the task is not kept in the future's state, only what
+        // the answer is awaited with.
+        let sent = self.send(task, timeout, priority, span);
+        Answer::new(sent, halted, &inner.control, observe)
     }
 
     /// Checks `task` and hands it to the first stage (or past it, if its condition
@@ -391,61 +386,6 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// Counters of every stage, in flow order.
     pub fn stats(&self) -> Vec<StageStats> {
         self.inner.counters.iter().map(|c| c.snapshot()).collect()
-    }
-}
-
-/// A call whose task was handed to the flow: what its caller awaits.
-struct Call<'a, Out: Task> {
-    entering: Entering<'a>,
-    /// The first stage's job, if the caller runs it (see `direct`).
-    job: Running,
-    receiver: oneshot::Receiver<Result<Owned<Out>, Error>>,
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-    _in_flight: InFlight<'a>,
-}
-
-impl<Out: Task> Call<'_, Out> {
-    /// The task's result, or why there is none.
-    async fn answer<In: Task>(mut self, inner: &Inner<In, Out>) -> Result<Owned<Out>, Error> {
-        (&mut self.entering).await?;
-        let timeout = self.timeout;
-        let sleep = sleep_until(self.deadline);
-        let mut sleep = std::pin::pin!(sleep);
-        let halted = inner.control.halted();
-        let mut halted = std::pin::pin!(halted);
-        loop {
-            tokio::select! {
-                biased;
-                // The caller's own job first: when it delivers, the answer is there
-                // without a wake-up.
-                () = &mut self.job, if !self.job.is_done() => {}
-                outcome = &mut self.receiver => return match outcome {
-                    Ok(outcome) => outcome,
-                    // The task was dropped inside the flow: it was halted.
-                    Err(_) => Err(Error::Stopped),
-                },
-                () = &mut sleep => return Err(Error::Timeout { after: timeout }),
-                () = &mut halted => return Err(Error::Stopped),
-            }
-        }
-    }
-}
-
-/// A task on its way into the first stage's queue (see `Flow::enter`).
-enum Entering<'a> {
-    Entered,
-    Waiting(Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>),
-}
-
-impl Future for Entering<'_> {
-    type Output = Result<(), Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut *self {
-            Entering::Entered => Poll::Ready(Ok(())),
-            Entering::Waiting(wait) => wait.as_mut().poll(cx),
-        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! ([`direct`], [`idle`], [`dispatch`]).
 
 mod admission;
+mod answer;
 mod batcher;
 mod builder;
 mod chain;

@@ -1,0 +1,174 @@
+//! What a `process` caller awaits once its task was handed to the flow: the answer, the
+//! deadline, or the flow's halt, whichever comes first.
+//!
+//! A future written by hand rather than an `async fn` because it is every call's state,
+//! and callers spawn it: tokio copies a spawned future into its task and copies the
+//! finished task's output slot out of it, and a glibc allocation above 1 KiB takes the
+//! slow path. As `async fn`s, the call (its arguments stored twice, a `select!` over four
+//! futures) took 816 bytes; here it is the fields below.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use pin_project_lite::pin_project;
+use tokio::sync::futures::Notified;
+use tokio::sync::oneshot;
+use tokio::time::{sleep_until, Sleep};
+
+use super::control::{Control, InFlight};
+use super::direct::Running;
+use crate::metrics::FlowMetrics;
+use crate::shm::Owned;
+use crate::{Error, Task};
+
+/// A call whose task was handed to the flow (see `Flow::send`).
+pub(super) struct Call<'a, Out: Task> {
+    pub entering: Entering<'a>,
+    /// The first stage's job, if the caller runs it (see `direct`).
+    pub job: Running,
+    pub receiver: oneshot::Receiver<Result<Owned<Out>, Error>>,
+    pub deadline: tokio::time::Instant,
+    pub timeout: Duration,
+    /// Counts the call as under way until the call ends (answered, or dropped).
+    pub _in_flight: InFlight<'a>,
+}
+
+/// A task on its way into the first stage's queue (see `Flow::enter`).
+pub(super) enum Entering<'a> {
+    Entered,
+    /// The queue was full: waiting for room, boxed so that the wait does not grow every
+    /// call's future.
+    Waiting(Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>),
+}
+
+/// What is observed of a call when it ends: the `finished` event and the request metrics.
+pub(super) struct Observe<'a> {
+    pub span: Option<tracing::Span>,
+    /// When the call began; only with the `metrics` feature.
+    pub started: Option<Instant>,
+    pub metrics: &'a FlowMetrics,
+}
+
+impl Observe<'_> {
+    fn finished<Out: Task>(&self, outcome: &Result<Owned<Out>, Error>) {
+        if let Some(span) = &self.span {
+            tracing::debug!(parent: span, outcome = crate::metrics::outcome_label(outcome), "finished");
+        }
+        if let Some(started) = self.started {
+            self.metrics.request(outcome, started.elapsed());
+        }
+    }
+}
+
+pin_project! {
+    /// The future `Flow::process` returns.
+    pub(crate) struct Answer<'a, Out: Task> {
+        // `None` once the call was answered (or refused before it was sent).
+        call: Option<Call<'a, Out>>,
+        // Why the call was refused, until it is returned.
+        refused: Option<Error>,
+        // Set up once the task has entered the flow.
+        #[pin]
+        deadline: Option<Sleep>,
+        // Created before the task was sent, so a halt from then on is not missed.
+        #[pin]
+        halted: Notified<'a>,
+        control: &'a Control,
+        observe: Observe<'a>,
+    }
+}
+
+impl<'a, Out: Task> Answer<'a, Out> {
+    /// `halted` is `control`'s halt notification, created before the call was sent.
+    pub(super) fn new(
+        sent: Result<Call<'a, Out>, Error>,
+        halted: Notified<'a>,
+        control: &'a Control,
+        observe: Observe<'a>,
+    ) -> Self {
+        let (call, refused) = match sent {
+            Ok(call) => (Some(call), None),
+            Err(error) => (None, Some(error)),
+        };
+        Self {
+            call,
+            refused,
+            deadline: None,
+            halted,
+            control,
+            observe,
+        }
+    }
+}
+
+impl<Out: Task> Future for Answer<'_, Out> {
+    type Output = Result<Owned<Out>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let outcome = match this.call.as_mut() {
+            None => match this.refused.take() {
+                Some(error) => Err(error),
+                None => panic!("`Answer` polled after it completed"),
+            },
+            Some(call) => {
+                let outcome = ready!(poll_call(
+                    call,
+                    this.deadline.as_mut(),
+                    this.halted,
+                    this.control,
+                    cx
+                ));
+                // Dropped here, not when the future is: the call is no longer in flight.
+                *this.call = None;
+                this.deadline.set(None);
+                outcome
+            }
+        };
+        this.observe.finished(&outcome);
+        Poll::Ready(outcome)
+    }
+}
+
+/// Polls a sent call: entering the queue, then the caller's own job (if any) first, so
+/// that when it delivers the answer is there without a wake-up, then the answer, the
+/// deadline and the halt.
+fn poll_call<Out: Task>(
+    call: &mut Call<'_, Out>,
+    mut deadline: Pin<&mut Option<Sleep>>,
+    halted: Pin<&mut Notified<'_>>,
+    control: &Control,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Owned<Out>, Error>> {
+    if let Entering::Waiting(wait) = &mut call.entering {
+        ready!(wait.as_mut().poll(cx))?;
+        call.entering = Entering::Entered;
+    }
+    if !call.job.is_done() {
+        // Ready or not, the answer is looked at next.
+        let _ = Pin::new(&mut call.job).poll(cx);
+    }
+    if let Poll::Ready(outcome) = Pin::new(&mut call.receiver).poll(cx) {
+        return Poll::Ready(match outcome {
+            Ok(outcome) => outcome,
+            // The task was dropped inside the flow: it was halted.
+            Err(_) => Err(Error::Stopped),
+        });
+    }
+    if deadline.is_none() {
+        deadline.set(Some(sleep_until(call.deadline)));
+    }
+    if let Some(sleep) = deadline.as_pin_mut() {
+        if sleep.poll(cx).is_ready() {
+            return Poll::Ready(Err(Error::Timeout {
+                after: call.timeout,
+            }));
+        }
+    }
+    if halted.poll(cx).is_ready() || control.is_halted() {
+        return Poll::Ready(Err(Error::Stopped));
+    }
+    Poll::Pending
+}
