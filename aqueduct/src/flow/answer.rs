@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use pin_project_lite::pin_project;
 use tokio::sync::futures::Notified;
 use tokio::sync::oneshot;
-use tokio::time::{sleep_until, Sleep};
 
 use super::control::{Control, InFlight};
 use super::direct::Running;
@@ -69,22 +68,20 @@ pin_project! {
         call: Option<Call<'a, Out>>,
         // Why the call was refused, until it is returned.
         refused: Option<Error>,
-        // Set up once the task has entered the flow.
+        // What wakes the caller at its deadline or the flow's halt (see `deadlines`); set
+        // up once the task has entered the flow.
         #[pin]
-        deadline: Option<Sleep>,
-        // Created before the task was sent, so a halt from then on is not missed.
-        #[pin]
-        halted: Notified<'a>,
+        watch: Option<Notified<'a>>,
+        // The deadline's tick.
+        tick: u64,
         control: &'a Control,
         observe: Observe<'a>,
     }
 }
 
 impl<'a, Out: Task> Answer<'a, Out> {
-    /// `halted` is `control`'s halt notification, created before the call was sent.
     pub(super) fn new(
         sent: Result<Call<'a, Out>, Error>,
-        halted: Notified<'a>,
         control: &'a Control,
         observe: Observe<'a>,
     ) -> Self {
@@ -95,8 +92,8 @@ impl<'a, Out: Task> Answer<'a, Out> {
         Self {
             call,
             refused,
-            deadline: None,
-            halted,
+            watch: None,
+            tick: 0,
             control,
             observe,
         }
@@ -116,14 +113,14 @@ impl<Out: Task> Future for Answer<'_, Out> {
             Some(call) => {
                 let outcome = ready!(poll_call(
                     call,
-                    this.deadline.as_mut(),
-                    this.halted,
+                    this.watch.as_mut(),
+                    this.tick,
                     this.control,
                     cx
                 ));
                 // Dropped here, not when the future is: the call is no longer in flight.
                 *this.call = None;
-                this.deadline.set(None);
+                this.watch.set(None);
                 outcome
             }
         };
@@ -134,12 +131,12 @@ impl<Out: Task> Future for Answer<'_, Out> {
 
 /// Polls a sent call: entering the queue, then the caller's own job (if any) first, so
 /// that when it delivers the answer is there without a wake-up, then the answer, the
-/// deadline and the halt.
-fn poll_call<Out: Task>(
+/// halt and the deadline.
+fn poll_call<'a, Out: Task>(
     call: &mut Call<'_, Out>,
-    mut deadline: Pin<&mut Option<Sleep>>,
-    halted: Pin<&mut Notified<'_>>,
-    control: &Control,
+    mut watch: Pin<&mut Option<Notified<'a>>>,
+    tick: &mut u64,
+    control: &'a Control,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Owned<Out>, Error>> {
     if let Entering::Waiting(wait) = &mut call.entering {
@@ -157,18 +154,37 @@ fn poll_call<Out: Task>(
             Err(_) => Err(Error::Stopped),
         });
     }
-    if deadline.is_none() {
-        deadline.set(Some(sleep_until(call.deadline)));
-    }
-    if let Some(sleep) = deadline.as_pin_mut() {
-        if sleep.poll(cx).is_ready() {
-            return Poll::Ready(Err(Error::Timeout {
-                after: call.timeout,
-            }));
+    let timed_out = || {
+        Poll::Ready(Err(Error::Timeout {
+            after: call.timeout,
+        }))
+    };
+    let deadlines = control.deadlines();
+    loop {
+        if watch.is_none() {
+            if tokio::time::Instant::now() >= call.deadline {
+                return timed_out();
+            }
+            let registered = deadlines.watch(call.deadline);
+            *tick = registered.tick;
+            watch.set(Some(registered.notified));
         }
+        let woken = match watch.as_mut().as_pin_mut() {
+            Some(notified) => notified.poll(cx).is_ready(),
+            None => true,
+        };
+        // Looked at after registering: a halt or a tick that came before is seen here,
+        // one after wakes the caller.
+        if control.is_halted() {
+            return Poll::Ready(Err(Error::Stopped));
+        }
+        if deadlines.has_passed(*tick) {
+            return timed_out();
+        }
+        if !woken {
+            return Poll::Pending;
+        }
+        // Woken by an earlier round of the deadline's slot: wait again.
+        watch.set(None);
     }
-    if halted.poll(cx).is_ready() || control.is_halted() {
-        return Poll::Ready(Err(Error::Stopped));
-    }
-    Poll::Pending
 }

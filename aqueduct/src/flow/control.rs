@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
+use super::deadlines::Deadlines;
 use crate::sync::Padded;
 
 /// Where a flow is in its life.
@@ -25,9 +26,12 @@ pub(crate) struct Control {
     in_flight: Padded<AtomicUsize>,
     /// Set when the flow halts without finishing its tasks; runners look at it.
     halted: AtomicBool,
-    /// Wakes the callers waiting for an answer when the flow halts. (Every call waits
-    /// on it, so it is the lightest wait tokio has: no reference count, one list entry.)
+    /// Wakes whoever waits for the flow to halt (a caller waiting for room, see
+    /// `Flow::room_made`; callers waiting for an answer wait on `deadlines`).
     halting: Padded<Notify>,
+    /// Wakes the callers waiting for an answer when their deadline passes or the flow
+    /// halts.
+    deadlines: Deadlines,
 }
 
 impl Control {
@@ -37,18 +41,37 @@ impl Control {
             in_flight: Padded(AtomicUsize::new(0)),
             halted: AtomicBool::new(false),
             halting: Padded(Notify::new()),
+            deadlines: Deadlines::new(),
         }
     }
 
     /// Counts a `process` call until the returned guard drops.
     pub(crate) fn enter(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        // `SeqCst`, with the load in `in_flight`: the deadlines' ticker sleeps only when it
+        // sees no call, or the call sees it asleep and wakes it.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.deadlines.call_began();
         InFlight(&self.in_flight.0)
     }
 
     /// `process` calls under way now.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// What wakes waiting callers at their deadline or the halt.
+    pub(crate) fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
+    }
+
+    /// Runs the deadlines' ticker (see `deadlines`) until [`Control::close`].
+    pub(crate) async fn tick(&self) {
+        self.deadlines.tick(|| self.in_flight()).await;
+    }
+
+    /// The flow is gone: its deadlines' ticker ends.
+    pub(crate) fn close(&self) {
+        self.deadlines.close();
     }
 
     pub(crate) fn state(&self) -> FlowState {
@@ -79,17 +102,11 @@ impl Control {
     pub(crate) fn halt(&self) {
         self.halted.store(true, Ordering::Release);
         self.halting.notify_waiters();
+        self.deadlines.wake_all();
     }
 
     pub(crate) fn is_halted(&self) -> bool {
         self.halted.load(Ordering::Acquire)
-    }
-
-    /// Completes once the flow halts after this call (see `notify_waiters`: it need not
-    /// be polled first). Whoever waits must also look at [`Control::is_halted`], for a
-    /// halt before.
-    pub(crate) fn halt_notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.halting.notified()
     }
 
     /// Resolves once the flow is halted.

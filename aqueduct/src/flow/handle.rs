@@ -105,6 +105,9 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             handle: tokio::runtime::Handle::current(),
             runtime: OnceLock::new(),
         };
+        // Wakes callers at their deadlines, while the flow lives.
+        let control = inner.control.clone();
+        inner.handle.spawn(async move { control.tick().await });
         Self {
             inner: Arc::new(inner),
         }
@@ -186,12 +189,10 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             started: cfg!(feature = "metrics").then(std::time::Instant::now),
             metrics: &inner.metrics,
         };
-        // Before the task is sent: a halt from then on wakes the caller.
-        let halted = inner.control.halt_notified();
         // Sending is done here, so the task is not kept in the future's state, only what
         // the answer is awaited with.
         let sent = self.send(task, timeout, priority, span);
-        Answer::new(sent, halted, &inner.control, observe)
+        Answer::new(sent, &inner.control, observe)
     }
 
     /// Checks `task` and hands it to the first stage (or past it, if its condition
@@ -393,6 +394,7 @@ impl<In: Task, Out: Task> Drop for Inner<In, Out> {
     fn drop(&mut self) {
         // Stages drain what they accepted and exit; worker threads end with them.
         self.input.close();
+        self.control.close();
     }
 }
 

@@ -17,6 +17,7 @@ mod builder;
 mod chain;
 mod condition;
 mod control;
+mod deadlines;
 mod direct;
 mod dispatch;
 mod downstream;

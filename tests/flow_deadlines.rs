@@ -1,0 +1,98 @@
+//! Callers' deadlines are kept by the flow (one ticker per flow wakes the callers of each
+//! millisecond as it passes, instead of a tokio timer per call): a deadline further
+//! ahead than the ticker's round of slots fires at its time and not before, a flow that
+//! sat idle (its ticker asleep) still times calls out, and callers with different
+//! deadlines each get their own.
+
+use std::time::{Duration, Instant};
+
+use aqueduct::Error;
+use aqueduct_suite::Gate;
+
+/// Longer than any deadline here: a call not answered by then never would be.
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[aqueduct::task]
+struct Job {
+    id: u64,
+}
+
+/// A stage whose handler waits at its own gate, so its tasks' callers can only time out.
+macro_rules! held_stage {
+    ($name:ident, $gate:ident) => {
+        static $gate: Gate = Gate::new();
+        #[aqueduct::handler(isolation = "thread")]
+        fn $name(job: &mut Job) {
+            $gate.wait();
+            job.id += 1;
+        }
+    };
+}
+
+/// Awaits `call`, which must time out after `timeout`: not before, and not never.
+async fn times_out(
+    call: impl std::future::Future<Output = Result<aqueduct::Owned<Job>, Error>>,
+    timeout: Duration,
+) {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(LIMIT, call)
+        .await
+        .expect("the call was never timed out");
+    let took = started.elapsed();
+    assert_eq!(outcome.err(), Some(Error::Timeout { after: timeout }));
+    assert!(
+        took >= timeout,
+        "timed out after {took:?}, before its {timeout:?}"
+    );
+}
+
+held_stage!(held_far, FAR_GATE);
+
+#[tokio::test]
+async fn a_deadline_further_than_the_tickers_round_fires_at_its_time() {
+    let flow = aqueduct::flow!(held_far).start().await.unwrap();
+    // 700 ms: its slot comes round twice before its own tick.
+    let timeout = Duration::from_millis(700);
+    times_out(flow.process_timeout(Job { id: 0 }, timeout), timeout).await;
+    FAR_GATE.open();
+    assert_eq!(
+        flow.process_timeout(Job { id: 1 }, LIMIT)
+            .await
+            .map(|out| out.id),
+        Ok(2)
+    );
+}
+
+held_stage!(held_idle, IDLE_GATE);
+
+#[tokio::test]
+async fn a_flow_that_sat_idle_still_times_calls_out() {
+    let flow = aqueduct::flow!(held_idle).start().await.unwrap();
+    // The scenario itself, not a wait for something: a flow with no call for this long
+    // has put its ticker to sleep, and the next call must wake it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let timeout = Duration::from_millis(30);
+    times_out(flow.process_timeout(Job { id: 0 }, timeout), timeout).await;
+    IDLE_GATE.open();
+}
+
+held_stage!(held_many, MANY_GATE);
+
+#[tokio::test]
+async fn callers_with_different_deadlines_each_get_their_own() {
+    let flow = aqueduct::flow!(held_many).start().await.unwrap();
+    let calls: Vec<_> = (0..12u64)
+        .map(|i| {
+            let flow = flow.clone();
+            // Out of order, some sharing a millisecond, some a slot a round apart.
+            let timeout = Duration::from_millis([40, 10, 300, 10, 75, 266][i as usize % 6] + i);
+            tokio::spawn(async move {
+                times_out(flow.process_timeout(Job { id: i }, timeout), timeout).await
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    MANY_GATE.open();
+}
