@@ -162,9 +162,8 @@ fn poll_call<'a, Out: Task>(
     let deadlines = control.deadlines();
     loop {
         if watch.is_none() {
-            if tokio::time::Instant::now() >= call.deadline {
-                return timed_out();
-            }
+            // A deadline already past is not looked for on the clock: its tick has
+            // passed (seen below) or will within the millisecond.
             let registered = deadlines.watch(call.deadline);
             *tick = registered.tick;
             watch.set(Some(registered.notified));

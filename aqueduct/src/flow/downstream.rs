@@ -18,7 +18,11 @@ pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static 
 
     /// Passes on the outputs of one batch, in order. Where they go to a queue, they go
     /// in together (see [`QueueTx::send_all`]).
-    fn push_all(&self, envelopes: Vec<Envelope<T, R>>) -> impl Future<Output = ()> + Send {
+    /// They are made as they are taken (no batch of envelopes is built first).
+    fn push_all(
+        &self,
+        envelopes: impl Iterator<Item = Envelope<T, R>> + Send,
+    ) -> impl Future<Output = ()> + Send {
         async move {
             for envelope in envelopes {
                 self.push(envelope).await;
@@ -76,11 +80,11 @@ where
         let _ = self.queue.send(envelope.route_priority(), envelope).await;
     }
 
-    async fn push_all(&self, envelopes: Vec<Envelope<Out, R>>) {
+    async fn push_all(&self, envelopes: impl Iterator<Item = Envelope<Out, R>> + Send) {
         // A closed queue means the flow was halted; the envelopes are dropped with their
         // tasks.
         self.queue
-            .send_all(envelopes.into_iter().map(linked), Envelope::route_priority)
+            .send_all(envelopes.map(linked), Envelope::route_priority)
             .await;
     }
 

@@ -111,38 +111,62 @@ async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     pid: u32,
     answered: Instant,
 ) -> Option<Running> {
-    let mut reported: Option<String> = None;
     // A lone task, with nothing queued behind it at this stage (under load, the next
     // stage's queue is the way): if the next stage is idle, it is dispatched there
     // straight, and its job comes back to run after this one.
-    let alone = results.len() == 1 && counters.queued() == 0;
-    let mut outputs = Vec::with_capacity(if alone { 0 } else { results.len() });
-    for (route, result) in routes.into_iter().zip(results) {
-        match result {
-            Ok(output) if alone => {
-                return downstream.push_alone(route.forward(output, answered)).await
-            }
-            Ok(output) => outputs.push(route.forward(output, answered)),
+    if results.len() == 1 && counters.queued() == 0 {
+        let (route, result) = routes.into_iter().zip(results).next()?;
+        return match result {
+            Ok(output) => downstream.push_alone(route.forward(output, answered)).await,
             Err(message) => {
-                counters.failed();
-                // A failure of a whole handler call repeats its message for each task of
-                // the call; it is one failure, reported once.
-                if reported.as_deref() != Some(message.as_str()) {
-                    report_failed(S::NAME, pid, &message);
-                    reported = Some(message.clone());
-                }
-                route.fail(Error::Handler {
-                    stage: S::NAME,
-                    message,
-                });
+                Failures::default().fail::<S, R>(route, message, counters, pid);
+                None
             }
-        }
+        };
     }
-    // Together: one lock and one wake-up at the next stage for the whole batch.
-    if !outputs.is_empty() {
-        downstream.push_all(outputs).await;
-    }
+    // Together: one lock and one wake-up at the next stage for the whole batch, the
+    // failed tasks answered as they are met.
+    let mut failures = Failures::default();
+    let outputs = routes
+        .into_iter()
+        .zip(results)
+        .filter_map(move |(route, result)| match result {
+            Ok(output) => Some(route.forward(output, answered)),
+            Err(message) => {
+                failures.fail::<S, R>(route, message, counters, pid);
+                None
+            }
+        });
+    downstream.push_all(outputs).await;
     None
+}
+
+/// A batch's failed tasks: each is answered with its handler's error, and each distinct
+/// message reported once (a failure of a whole handler call repeats its message for
+/// each task of the call; it is one failure).
+#[derive(Default)]
+struct Failures {
+    reported: Option<String>,
+}
+
+impl Failures {
+    fn fail<S: Stage, R: Task>(
+        &mut self,
+        route: Route<R>,
+        message: String,
+        counters: &StageCounters,
+        pid: u32,
+    ) {
+        counters.failed();
+        if self.reported.as_deref() != Some(message.as_str()) {
+            report_failed(S::NAME, pid, &message);
+            self.reported = Some(message.clone());
+        }
+        route.fail(Error::Handler {
+            stage: S::NAME,
+            message,
+        });
+    }
 }
 
 /// One ERROR event for a handler's error or panic, with its stage and worker (pid 0
