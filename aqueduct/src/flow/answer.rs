@@ -64,10 +64,7 @@ impl Observe<'_> {
 pin_project! {
     /// The future `Flow::process` returns.
     pub(crate) struct Answer<'a, Out: Task> {
-        // `None` once the call was answered (or refused before it was sent).
-        call: Option<Call<'a, Out>>,
-        // Why the call was refused, until it is returned.
-        refused: Option<Error>,
+        state: State<'a, Out>,
         // What wakes the caller at its deadline or the flow's halt (see `deadlines`); set
         // up once the task has entered the flow.
         #[pin]
@@ -79,19 +76,24 @@ pin_project! {
     }
 }
 
+/// Where a call is: sent (and awaited), refused before it was sent, or over.
+enum State<'a, Out: Task> {
+    Sent(Call<'a, Out>),
+    Refused(Error),
+    Done,
+}
+
 impl<'a, Out: Task> Answer<'a, Out> {
     pub(super) fn new(
         sent: Result<Call<'a, Out>, Error>,
         control: &'a Control,
         observe: Observe<'a>,
     ) -> Self {
-        let (call, refused) = match sent {
-            Ok(call) => (Some(call), None),
-            Err(error) => (None, Some(error)),
-        };
         Self {
-            call,
-            refused,
+            state: match sent {
+                Ok(call) => State::Sent(call),
+                Err(error) => State::Refused(error),
+            },
             watch: None,
             tick: 0,
             control,
@@ -105,25 +107,25 @@ impl<Out: Task> Future for Answer<'_, Out> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let outcome = match this.call.as_mut() {
-            None => match this.refused.take() {
-                Some(error) => Err(error),
-                None => panic!("`Answer` polled after it completed"),
-            },
-            Some(call) => {
-                let outcome = ready!(poll_call(
+        let outcome = match this.state {
+            State::Sent(call) => {
+                ready!(poll_call(
                     call,
                     this.watch.as_mut(),
                     this.tick,
                     this.control,
                     cx
-                ));
-                // Dropped here, not when the future is: the call is no longer in flight.
-                *this.call = None;
-                this.watch.set(None);
-                outcome
+                ))
             }
+            State::Refused(_) => match std::mem::replace(this.state, State::Done) {
+                State::Refused(error) => Err(error),
+                _ => unreachable!("matched as refused"),
+            },
+            State::Done => panic!("`Answer` polled after it completed"),
         };
+        // The call drops here, not with the future: it is no longer in flight.
+        *this.state = State::Done;
+        this.watch.set(None);
         this.observe.finished(&outcome);
         Poll::Ready(outcome)
     }
@@ -168,10 +170,10 @@ fn poll_call<'a, Out: Task>(
             *tick = registered.tick;
             watch.set(Some(registered.notified));
         }
-        let woken = match watch.as_mut().as_pin_mut() {
-            Some(notified) => notified.poll(cx).is_ready(),
-            None => true,
+        let Some(notified) = watch.as_mut().as_pin_mut() else {
+            unreachable!("registered above");
         };
+        let woken = notified.poll(cx).is_ready();
         // Looked at after registering: a halt or a tick that came before is seen here,
         // one after wakes the caller.
         if control.is_halted() {

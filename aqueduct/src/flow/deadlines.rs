@@ -23,7 +23,7 @@ use crate::sync::Padded;
 
 /// How finely deadlines are told apart, in nanoseconds: a millisecond, tokio's timer
 /// resolution too.
-const TICK_NANOS: u128 = 1_000_000;
+const TICK_NANOS: u64 = 1_000_000;
 
 /// Milliseconds kept apart: a deadline further ahead shares its slot with earlier
 /// rounds, and its caller is woken once per earlier round, to wait again.
@@ -118,18 +118,23 @@ impl Deadlines {
         self.ticker.wake.notify_one();
     }
 
-    /// The first tick at or after `at`.
+    /// The first tick at or after `at` (every call computes one: in `u64`, whose
+    /// division by a constant is a multiplication, where `u128`'s is a library call).
     fn tick_of(&self, at: Instant) -> u64 {
-        let nanos = at.saturating_duration_since(self.base).as_nanos();
-        nanos.div_ceil(TICK_NANOS) as u64
+        self.nanos_to(at).div_ceil(TICK_NANOS)
     }
 
     /// The last tick at or before `at`.
     fn ticks_by(&self, at: Instant) -> u64 {
-        (at.saturating_duration_since(self.base).as_nanos() / TICK_NANOS) as u64
+        self.nanos_to(at) / TICK_NANOS
     }
 
-    /// Wakes the callers of every tick after `from` up to `to`.
+    /// Nanoseconds from tick 0 to `at` (saturating: 584 years).
+    fn nanos_to(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Wakes the callers of every tick after `from` up to `to` (`to > from`).
     fn pass(&self, from: u64, to: u64) {
         // More than a round behind (the ticker slept): every slot once.
         let first = from.max(to.saturating_sub(SLOTS as u64)) + 1;
@@ -141,7 +146,6 @@ impl Deadlines {
                 self.slots[shard * SLOTS + slot].notify_waiters();
             }
         }
-        self.passed.store(to, Ordering::Release);
     }
 
     /// The ticker: passes ticks while calls are under way (`in_flight`, read with
@@ -150,7 +154,7 @@ impl Deadlines {
         let mut passed = self.ticks_by(Instant::now());
         let mut idle = 0;
         while !self.ticker.closed.load(Ordering::SeqCst) {
-            let next = Duration::from_nanos(((passed + 1) as u128 * TICK_NANOS) as u64);
+            let next = Duration::from_nanos((passed + 1).saturating_mul(TICK_NANOS));
             tokio::time::sleep_until(self.base + next).await;
             let now = self.ticks_by(Instant::now());
             if now > passed {

@@ -114,59 +114,37 @@ async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     // A lone task, with nothing queued behind it at this stage (under load, the next
     // stage's queue is the way): if the next stage is idle, it is dispatched there
     // straight, and its job comes back to run after this one.
-    if results.len() == 1 && counters.queued() == 0 {
-        let (route, result) = routes.into_iter().zip(results).next()?;
-        return match result {
-            Ok(output) => downstream.push_alone(route.forward(output, answered)).await,
-            Err(message) => {
-                Failures::default().fail::<S, R>(route, message, counters, pid);
-                None
-            }
+    if matches!(results.as_slice(), [Ok(_)]) && counters.queued() == 0 {
+        let (route, Ok(output)) = routes.into_iter().zip(results).next()? else {
+            unreachable!("matched as one output");
         };
+        return downstream.push_alone(route.forward(output, answered)).await;
     }
     // Together: one lock and one wake-up at the next stage for the whole batch, the
     // failed tasks answered as they are met.
-    let mut failures = Failures::default();
+    let mut reported: Option<String> = None;
     let outputs = routes
         .into_iter()
         .zip(results)
         .filter_map(move |(route, result)| match result {
             Ok(output) => Some(route.forward(output, answered)),
             Err(message) => {
-                failures.fail::<S, R>(route, message, counters, pid);
+                counters.failed();
+                // A failure of a whole handler call repeats its message for each task of
+                // the call; it is one failure, reported once.
+                if reported.as_deref() != Some(message.as_str()) {
+                    report_failed(S::NAME, pid, &message);
+                    reported = Some(message.clone());
+                }
+                route.fail(Error::Handler {
+                    stage: S::NAME,
+                    message,
+                });
                 None
             }
         });
     downstream.push_all(outputs).await;
     None
-}
-
-/// A batch's failed tasks: each is answered with its handler's error, and each distinct
-/// message reported once (a failure of a whole handler call repeats its message for
-/// each task of the call; it is one failure).
-#[derive(Default)]
-struct Failures {
-    reported: Option<String>,
-}
-
-impl Failures {
-    fn fail<S: Stage, R: Task>(
-        &mut self,
-        route: Route<R>,
-        message: String,
-        counters: &StageCounters,
-        pid: u32,
-    ) {
-        counters.failed();
-        if self.reported.as_deref() != Some(message.as_str()) {
-            report_failed(S::NAME, pid, &message);
-            self.reported = Some(message.clone());
-        }
-        route.fail(Error::Handler {
-            stage: S::NAME,
-            message,
-        });
-    }
 }
 
 /// One ERROR event for a handler's error or panic, with its stage and worker (pid 0
