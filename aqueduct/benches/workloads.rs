@@ -26,6 +26,11 @@
 //! - W1: the obvious hand-rolled pipeline: tokio mpsc channels and three std threads
 //!   running W1's three no-op stages, the last answering through a oneshot, fed with 256
 //!   tasks in flight by the same driver as W1's flows (`W1 floor=hand_rolled_pipeline`).
+//! - W1 also measures a bound, not a floor: one process stage whose handler does all three
+//!   stages' work (`W1 bound=one_process_stage_for_all_three`). The parent then touches
+//!   each task once, as it would if consecutive process stages passed tasks from worker
+//!   to worker; so this is the most such a hand-off could give W1 (less the stages'
+//!   parallelism, which no-op stages do not need).
 //!
 //! `--load N` runs W1's and W6's rounds with N busy threads spinning in the background
 //! (started before the rounds, stopped after), so the loaded case (a busy service host) is
@@ -79,6 +84,12 @@ macro_rules! no_op_stages {
 }
 no_op_stages!("thread": set_a sets a = 1, set_b sets b = 2, set_c sets c = 3);
 no_op_stages!("process": proc_a sets a = 1, proc_b sets b = 2, proc_c sets c = 3);
+
+/// W1's three stages in one process stage (the bound a worker-to-worker hand-off could reach).
+#[aqueduct::handler]
+fn proc_abc(task: &mut Small) {
+    (task.a, task.b, task.c) = (1, 2, 3);
+}
 
 // ---------------------------------------------------------------- W2 batching
 
@@ -291,20 +302,27 @@ async fn w1(load: usize) {
         .start()
         .await
         .unwrap();
+    let one_stage = aqueduct::flow!(proc_abc).start().await.unwrap();
     let stages: Vec<fn(&mut Small)> = vec![|t| t.a = 1, |t| t.b = 2, |t| t.c = 3];
     let hand_rolled = HandRolled::start(stages);
     for i in 0..2000 {
         thread.call(small(i)).await;
         process.call(small(i)).await;
+        one_stage.call(small(i)).await;
         hand_rolled.call(small(i)).await;
     }
     let busy = Load::start(load);
     let (mut on_threads, mut on_processes) = (W1Figures::default(), W1Figures::default());
     let (mut floor_rates, mut floor_p50s) = (Vec::new(), Vec::new());
     let (mut process_ratios, mut thread_ratios) = (Vec::new(), Vec::new());
+    let (mut bound_rates, mut bound_ratios) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let thread_rate = on_threads.round(&thread).await;
         let process_rate = on_processes.round(&process).await;
+        let bound_rate = throughput(&one_stage, 50_000, 256, |i| {
+            std::future::ready(small(i as u64))
+        })
+        .await;
         let floor_rate = throughput(&hand_rolled, 50_000, 256, |i| {
             std::future::ready(small(i as u64))
         })
@@ -317,6 +335,8 @@ async fn w1(load: usize) {
         );
         process_ratios.push(process_rate / floor_rate);
         thread_ratios.push(thread_rate / floor_rate);
+        bound_rates.push(bound_rate);
+        bound_ratios.push((bound_rate / process_rate, bound_rate / floor_rate));
     }
     drop(busy);
     on_threads.print("thread", load);
@@ -331,8 +351,16 @@ async fn w1(load: usize) {
         median(process_ratios),
         median(thread_ratios)
     );
+    let (vs_process, vs_floor): (Vec<f64>, Vec<f64>) = bound_ratios.into_iter().unzip();
+    println!(
+        "W1 bound=one_process_stage_for_all_three in_flight=256 tasks_per_s={:.0} ratio_vs_three_process_stages={:.2} ratio_vs_handrolled_pipeline={:.2} load={load}",
+        median(bound_rates),
+        median(vs_process),
+        median(vs_floor)
+    );
     thread.stop(true).await;
     process.stop(true).await;
+    one_stage.stop(true).await;
 }
 
 /// One W1 flow's figures, a value per round.
