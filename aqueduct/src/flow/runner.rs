@@ -221,8 +221,10 @@ where
                 }
             } else {
                 let home = seats.home();
+                // The job's future moves in, not the job (which it holds already).
+                let run = job.run();
                 tokio::spawn(async move {
-                    let next = job.run().await;
+                    let next = run.await;
                     home.put(seat);
                     if let Some(next) = next {
                         next.await;

@@ -18,6 +18,7 @@ use super::wire::{self, Geometry, Taken, MAX_LANES};
 use super::{Conn, Exit, Shared};
 use crate::exec::{poll_within, QUIET_SPIN};
 use crate::metrics::RestartCause;
+use crate::platform::clock;
 use crate::sync::lock;
 use crate::task::TaskField;
 
@@ -238,7 +239,15 @@ pub(super) fn publish<T: TaskField>(
     };
     let seq = lanes.last + 1;
     conn.spans.lend(seq, span);
-    wire::write_request(ctl, &geometry, lane, seq, bytemuck::cast_slice(batch));
+    let published_ns = clock::monotonic_ns_at(sent.into_std());
+    wire::write_request(
+        ctl,
+        &geometry,
+        lane,
+        seq,
+        bytemuck::cast_slice(batch),
+        published_ns,
+    );
     lanes.last = seq;
     lanes.held[lane] = Some(seq);
     drop(lanes);

@@ -227,7 +227,7 @@ fn a_request_that_does_not_match_its_checksum_is_refused() {
     let (ctl, geometry) = (&fixture.ctl, &fixture.geometry);
     let tasks = bytemuck::cast_slice(&fixture.batch);
     let mut out = Vec::new();
-    wire::write_request(ctl, geometry, 0, 9, tasks);
+    wire::write_request(ctl, geometry, 0, 9, tasks, 0);
     assert_eq!(wire::read_request(ctl, geometry, 9, &mut out), Ok(0));
     assert_eq!(out, tasks);
     assert!(
@@ -239,7 +239,7 @@ fn a_request_that_does_not_match_its_checksum_is_refused() {
         .unwrap_err()
         .0
         .contains("checksum"));
-    wire::write_request(ctl, geometry, 0, 9, tasks);
+    wire::write_request(ctl, geometry, 0, 9, tasks, 0);
     ctl.lane(geometry, 0).count.store(3, Ordering::Relaxed);
     assert!(wire::read_request(ctl, geometry, 9, &mut out).is_err());
 }

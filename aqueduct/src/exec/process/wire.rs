@@ -297,14 +297,15 @@ fn slot_check(seq: u64, index: usize, status: u32, data: &[u8]) -> u64 {
 }
 
 /// Parent: writes request `seq` (the tasks' bytes, `count` of `input_size` each) into
-/// `lane` and publishes it. The lane must be free (its last answer read, or its worker
-/// gone).
+/// `lane` and publishes it, made at `published_ns` (`CLOCK_MONOTONIC`). The lane must be
+/// free (its last answer read, or its worker gone).
 pub(crate) fn write_request(
     ctl: &Region,
     geometry: &Geometry,
     lane: usize,
     seq: u64,
     tasks: &[u8],
+    published_ns: u64,
 ) {
     let count = tasks.len() / geometry.input_size.max(1);
     debug_assert!(count >= 1 && count <= geometry.batch_cap);
@@ -314,8 +315,7 @@ pub(crate) fn write_request(
     head.check
         .store(request_check(seq, tasks), Ordering::Relaxed);
     head.tag.store(seq, Ordering::Relaxed);
-    head.published_ns
-        .store(crate::platform::clock::monotonic_ns(), Ordering::Relaxed);
+    head.published_ns.store(published_ns, Ordering::Relaxed);
     ctl.header().req_seq.store(seq, Ordering::Release);
 }
 
