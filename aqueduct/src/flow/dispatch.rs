@@ -12,7 +12,7 @@ use super::batcher::Flush;
 use super::control::Control;
 use super::downstream::Downstream;
 use super::envelope::{Envelope, Unfit};
-use super::job::Job;
+use super::job::{Delivery, Job};
 use super::observe;
 use super::pace::Pace;
 use crate::exec::{Dispatched, Executor};
@@ -22,9 +22,6 @@ use crate::{Stage, StageConfig, Task};
 /// The slowest pace at which a stage serving a single request is waited for actively
 /// (see [`Dispatcher::is_quiet`]).
 const QUIET_MAX_PACE: Duration = Duration::from_micros(100);
-
-/// Batches run again (back unrun, or from a lost worker), for the runner.
-pub(super) type Retries<S, R> = async_channel::Sender<Vec<Envelope<<S as Stage>::Input, R>>>;
 
 /// The executor's answer for one dispatch, awaited by its job.
 pub(super) trait Outcome<S: Stage>:
@@ -39,13 +36,13 @@ impl<S: Stage, F> Outcome<S> for F where
 
 /// What a stage needs to dispatch a batch and deliver its results.
 pub(crate) struct Dispatcher<S: Stage, R: Task, D, E> {
-    pub downstream: Arc<D>,
     pub executor: Arc<E>,
     pub config: StageConfig,
     pub control: Arc<Control>,
     pub counters: Arc<StageCounters>,
     pub pace: Arc<Pace>,
-    pub retries: Retries<S, R>,
+    /// What the stage's jobs share (the downstream, the counters, the way to retries).
+    pub delivery: Arc<Delivery<S, R, D>>,
 }
 
 impl<S, R, D, E> Dispatcher<S, R, D, E>
@@ -85,11 +82,7 @@ where
             sent: now,
             outcome,
             routes,
-            downstream: self.downstream.clone(),
-            counters: self.counters.clone(),
-            pace: self.pace.clone(),
-            retries: self.retries.clone(),
-            crash_retry: self.config.crash_retry,
+            delivery: self.delivery.clone(),
         })
     }
 

@@ -20,6 +20,18 @@ use crate::{Error, Stage, Task};
 /// on its own, is the poison.
 const MAX_LOSSES: u32 = 2;
 
+/// What a stage's jobs share to deliver their batches: one reference count a job, not
+/// one a field (each is an atomic write, twice, per dispatch).
+pub(super) struct Delivery<S: Stage, R: Task, D> {
+    pub downstream: D,
+    pub counters: Arc<StageCounters>,
+    pub pace: Arc<Pace>,
+    /// Where batches to run again go (see [`StageRunner::run`]).
+    pub retries: async_channel::Sender<Vec<Envelope<S::Input, R>>>,
+    /// The stage's `crash_retry` setting.
+    pub crash_retry: bool,
+}
+
 /// One batch handed to its worker: its results awaited, then delivered.
 pub(super) struct Job<S: Stage, R: Task, D, F> {
     pub worker: usize,
@@ -29,13 +41,7 @@ pub(super) struct Job<S: Stage, R: Task, D, F> {
     pub outcome: F,
     /// Where each task of the batch goes, in order (the executor holds the tasks).
     pub routes: Vec<Route<R>>,
-    pub downstream: Arc<D>,
-    pub counters: Arc<StageCounters>,
-    pub pace: Arc<Pace>,
-    /// Where batches to run again go (see [`StageRunner::run`]).
-    pub retries: async_channel::Sender<Vec<Envelope<S::Input, R>>>,
-    /// The stage's `crash_retry` setting.
-    pub crash_retry: bool,
+    pub delivery: Arc<Delivery<S, R, D>>,
 }
 
 impl<S, R, D, F> Job<S, R, D, F>
@@ -50,22 +56,24 @@ where
     /// once this job's seat is given back.
     pub(super) async fn run(self) -> Option<Running> {
         let routes = self.routes;
+        let delivery = &*self.delivery;
         match self.outcome.await {
             Dispatched::Answered { results, compute } => {
                 let answered = Instant::now();
-                self.pace
+                delivery
+                    .pace
                     .record(self.worker, self.sent, answered, self.count);
-                self.counters.set_pace(self.pace.per_task_ns());
+                delivery.counters.set_pace(delivery.pace.per_task_ns());
                 // The worker's figure, bounded by the round trip the parent saw.
                 let round_trip = answered - self.sent;
                 let compute = compute.min(round_trip);
-                self.counters.answered(compute, round_trip - compute);
-                let pid = self.counters.pid(self.worker);
+                delivery.counters.answered(compute, round_trip - compute);
+                let pid = delivery.counters.pid(self.worker);
                 return deliver::<S, R, D>(
                     results,
                     routes,
-                    &*self.downstream,
-                    &self.counters,
+                    &delivery.downstream,
+                    &delivery.counters,
                     pid,
                     answered,
                 )
@@ -79,18 +87,18 @@ where
                     .map(|(route, task)| route.carry(task));
                 // Boxed, as below: rare, and the send's room would be carried by
                 // every job's future.
-                let _ = Box::pin(self.retries.send(batch.collect())).await;
+                let _ = Box::pin(delivery.retries.send(batch.collect())).await;
             }
             Dispatched::Lost { error, tasks } => {
                 report_lost(S::NAME, &error);
                 // Each task goes again on its own, so that a poison task can take down
                 // no other task twice; one lost twice is failed (and dropped).
                 for (mut route, task) in routes.into_iter().zip(tasks) {
-                    if self.crash_retry && route.lost() < MAX_LOSSES {
-                        self.counters.retried();
-                        let _ = Box::pin(self.retries.send(vec![route.carry(task)])).await;
+                    if delivery.crash_retry && route.lost() < MAX_LOSSES {
+                        delivery.counters.retried();
+                        let _ = Box::pin(delivery.retries.send(vec![route.carry(task)])).await;
                     } else {
-                        self.counters.failed();
+                        delivery.counters.failed();
                         route.fail(error.clone());
                     }
                 }

@@ -13,6 +13,7 @@ use super::dispatch::Dispatcher;
 use super::downstream::Downstream;
 use super::envelope::Envelope;
 use super::idle::IdleSeat;
+use super::job::Delivery;
 use super::pace::Pace;
 use super::queue::QueueRx;
 use super::seats::{Seat, Seats};
@@ -66,13 +67,18 @@ where
             input,
             seats: Seats::new(config.nprocs * depth),
             stage: Arc::new(Dispatcher {
-                downstream: Arc::new(downstream),
                 executor: Arc::new(executor),
                 config,
                 control,
+                delivery: Arc::new(Delivery {
+                    downstream,
+                    counters: counters.clone(),
+                    pace: pace.clone(),
+                    retries: retries_tx,
+                    crash_retry: config.crash_retry,
+                }),
                 counters,
                 pace,
-                retries: retries_tx,
             }),
             retries,
             idle: None,
