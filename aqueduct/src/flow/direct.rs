@@ -16,6 +16,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use tokio::runtime::Handle;
+use tokio::time::Instant;
 
 use super::batcher::Flush;
 use super::dispatch::Dispatcher;
@@ -34,8 +35,9 @@ type JobFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// A stage, as whoever brings it a task sees it (type-erased over the stage).
 pub(crate) trait DirectEntry<T: TaskField, R: TaskField>: Send + Sync {
     /// Dispatches `envelope` on the stage's idle seat, if it has one and nothing is
-    /// queued; gives the envelope back otherwise.
-    fn try_run(&self, envelope: Envelope<T, R>) -> Result<Running, Envelope<T, R>>;
+    /// queued; gives the envelope back otherwise. `now` is a clock reading the caller
+    /// has just taken (see [`Dispatcher::dispatch`]).
+    fn try_run(&self, envelope: Envelope<T, R>, now: Instant) -> Result<Running, Envelope<T, R>>;
 }
 
 /// A stage's dispatcher and the seat its runner lends.
@@ -72,7 +74,11 @@ where
     D: Downstream<S::Output, R>,
     E: Executor<S>,
 {
-    fn try_run(&self, envelope: Envelope<S::Input, R>) -> Result<Running, Envelope<S::Input, R>> {
+    fn try_run(
+        &self,
+        envelope: Envelope<S::Input, R>,
+        now: Instant,
+    ) -> Result<Running, Envelope<S::Input, R>> {
         // Under load the seat is not on offer: to the queue, without writing anything
         // shared (the upgrade below is two atomic writes other threads contend for).
         if !self.idle.is_offered() {
@@ -103,7 +109,7 @@ where
         } else {
             Flush::Immediate
         };
-        let Some(job) = stage.dispatch(seat.worker, vec![envelope], Some(flush)) else {
+        let Some(job) = stage.dispatch(seat.worker, vec![envelope], Some(flush), now) else {
             // Not admitted (the flow halted, or the deadline passed): its caller is told.
             self.idle.give_back(seat, &self.home);
             return Ok(Running::finished());

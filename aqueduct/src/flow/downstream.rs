@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use super::direct::{DirectEntry, Running};
 use super::envelope::Envelope;
 use super::link::Link;
@@ -33,8 +35,13 @@ pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static 
     /// [`Downstream::push`] for a lone task: the only output of its dispatch, with
     /// nothing queued behind it at its stage. If the next stage is idle, the task is
     /// dispatched on its seat here (see [`super::direct`]), and the job is returned, to
-    /// be run once the pushing job's own seat is given back.
-    fn push_alone(&self, envelope: Envelope<T, R>) -> impl Future<Output = Option<Running>> + Send {
+    /// be run once the pushing job's own seat is given back. `now` is when the task
+    /// was answered, a clock reading just taken.
+    fn push_alone(
+        &self,
+        envelope: Envelope<T, R>,
+        _now: Instant,
+    ) -> impl Future<Output = Option<Running>> + Send {
         async move {
             self.push(envelope).await;
             None
@@ -88,10 +95,10 @@ where
             .await;
     }
 
-    async fn push_alone(&self, envelope: Envelope<Out, R>) -> Option<Running> {
+    async fn push_alone(&self, envelope: Envelope<Out, R>, now: Instant) -> Option<Running> {
         let mut envelope = linked(envelope);
         if let Some(next) = &self.direct {
-            match next.try_run(envelope) {
+            match next.try_run(envelope, now) {
                 Ok(running) => return Some(running),
                 Err(refused) => envelope = refused,
             }

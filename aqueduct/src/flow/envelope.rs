@@ -58,9 +58,8 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
         timeout: Duration,
         priority: usize,
         span: tracing::Span,
+        now: Instant,
     ) -> Self {
-        // One clock reading for both.
-        let now = Instant::now();
         Self {
             task,
             route: Route {

@@ -179,6 +179,9 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     ) -> Answer<'_, Out> {
         use std::sync::atomic::Ordering;
         let inner = &*self.inner;
+        // One clock reading for the call: its deadline, its first dispatch if it finds
+        // the first stage idle, and its duration (with the `metrics` feature).
+        let now = std::time::Instant::now();
         let span = tracing::debug_span!(
             "process",
             flow = inner.name,
@@ -186,12 +189,12 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         );
         let observe = Observe {
             span: (!span.is_none()).then(|| span.clone()),
-            started: cfg!(feature = "metrics").then(std::time::Instant::now),
+            started: cfg!(feature = "metrics").then_some(now),
             metrics: &inner.metrics,
         };
         // Sending is done here, so the task is not kept in the future's state, only what
         // the answer is awaited with.
-        let sent = self.send(task, timeout, priority, span);
+        let sent = self.send(task, timeout, priority, span, now.into());
         Answer::new(sent, &inner.control, observe)
     }
 
@@ -203,6 +206,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         timeout: Duration,
         priority: usize,
         span: tracing::Span,
+        now: tokio::time::Instant,
     ) -> Result<Call<'_, Out>, Error> {
         let inner = &*self.inner;
         if inner.control.state() != FlowState::Running {
@@ -220,7 +224,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         // receiver is dropped: the runner sees the task abandoned, and a result that
         // arrives anyway is dropped with the channel.
         let (reply, receiver) = oneshot::channel();
-        let envelope = Envelope::new(task, reply, timeout, priority, span);
+        let envelope = Envelope::new(task, reply, timeout, priority, span, now);
         let deadline = envelope.deadline();
         let mut job = Running::finished();
         let entering = match &inner.entry_skip {
@@ -240,7 +244,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
                     waited: Duration::ZERO,
                 })
             }
-            _ => match self.run_directly(envelope) {
+            _ => match self.run_directly(envelope, now) {
                 Ok(running) => {
                     job = running;
                     Entering::Entered
@@ -260,10 +264,14 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 
     /// Dispatches `envelope` on the first stage's idle worker, if the stage is idle
     /// (see `direct`); gives it back otherwise, for the queue.
-    fn run_directly(&self, envelope: Envelope<In, Out>) -> Result<Running, Envelope<In, Out>> {
+    fn run_directly(
+        &self,
+        envelope: Envelope<In, Out>,
+        now: tokio::time::Instant,
+    ) -> Result<Running, Envelope<In, Out>> {
         let inner = &*self.inner;
         match &inner.direct {
-            Some(direct) => direct.try_run(envelope),
+            Some(direct) => direct.try_run(envelope, now),
             None => Err(envelope),
         }
     }

@@ -126,7 +126,9 @@ async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
         let (route, Ok(output)) = routes.into_iter().zip(results).next()? else {
             unreachable!("matched as one output");
         };
-        return downstream.push_alone(route.forward(output, answered)).await;
+        return downstream
+            .push_alone(route.forward(output, answered), answered)
+            .await;
     }
     // Together: one lock and one wake-up at the next stage for the whole batch, the
     // failed tasks answered as they are met.

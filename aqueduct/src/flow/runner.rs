@@ -210,7 +210,7 @@ where
                     }
                 },
             };
-            let Some(job) = stage.dispatch(seat.worker, batch, flush) else {
+            let Some(job) = stage.dispatch(seat.worker, batch, flush, Instant::now()) else {
                 seats.put(seat);
                 continue;
             };

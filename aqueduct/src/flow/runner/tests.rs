@@ -185,6 +185,7 @@ impl Harness {
                     Duration::from_secs(60),
                     0,
                     tracing::Span::none(),
+                    tokio::time::Instant::now(),
                 );
                 self.input.try_send(0, envelope).unwrap();
                 answer
