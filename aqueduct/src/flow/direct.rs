@@ -115,11 +115,8 @@ where
             return Ok(Running::finished());
         };
         let (idle, home) = (self.idle.clone(), self.home.clone());
-        // The job's future is made here and moved in, not the job: a future keeps its
-        // arguments, so a job moved in would be held twice (see `Job::run`).
-        let run = job.run();
         let job: JobFuture = Box::pin(async move {
-            let next = run.await;
+            let next = job.await;
             idle.give_back(seat, &home);
             // The task's next stage, entered straight from here: after the seat is back.
             if let Some(next) = next {

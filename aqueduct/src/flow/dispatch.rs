@@ -87,6 +87,7 @@ where
             outcome,
             routes,
             delivery: self.delivery.clone(),
+            delivering: None,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Where a stage's outputs go: the next stage's queue, or back to the caller.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -8,7 +9,7 @@ use tokio::time::Instant;
 use super::direct::{DirectEntry, Running};
 use super::envelope::Envelope;
 use super::link::Link;
-use super::queue::QueueTx;
+use super::queue::{QueueTx, TrySendError};
 use crate::shm::Owned;
 use crate::task::{Task, TaskField};
 
@@ -37,14 +38,30 @@ pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static 
     /// dispatched on its seat here (see [`super::direct`]), and the job is returned, to
     /// be run once the pushing job's own seat is given back. `now` is when the task
     /// was answered, a clock reading just taken.
-    fn push_alone(
-        &self,
-        envelope: Envelope<T, R>,
-        _now: Instant,
-    ) -> impl Future<Output = Option<Running>> + Send {
-        async move {
-            self.push(envelope).await;
-            None
+    ///
+    /// Not a future: the lone task's path is every quiet request's, and a job's future
+    /// (which a caller's job boxes) would carry the room of this one's. Only a wait (a
+    /// full queue) comes back, boxed.
+    fn push_alone(&self, envelope: Envelope<T, R>, _now: Instant) -> Pushed {
+        let this = self.clone();
+        Pushed::Waiting(Box::pin(async move { this.push(envelope).await }))
+    }
+}
+
+/// How a lone task was passed on (see [`Downstream::push_alone`]).
+#[doc(hidden)]
+pub enum Pushed {
+    /// Passed on; with the next stage's job, if the task went straight to its worker.
+    Done(Option<Running>),
+    /// Passed on once this resolves (it waits for room in the next queue).
+    Waiting(Pin<Box<dyn Future<Output = ()> + Send + 'static>>),
+}
+
+impl std::fmt::Debug for Pushed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Done(next) => f.debug_tuple("Done").field(next).finish(),
+            Self::Waiting(_) => f.write_str("Waiting"),
         }
     }
 }
@@ -95,16 +112,25 @@ where
             .await;
     }
 
-    async fn push_alone(&self, envelope: Envelope<Out, R>, now: Instant) -> Option<Running> {
+    fn push_alone(&self, envelope: Envelope<Out, R>, now: Instant) -> Pushed {
         let mut envelope = linked(envelope);
         if let Some(next) = &self.direct {
             match next.try_run(envelope, now) {
-                Ok(running) => return Some(running),
+                Ok(running) => return Pushed::Done(Some(running)),
                 Err(refused) => envelope = refused,
             }
         }
-        let _ = self.queue.send(envelope.route_priority(), envelope).await;
-        None
+        match self.queue.try_send(envelope.route_priority(), envelope) {
+            // A closed queue means the flow was halted; the envelope is dropped with its
+            // task.
+            Ok(()) | Err(TrySendError::Closed(_)) => Pushed::Done(None),
+            Err(TrySendError::Full(envelope)) => {
+                let queue = self.queue.clone();
+                Pushed::Waiting(Box::pin(async move {
+                    let _ = queue.send(envelope.route_priority(), envelope).await;
+                }))
+            }
+        }
     }
 }
 
@@ -122,5 +148,11 @@ impl<R: Task> Downstream<R, R> for Deliver {
     async fn push(&self, envelope: Envelope<R, R>) {
         let (task, route) = envelope.split();
         route.deliver(task);
+    }
+
+    fn push_alone(&self, envelope: Envelope<R, R>, _now: Instant) -> Pushed {
+        let (task, route) = envelope.split();
+        route.deliver(task);
+        Pushed::Done(None)
     }
 }

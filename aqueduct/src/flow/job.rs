@@ -2,12 +2,15 @@
 //! failed, or sent again.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::direct::Running;
-use super::downstream::Downstream;
+use super::downstream::{Downstream, Pushed};
 use super::envelope::{Envelope, Route};
 use super::pace::Pace;
 use crate::exec::{BatchResults, Dispatched};
@@ -32,129 +35,192 @@ pub(super) struct Delivery<S: Stage, R: Task, D> {
     pub crash_retry: bool,
 }
 
-/// One batch handed to its worker: its results awaited, then delivered.
-pub(super) struct Job<S: Stage, R: Task, D, F> {
-    pub worker: usize,
-    pub count: u64,
-    pub sent: Instant,
-    /// The executor's answer for the batch.
-    pub outcome: F,
-    /// Where each task of the batch goes, in order (the executor holds the tasks).
-    pub routes: Vec<Route<R>>,
-    pub delivery: Arc<Delivery<S, R, D>>,
+pin_project! {
+    /// One batch handed to its worker: a future that awaits its outcome and delivers it,
+    /// then gives the job of a lone task that went on straight to the next stage (see
+    /// [`Downstream::push_alone`]), to be run once this job's seat is given back.
+    ///
+    /// Written by hand rather than as an `async fn` because a caller that finds a stage
+    /// idle boxes it (see `direct`): an `async fn` keeps its arguments besides what it
+    /// awaits, so the executor's future was held twice, and with the deliveries' room
+    /// the job took 1.6 KiB, past glibc's fast allocation path. Here the outcome is
+    /// polled in place and a delivery that must wait (a full next queue, or a run of
+    /// tasks) is boxed.
+    pub(super) struct Job<S: Stage, R: Task, D, F> {
+        pub worker: usize,
+        pub count: u64,
+        pub sent: Instant,
+        // The executor's answer for the batch.
+        #[pin]
+        pub outcome: F,
+        // Where each task of the batch goes, in order (the executor holds the tasks).
+        pub routes: Vec<Route<R>>,
+        pub delivery: Arc<Delivery<S, R, D>>,
+        // The delivery, once the outcome is in, if it had to wait.
+        pub delivering: Option<Delivering>,
+    }
 }
 
-impl<S, R, D, F> Job<S, R, D, F>
+/// A delivery that waits (see [`Job`]).
+pub(super) type Delivering = Pin<Box<dyn Future<Output = Option<Running>> + Send + 'static>>;
+
+impl<S, R, D, F> Future for Job<S, R, D, F>
 where
     S: Stage,
     R: Task,
     D: Downstream<S::Output, R>,
     F: Future<Output = Dispatched<S::Input, S::Output>>,
 {
-    /// Awaits the batch's outcome and delivers it; returns the job of a lone task that
-    /// went on straight to the next stage (see [`Downstream::push_alone`]), to be run
-    /// once this job's seat is given back.
-    pub(super) async fn run(self) -> Option<Running> {
-        let routes = self.routes;
-        let delivery = &*self.delivery;
-        match self.outcome.await {
-            Dispatched::Answered { results, compute } => {
-                let answered = Instant::now();
-                delivery
-                    .pace
-                    .record(self.worker, self.sent, answered, self.count);
-                delivery.counters.set_pace(delivery.pace.per_task_ns());
-                // The worker's figure, bounded by the round trip the parent saw.
-                let round_trip = answered - self.sent;
-                let compute = compute.min(round_trip);
-                delivery.counters.answered(compute, round_trip - compute);
-                let pid = delivery.counters.pid(self.worker);
-                return deliver::<S, R, D>(
-                    results,
-                    routes,
-                    &delivery.downstream,
-                    &delivery.counters,
-                    pid,
-                    answered,
-                )
-                .await;
+    type Output = Option<Running>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Running>> {
+        let this = self.project();
+        if this.delivering.is_none() {
+            let outcome = ready!(this.outcome.poll(cx));
+            let routes = std::mem::take(this.routes);
+            let settled = settle(
+                outcome,
+                routes,
+                this.delivery,
+                *this.worker,
+                *this.sent,
+                *this.count,
+            );
+            match settled {
+                Settled::Done(next) => return Poll::Ready(next),
+                Settled::Waiting(delivering) => *this.delivering = Some(delivering),
             }
-            Dispatched::Unrun(tasks) => {
-                // Nothing ran: the whole batch goes again, as it was.
-                let batch = routes
-                    .into_iter()
-                    .zip(tasks)
-                    .map(|(route, task)| route.carry(task));
-                // Boxed, as below: rare, and the send's room would be carried by
-                // every job's future.
-                let _ = Box::pin(delivery.retries.send(batch.collect())).await;
-            }
-            Dispatched::Lost { error, tasks } => {
-                report_lost(S::NAME, &error);
-                // Each task goes again on its own, so that a poison task can take down
-                // no other task twice; one lost twice is failed (and dropped).
-                for (mut route, task) in routes.into_iter().zip(tasks) {
-                    if delivery.crash_retry && route.lost() < MAX_LOSSES {
-                        delivery.counters.retried();
-                        let _ = Box::pin(delivery.retries.send(vec![route.carry(task)])).await;
-                    } else {
-                        delivery.counters.failed();
-                        route.fail(error.clone());
-                    }
-                }
-            }
-            Dispatched::Failed(error) => routes
-                .into_iter()
-                .for_each(|route| route.fail(error.clone())),
         }
-        None
+        let Some(delivering) = this.delivering.as_mut() else {
+            unreachable!("set above");
+        };
+        let next = ready!(delivering.as_mut().poll(cx));
+        *this.delivering = None;
+        Poll::Ready(next)
     }
 }
 
-async fn deliver<S: Stage, R: Task, D: Downstream<S::Output, R>>(
+/// What became of a batch's delivery: done, or under way (see [`Job`]).
+enum Settled {
+    Done(Option<Running>),
+    Waiting(Delivering),
+}
+
+/// Delivers, fails or sends again each task of a batch, by its outcome.
+fn settle<S, R, D>(
+    outcome: Dispatched<S::Input, S::Output>,
+    routes: Vec<Route<R>>,
+    delivery: &Arc<Delivery<S, R, D>>,
+    worker: usize,
+    sent: Instant,
+    count: u64,
+) -> Settled
+where
+    S: Stage,
+    R: Task,
+    D: Downstream<S::Output, R>,
+{
+    match outcome {
+        Dispatched::Answered { results, compute } => {
+            let answered = Instant::now();
+            delivery.pace.record(worker, sent, answered, count);
+            delivery.counters.set_pace(delivery.pace.per_task_ns());
+            // The worker's figure, bounded by the round trip the parent saw.
+            let round_trip = answered - sent;
+            let compute = compute.min(round_trip);
+            delivery.counters.answered(compute, round_trip - compute);
+            return deliver(results, routes, delivery, worker, answered);
+        }
+        Dispatched::Unrun(tasks) => {
+            // Nothing ran: the whole batch goes again, as it was. (The retries channel
+            // is unbounded: only a stopped runner refuses, and then the batch drops.)
+            let batch = routes
+                .into_iter()
+                .zip(tasks)
+                .map(|(route, task)| route.carry(task));
+            let _ = delivery.retries.try_send(batch.collect());
+        }
+        Dispatched::Lost { error, tasks } => {
+            report_lost(S::NAME, &error);
+            // Each task goes again on its own, so that a poison task can take down
+            // no other task twice; one lost twice is failed (and dropped).
+            for (mut route, task) in routes.into_iter().zip(tasks) {
+                if delivery.crash_retry && route.lost() < MAX_LOSSES {
+                    delivery.counters.retried();
+                    let _ = delivery.retries.try_send(vec![route.carry(task)]);
+                } else {
+                    delivery.counters.failed();
+                    route.fail(error.clone());
+                }
+            }
+        }
+        Dispatched::Failed(error) => routes
+            .into_iter()
+            .for_each(|route| route.fail(error.clone())),
+    }
+    Settled::Done(None)
+}
+
+/// Passes a batch's outputs on and answers its failed tasks.
+fn deliver<S, R, D>(
     results: BatchResults<Owned<S::Output>>,
     routes: Vec<Route<R>>,
-    downstream: &D,
-    counters: &StageCounters,
-    pid: u32,
+    delivery: &Arc<Delivery<S, R, D>>,
+    worker: usize,
     answered: Instant,
-) -> Option<Running> {
+) -> Settled
+where
+    S: Stage,
+    R: Task,
+    D: Downstream<S::Output, R>,
+{
     // A lone task, with nothing queued behind it at this stage (under load, the next
     // stage's queue is the way): if the next stage is idle, it is dispatched there
     // straight, and its job comes back to run after this one.
-    if matches!(results.as_slice(), [Ok(_)]) && counters.queued() == 0 {
-        let (route, Ok(output)) = routes.into_iter().zip(results).next()? else {
+    if matches!(results.as_slice(), [Ok(_)]) && delivery.counters.queued() == 0 {
+        let Some((route, Ok(output))) = routes.into_iter().zip(results).next() else {
             unreachable!("matched as one output");
         };
-        return downstream
-            .push_alone(route.forward(output, answered), answered)
-            .await;
+        let envelope = route.forward(output, answered);
+        return match delivery.downstream.push_alone(envelope, answered) {
+            Pushed::Done(next) => Settled::Done(next),
+            Pushed::Waiting(wait) => Settled::Waiting(Box::pin(async move {
+                wait.await;
+                None
+            })),
+        };
     }
     // Together: one lock and one wake-up at the next stage for the whole batch, the
     // failed tasks answered as they are met.
-    let mut reported: Option<String> = None;
-    let outputs = routes
-        .into_iter()
-        .zip(results)
-        .filter_map(move |(route, result)| match result {
-            Ok(output) => Some(route.forward(output, answered)),
-            Err(message) => {
-                counters.failed();
-                // A failure of a whole handler call repeats its message for each task of
-                // the call; it is one failure, reported once.
-                if reported.as_deref() != Some(message.as_str()) {
-                    report_failed(S::NAME, pid, &message);
-                    reported = Some(message.clone());
-                }
-                route.fail(Error::Handler {
-                    stage: S::NAME,
-                    message,
+    let delivery = delivery.clone();
+    Settled::Waiting(Box::pin(async move {
+        let pid = delivery.counters.pid(worker);
+        let counters = &delivery.counters;
+        let mut reported: Option<String> = None;
+        let outputs =
+            routes
+                .into_iter()
+                .zip(results)
+                .filter_map(move |(route, result)| match result {
+                    Ok(output) => Some(route.forward(output, answered)),
+                    Err(message) => {
+                        counters.failed();
+                        // A failure of a whole handler call repeats its message for each task
+                        // of the call; it is one failure, reported once.
+                        if reported.as_deref() != Some(message.as_str()) {
+                            report_failed(S::NAME, pid, &message);
+                            reported = Some(message.clone());
+                        }
+                        route.fail(Error::Handler {
+                            stage: S::NAME,
+                            message,
+                        });
+                        None
+                    }
                 });
-                None
-            }
-        });
-    downstream.push_all(outputs).await;
-    None
+        delivery.downstream.push_all(outputs).await;
+        None
+    }))
 }
 
 /// One ERROR event for a handler's error or panic, with its stage and worker (pid 0

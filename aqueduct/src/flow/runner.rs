@@ -218,7 +218,7 @@ where
                 // Nothing else is waiting (quiet), or the only worker takes no other batch
                 // until this one is delivered: run it here, saving a task spawn and two
                 // wake-ups.
-                let next = job.run().await;
+                let next = job.await;
                 seats.put(seat);
                 // A task gone straight on to the next stage: its job runs on its own,
                 // so this stage goes on meanwhile.
@@ -227,10 +227,8 @@ where
                 }
             } else {
                 let home = seats.home();
-                // The job's future moves in, not the job (which it holds already).
-                let run = job.run();
                 tokio::spawn(async move {
-                    let next = run.await;
+                    let next = job.await;
                     home.put(seat);
                     if let Some(next) = next {
                         next.await;
