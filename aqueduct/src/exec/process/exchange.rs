@@ -8,7 +8,7 @@
 //! never by a word the worker writes: a worker that stops taking requests, whatever its
 //! control region says, is killed after the take timeout.
 
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::time::{sleep_until, Instant};
@@ -72,7 +72,28 @@ impl Drop for Ticket {
             lanes.freed_at = Some(Instant::now());
         }
         drop(lanes);
-        self.conn.freed.notify_waiters();
+        // A dispatch that starts watching after this load registered for `freed` before
+        // it locks `lanes` to read its clocks, so it sees the lane freed (the lock orders
+        // the two); one that started before is counted here.
+        if self.conn.freed_watchers.load(Ordering::SeqCst) != 0 {
+            self.conn.freed.notify_waiters();
+        }
+    }
+}
+
+/// Counts a dispatch as watching `freed` while it lives (see [`Ticket`]'s drop).
+struct WatchingFreed<'a>(&'a AtomicUsize);
+
+impl<'a> WatchingFreed<'a> {
+    fn new(watchers: &'a AtomicUsize) -> Self {
+        watchers.fetch_add(1, Ordering::SeqCst);
+        Self(watchers)
+    }
+}
+
+impl Drop for WatchingFreed<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -113,6 +134,7 @@ async fn sleep_until_answered(shared: &Shared, ticket: &Ticket) -> Result<(), Fa
     let (conn, seq) = (&*ticket.conn, ticket.seq);
     let (ctl, geometry) = (&conn.ctl, &shared.geometry);
     let mut exit = conn.exit.clone();
+    let _watching = WatchingFreed::new(&conn.freed_watchers);
     loop {
         // Two dispatches may wait on one worker, and whichever drains its eventfd takes
         // the wake-up from the other: the drainer tells the others through `drained`.

@@ -22,7 +22,7 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, ErrorKind, Write as _};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tracing::field::{Field, Visit};
@@ -120,6 +120,9 @@ impl Subscriber for LineSubscriber {
 #[derive(Debug, Default)]
 pub(crate) struct SpanBook {
     lent: Mutex<Vec<Lent>>,
+    /// Whether `lent` holds anything, readable without the lock: with nobody observing,
+    /// nothing is ever lent, and an answer need not take the lock.
+    any: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -148,10 +151,16 @@ impl SpanBook {
             read: 0,
             written: None,
         });
+        self.any.store(true, Ordering::Release);
     }
 
     /// The worker answered request `seq` and says it wrote `lines` lines meanwhile.
     pub(crate) fn answered(&self, seq: u64, lines: u32) {
+        // A span lent for `seq` was lent before the request was published, so before
+        // its answer was read: it is seen here.
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
         let mut lent = crate::sync::lock(&self.lent);
         if let Some(at) = lent.iter().position(|entry| entry.seq == seq) {
             if lent[at].read >= lines {

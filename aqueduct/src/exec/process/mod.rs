@@ -34,7 +34,7 @@ mod worker;
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +80,9 @@ struct Conn {
     drained: Notify,
     /// Signalled when a lane is freed: the request behind it is the worker's next one.
     freed: Notify,
+    /// Dispatches sleeping on `freed`: a freed lane signals only if there are any (the
+    /// signal takes the notification's lock, on every answer of a lone request).
+    freed_watchers: AtomicUsize,
     /// Whether the worker answered a request (its restart then needs no backoff).
     served: AtomicBool,
     scratch: Scratch,

@@ -4,7 +4,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -256,6 +256,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
             lanes: Mutex::default(),
             drained: Notify::new(),
             freed: Notify::new(),
+            freed_watchers: AtomicUsize::new(0),
             served: AtomicBool::new(false),
             exit: exit_rx,
             kill: Notify::new(),
