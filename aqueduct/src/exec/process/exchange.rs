@@ -271,6 +271,7 @@ pub(super) fn publish<T: TaskField>(
         published_ns,
     );
     lanes.last = seq;
+    conn.last_published.store(seq, Ordering::Release);
     lanes.held[lane] = Some(seq);
     drop(lanes);
     fence(Ordering::SeqCst);

@@ -34,7 +34,7 @@ mod worker;
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +88,8 @@ struct Conn {
     scratch: Scratch,
     /// What was published to the worker; locked while a request is written.
     lanes: Mutex<Lanes>,
+    /// `lanes.last`, readable without the lock (every answer is checked against it).
+    last_published: AtomicU64,
     /// Set by the supervisor when the process has exited (and been reaped).
     exit: watch::Receiver<Option<Exit>>,
     /// Asks the supervisor to kill the process.
@@ -112,6 +114,8 @@ struct Shared {
     output_handles: Vec<usize>,
     slots: Vec<Slot>,
     closing: watch::Sender<bool>,
+    /// `closing`'s value, readable without its lock (every dispatch looks).
+    closed: AtomicBool,
     counters: Arc<StageCounters>,
     supervisors: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -161,6 +165,7 @@ impl<S: Stage> ProcessExecutor<S> {
                 })
                 .collect(),
             closing: watch::Sender::new(false),
+            closed: AtomicBool::new(false),
             counters,
             supervisors: Mutex::new(Vec::new()),
         });
@@ -184,7 +189,19 @@ impl<S: Stage> ProcessExecutor<S> {
 
 impl<S: Stage> Drop for ProcessExecutor<S> {
     fn drop(&mut self) {
-        self.shared.closing.send_replace(true);
+        self.shared.close();
+    }
+}
+
+impl Shared {
+    /// The stage is closing: no more dispatches, and the supervisors end their workers.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.closing.send_replace(true);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 }
 
@@ -214,7 +231,7 @@ where
         // they were made. A worker that is down (restarting) gives the batch back at
         // once, for a worker that is up.
         let conn = shared.slots[worker].current.borrow().clone();
-        let published = conn.filter(|_| !*shared.closing.borrow()).map(|conn| {
+        let published = conn.filter(|_| !shared.is_closed()).map(|conn| {
             let ticket = publish(shared.geometry, &conn, Owned::as_tasks(&batch), span, sent);
             (conn, ticket)
         });
@@ -237,7 +254,7 @@ where
     }
 
     async fn shutdown(&self) {
-        self.shared.closing.send_replace(true);
+        self.shared.close();
         let supervisors = std::mem::take(&mut *lock(&self.shared.supervisors));
         for supervisor in supervisors {
             let _ = supervisor.await;
@@ -257,7 +274,7 @@ async fn dispatch<S: Stage>(
     published: Option<Published>,
 ) -> Dispatched<S::Input, S::Output> {
     let Some((conn, ticket)) = published else {
-        if *shared.closing.borrow() {
+        if shared.is_closed() {
             return Dispatched::Failed(Error::Stopped);
         }
         return Dispatched::Unrun(batch);
@@ -270,7 +287,7 @@ async fn dispatch<S: Stage>(
                     geometry: shared.geometry,
                     lane: ticket.lane,
                     seq: ticket.seq,
-                    published: lock(&conn.lanes).last,
+                    published: conn.last_published.load(Ordering::Acquire),
                     output_handles: &shared.output_handles,
                     scratch: &conn.scratch,
                 };

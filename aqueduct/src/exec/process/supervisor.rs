@@ -4,7 +4,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -254,6 +254,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
             resp,
             scratch,
             lanes: Mutex::default(),
+            last_published: AtomicU64::new(0),
             drained: Notify::new(),
             freed: Notify::new(),
             freed_watchers: AtomicUsize::new(0),
