@@ -271,3 +271,51 @@ async fn lone_tasks_through_quiet_thread_stages_some_failing_are_answered_right(
         .unwrap();
     lone_calls_through(flow).await;
 }
+
+static PASSER_SEEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+static NARROW_GATE: Gate = Gate::new();
+
+#[aqueduct::handler(isolation = "thread")]
+fn passer(job: &mut Job) {
+    PASSER_SEEN.lock().unwrap().push(job.id);
+}
+
+/// A queue of one task; job 0 waits at the gate.
+#[aqueduct::handler(isolation = "thread", queue_size = 1)]
+fn narrow(job: &mut Job) {
+    if job.id == 0 {
+        NARROW_GATE.wait();
+    }
+    job.id += 100;
+}
+
+#[tokio::test]
+async fn a_lone_task_meeting_a_full_next_queue_waits_for_room_and_holds_its_stage() {
+    let flow = aqueduct::flow!(passer -> narrow).start().await.unwrap();
+    let passed = |id| PASSER_SEEN.lock().unwrap().contains(&id);
+    // Job 0 runs in the second stage, held; job 1 fills its queue of one.
+    let held = spawn_call(&flow, 0);
+    until(LIMIT, || NARROW_GATE.waiting() == 1).await;
+    let first_queued = spawn_call(&flow, 1);
+    until(LIMIT, || passed(1) && flow.stats()[1].queued == 1).await;
+    // Job 2 passes the first stage alone and finds the next queue full: its job waits
+    // for room, holding the first stage's worker, so job 3 waits in the first queue.
+    let waiting = spawn_call(&flow, 2);
+    until(LIMIT, || passed(2)).await;
+    let behind = spawn_call(&flow, 3);
+    until(LIMIT, || flow.stats()[0].queued == 1).await;
+    assert!(
+        !passed(3),
+        "the first stage's worker is held by job 2's delivery"
+    );
+    NARROW_GATE.open();
+    for (call, id) in [(held, 0), (first_queued, 1), (waiting, 2), (behind, 3)] {
+        assert_eq!(call.await.unwrap(), Ok(id + 100), "job {id}");
+    }
+    assert_eq!(
+        *PASSER_SEEN.lock().unwrap(),
+        [0, 1, 2, 3],
+        "each ran once, in order"
+    );
+    flow.stop(true).await;
+}

@@ -34,20 +34,26 @@ pub(crate) fn monotonic_ns_at(at: Instant) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn an_instant_maps_onto_the_monotonic_clock() {
+    fn an_instant_maps_onto_the_monotonic_clock_after_and_before_the_anchor() {
+        // The anchor is taken by the first mapping; the instants below come later, some
+        // milliseconds on (a gap a mapping that ignored them would show).
+        monotonic_ns_at(Instant::now());
+        std::thread::sleep(Duration::from_millis(5));
         let before = monotonic_ns();
         let at = Instant::now();
         let after = monotonic_ns();
         let mapped = monotonic_ns_at(at);
-        // The anchor's two readings are a few microseconds apart at most.
+        // The anchor's two readings are microseconds apart at most.
         let slack = 1_000_000;
         assert!(
             mapped + slack >= before && mapped <= after + slack,
             "{before} <= {mapped} <= {after}"
         );
-        let earlier = at - std::time::Duration::from_millis(5);
-        assert_eq!(mapped - monotonic_ns_at(earlier), 5_000_000);
+        // An instant before the anchor maps as well.
+        let earlier = at - Duration::from_millis(20);
+        assert_eq!(mapped - monotonic_ns_at(earlier), 20_000_000);
     }
 }
