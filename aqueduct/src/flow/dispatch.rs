@@ -80,15 +80,14 @@ where
         // Handed to the worker here, before any task is spawned, so that one worker
         // sees dispatches in the order they were made.
         let outcome = self.executor.run(worker, tasks, quiet, span, now);
-        Some(Job {
+        Some(Job::new(
             worker,
             count,
-            sent: now,
+            now,
             outcome,
             routes,
-            delivery: self.delivery.clone(),
-            delivering: None,
-        })
+            self.delivery.clone(),
+        ))
     }
 
     /// The flow serves a single request and this stage is fast (< 100 us a task): the

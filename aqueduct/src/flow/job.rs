@@ -47,22 +47,45 @@ pin_project! {
     /// polled in place and a delivery that must wait (a full next queue, or a run of
     /// tasks) is boxed.
     pub(super) struct Job<S: Stage, R: Task, D, F> {
-        pub worker: usize,
-        pub count: u64,
-        pub sent: Instant,
+        worker: usize,
+        count: u64,
+        sent: Instant,
         // The executor's answer for the batch.
         #[pin]
-        pub outcome: F,
+        outcome: F,
         // Where each task of the batch goes, in order (the executor holds the tasks).
-        pub routes: Vec<Route<R>>,
-        pub delivery: Arc<Delivery<S, R, D>>,
+        routes: Vec<Route<R>>,
+        delivery: Arc<Delivery<S, R, D>>,
         // The delivery, once the outcome is in, if it had to wait.
-        pub delivering: Option<Delivering>,
+        delivering: Option<Delivering>,
     }
 }
 
 /// A delivery that waits (see [`Job`]).
-pub(super) type Delivering = Pin<Box<dyn Future<Output = Option<Running>> + Send + 'static>>;
+type Delivering = Pin<Box<dyn Future<Output = Option<Running>> + Send + 'static>>;
+
+impl<S: Stage, R: Task, D, F> Job<S, R, D, F> {
+    /// The job of `count` tasks handed to `worker` at `sent`, whose answer is `outcome`
+    /// and whose tasks go where `routes` say, in order (the executor holds the tasks).
+    pub(super) fn new(
+        worker: usize,
+        count: u64,
+        sent: Instant,
+        outcome: F,
+        routes: Vec<Route<R>>,
+        delivery: Arc<Delivery<S, R, D>>,
+    ) -> Self {
+        Self {
+            worker,
+            count,
+            sent,
+            outcome,
+            routes,
+            delivery,
+            delivering: None,
+        }
+    }
+}
 
 impl<S, R, D, F> Future for Job<S, R, D, F>
 where
