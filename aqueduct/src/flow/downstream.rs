@@ -156,3 +156,66 @@ impl<R: Task> Downstream<R, R> for Deliver {
         Pushed::Done(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::flow::queue;
+    use crate::Error;
+
+    #[crate::task(crate = "crate")]
+    #[derive(Debug)]
+    struct Item {
+        n: u64,
+    }
+
+    type Answer = tokio::sync::oneshot::Receiver<Result<Owned<Item>, Error>>;
+
+    fn envelope(n: u64) -> (Envelope<Item, Item>, Answer) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let envelope = Envelope::new(
+            Owned::new(Item { n }),
+            reply,
+            Duration::from_secs(60),
+            0,
+            tracing::Span::none(),
+            Instant::now(),
+        );
+        (envelope, answer)
+    }
+
+    #[tokio::test]
+    async fn a_lone_task_meeting_a_full_queue_waits_and_goes_in_when_room_is_made() {
+        let (queue, input) = queue::bounded(1, 1);
+        let forward = Forward::<Item, Item>::new(queue, None);
+        let (first, _first_answer) = envelope(1);
+        assert!(matches!(
+            forward.push_alone(first, Instant::now()),
+            Pushed::Done(None)
+        ));
+        let (second, _second_answer) = envelope(2);
+        let Pushed::Waiting(wait) = forward.push_alone(second, Instant::now()) else {
+            panic!("the queue is full: the task must wait for room");
+        };
+        let waiting = tokio::spawn(wait);
+        assert_eq!(input.try_recv().map(|envelope| envelope.task().n), Some(1));
+        waiting.await.unwrap();
+        assert_eq!(
+            input.try_recv().map(|envelope| envelope.task().n),
+            Some(2),
+            "queued once room was made, not dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lone_last_output_is_answered_at_once() {
+        let (last, answer) = envelope(3);
+        assert!(matches!(
+            Deliver.push_alone(last, Instant::now()),
+            Pushed::Done(None)
+        ));
+        assert_eq!(answer.await.unwrap().map(|out| out.n), Ok(3));
+    }
+}
