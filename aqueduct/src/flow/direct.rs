@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
+use pin_project_lite::pin_project;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
@@ -23,7 +24,7 @@ use super::dispatch::Dispatcher;
 use super::downstream::Downstream;
 use super::envelope::Envelope;
 use super::idle::IdleSeat;
-use super::seats::Home;
+use super::seats::{Home, Seat};
 use crate::exec::Executor;
 use crate::task::TaskField;
 use crate::{Stage, Task};
@@ -114,16 +115,43 @@ where
             self.idle.give_back(seat, &self.home);
             return Ok(Running::finished());
         };
-        let (idle, home) = (self.idle.clone(), self.home.clone());
-        let job: JobFuture = Box::pin(async move {
-            let next = job.await;
-            idle.give_back(seat, &home);
-            // The task's next stage, entered straight from here: after the seat is back.
-            if let Some(next) = next {
-                next.await;
-            }
+        let job: JobFuture = Box::pin(OnLentSeat {
+            job,
+            seat: Some((seat, self.idle.clone(), self.home.clone())),
+            next: Running::finished(),
         });
         Ok(Running(Some((job, self.runtime.clone()))))
+    }
+}
+
+pin_project! {
+    /// A job on a lent seat: the seat goes back when the job is done, then the task's
+    /// next stage, entered straight from here, runs. (Written by hand: an `async` block
+    /// would hold the job twice, as it was moved in and as it is awaited.)
+    struct OnLentSeat<J> {
+        #[pin]
+        job: J,
+        // The seat, until the job is done.
+        seat: Option<(Seat, Arc<IdleSeat>, Arc<Home>)>,
+        next: Running,
+    }
+}
+
+impl<J: Future<Output = Option<Running>>> Future for OnLentSeat<J> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.seat.is_some() {
+            let next = std::task::ready!(this.job.poll(cx));
+            if let Some((seat, idle, home)) = this.seat.take() {
+                idle.give_back(seat, &home);
+            }
+            if let Some(next) = next {
+                *this.next = next;
+            }
+        }
+        Pin::new(this.next).poll(cx)
     }
 }
 
