@@ -1,5 +1,6 @@
-//! Locking that survives a panic elsewhere.
+//! Locking that survives a panic elsewhere, and the small shared-state helpers beside it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Locks `mutex`, ignoring poisoning: the runtime never leaves shared state half-updated
@@ -23,5 +24,24 @@ impl<T> std::ops::Deref for Padded<T> {
 
     fn deref(&self) -> &T {
         &self.0
+    }
+}
+
+/// Counts itself in a count while it lives: of things under way (a flow's calls, the
+/// dispatches asleep on a worker) that another thread reads to decide whether to act.
+/// `SeqCst`, because such readers pair the count with a flag or a lock of their own.
+#[derive(Debug)]
+pub(crate) struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    pub(crate) fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -16,10 +16,11 @@ use pin_project_lite::pin_project;
 use tokio::sync::futures::Notified;
 use tokio::sync::oneshot;
 
-use super::control::{Control, InFlight};
+use super::control::Control;
 use super::direct::Running;
 use crate::metrics::FlowMetrics;
 use crate::shm::Owned;
+use crate::sync::Counted;
 use crate::{Error, Task};
 
 /// A call whose task was handed to the flow (see `Flow::send`).
@@ -31,7 +32,7 @@ pub(super) struct Call<'a, Out: Task> {
     pub deadline: tokio::time::Instant,
     pub timeout: Duration,
     /// Counts the call as under way until the call ends (answered, or dropped).
-    pub _in_flight: InFlight<'a>,
+    pub _in_flight: Counted<'a>,
 }
 
 /// A task on its way into the first stage's queue (see `Flow::enter`).

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
 use super::deadlines::Deadlines;
-use crate::sync::Padded;
+use crate::sync::{Counted, Padded};
 
 /// Where a flow is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +46,12 @@ impl Control {
     }
 
     /// Counts a `process` call until the returned guard drops.
-    pub(crate) fn enter(&self) -> InFlight<'_> {
-        // `SeqCst`, with the load in `in_flight`: the deadlines' ticker sleeps only when it
-        // sees no call, or the call sees it asleep and wakes it.
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    pub(crate) fn enter(&self) -> Counted<'_> {
+        // Counted first (`SeqCst`, with the load in `in_flight`): the deadlines' ticker
+        // sleeps only when it sees no call, or the call sees it asleep and wakes it.
+        let call = Counted::new(&self.in_flight);
         self.deadlines.call_began();
-        InFlight(&self.in_flight.0)
+        call
     }
 
     /// `process` calls under way now.
@@ -118,14 +118,5 @@ impl Control {
         if !self.is_halted() {
             halting.await;
         }
-    }
-}
-
-/// One `process` call under way (see [`Control::enter`]).
-pub(crate) struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

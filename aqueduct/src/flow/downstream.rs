@@ -54,8 +54,11 @@ pub enum Pushed {
     /// Passed on; with the next stage's job, if the task went straight to its worker.
     Done(Option<Running>),
     /// Passed on once this resolves (it waits for room in the next queue).
-    Waiting(Pin<Box<dyn Future<Output = ()> + Send + 'static>>),
+    Waiting(Waiting),
 }
+
+/// A hand-over that waits for room (boxed: the rare case, kept out of every job's room).
+pub type Waiting = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 impl std::fmt::Debug for Pushed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

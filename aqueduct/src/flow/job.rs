@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::direct::Running;
-use super::downstream::{Downstream, Pushed};
+use super::downstream::{Downstream, Pushed, Waiting};
 use super::envelope::{Envelope, Route};
 use super::pace::Pace;
 use crate::exec::{BatchResults, Dispatched};
@@ -56,13 +56,11 @@ pin_project! {
         // Where each task of the batch goes, in order (the executor holds the tasks).
         routes: Vec<Route<R>>,
         delivery: Arc<Delivery<S, R, D>>,
-        // The delivery, once the outcome is in, if it had to wait.
-        delivering: Option<Delivering>,
+        // The delivery, once the outcome is in, if it had to wait (it then gives no
+        // next job: only a lone task goes straight on, and only when it need not wait).
+        delivering: Option<Waiting>,
     }
 }
-
-/// A delivery that waits (see [`Job`]).
-type Delivering = Pin<Box<dyn Future<Output = Option<Running>> + Send + 'static>>;
 
 impl<S: Stage, R: Task, D, F> Job<S, R, D, F> {
     /// The job of `count` tasks handed to `worker` at `sent`, whose answer is `outcome`
@@ -117,16 +115,16 @@ where
         let Some(delivering) = this.delivering.as_mut() else {
             unreachable!("set above");
         };
-        let next = ready!(delivering.as_mut().poll(cx));
+        ready!(delivering.as_mut().poll(cx));
         *this.delivering = None;
-        Poll::Ready(next)
+        Poll::Ready(None)
     }
 }
 
 /// What became of a batch's delivery: done, or under way (see [`Job`]).
 enum Settled {
     Done(Option<Running>),
-    Waiting(Delivering),
+    Waiting(Waiting),
 }
 
 /// Delivers, fails or sends again each task of a batch, by its outcome.
@@ -207,10 +205,7 @@ where
         let envelope = route.forward(output, answered);
         return match delivery.downstream.push_alone(envelope, answered) {
             Pushed::Done(next) => Settled::Done(next),
-            Pushed::Waiting(wait) => Settled::Waiting(Box::pin(async move {
-                wait.await;
-                None
-            })),
+            Pushed::Waiting(wait) => Settled::Waiting(wait),
         };
     }
     // Together: one lock and one wake-up at the next stage for the whole batch, the
@@ -242,7 +237,6 @@ where
                     }
                 });
         delivery.downstream.push_all(outputs).await;
-        None
     }))
 }
 

@@ -8,7 +8,7 @@
 //! never by a word the worker writes: a worker that stops taking requests, whatever its
 //! control region says, is killed after the take timeout.
 
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use tokio::time::{sleep_until, Instant};
@@ -19,7 +19,7 @@ use super::{Conn, Exit, Shared};
 use crate::exec::{poll_within, QUIET_SPIN};
 use crate::metrics::RestartCause;
 use crate::platform::clock;
-use crate::sync::lock;
+use crate::sync::{lock, Counted};
 use crate::task::TaskField;
 
 /// How often a parent waiting for an answer looks without being woken: the worker
@@ -81,22 +81,6 @@ impl Drop for Ticket {
     }
 }
 
-/// Counts a dispatch as watching `freed` while it lives (see [`Ticket`]'s drop).
-struct WatchingFreed<'a>(&'a AtomicUsize);
-
-impl<'a> WatchingFreed<'a> {
-    fn new(watchers: &'a AtomicUsize) -> Self {
-        watchers.fetch_add(1, Ordering::SeqCst);
-        Self(watchers)
-    }
-}
-
-impl Drop for WatchingFreed<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl Ticket {
     /// Since when the worker has had nothing older to run than this request (by the
     /// parent's records); `None` while an older request of the worker is unanswered.
@@ -134,7 +118,8 @@ async fn sleep_until_answered(shared: &Shared, ticket: &Ticket) -> Result<(), Fa
     let (conn, seq) = (&*ticket.conn, ticket.seq);
     let (ctl, geometry) = (&conn.ctl, &shared.geometry);
     let mut exit = conn.exit.clone();
-    let _watching = WatchingFreed::new(&conn.freed_watchers);
+    // Counted as watching `freed` while it sleeps (see the ticket's drop).
+    let _watching = Counted::new(&conn.freed_watchers);
     loop {
         // Two dispatches may wait on one worker, and whichever drains its eventfd takes
         // the wake-up from the other: the drainer tells the others through `drained`.
