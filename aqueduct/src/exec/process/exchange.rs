@@ -247,6 +247,11 @@ pub(super) fn publish<T: TaskField>(
     let seq = lanes.last + 1;
     conn.spans.lend(seq, span);
     let published_ns = clock::monotonic_ns_at(sent.into_std());
+    // Counted as published before the worker can see it: an answer read with this
+    // number in `resp_seq` then also finds it here (Release, paired with the Acquire in
+    // `wire::check_answer`, through the worker's reading of `req_seq`).
+    lanes.last = seq;
+    conn.last_published.store(seq, Ordering::Release);
     wire::write_request(
         ctl,
         &geometry,
@@ -255,8 +260,6 @@ pub(super) fn publish<T: TaskField>(
         bytemuck::cast_slice(batch),
         published_ns,
     );
-    lanes.last = seq;
-    conn.last_published.store(seq, Ordering::Release);
     lanes.held[lane] = Some(seq);
     drop(lanes);
     fence(Ordering::SeqCst);

@@ -287,7 +287,7 @@ async fn dispatch<S: Stage>(
                     geometry: shared.geometry,
                     lane: ticket.lane,
                     seq: ticket.seq,
-                    published: conn.last_published.load(Ordering::Acquire),
+                    published: &conn.last_published,
                     output_handles: &shared.output_handles,
                     scratch: &conn.scratch,
                 };

@@ -2,6 +2,7 @@
 //! control region is shared with a process that may be buggy.
 
 use std::ops::Range;
+use std::sync::atomic::AtomicU64;
 
 use super::channel::Region;
 use super::wire::{self, Geometry, Read};
@@ -21,8 +22,9 @@ pub(super) struct Answer<'a> {
     pub lane: usize,
     /// The request's number.
     pub seq: u64,
-    /// The number of the last request published to the worker.
-    pub published: u64,
+    /// The number of the last request published to the worker (read after the
+    /// response, see [`wire::check_answer`]).
+    pub published: &'a AtomicU64,
     /// Byte offsets of the arena handles inside an output task.
     pub output_handles: &'a [usize],
     pub scratch: &'a Scratch,

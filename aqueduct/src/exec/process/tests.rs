@@ -1,4 +1,4 @@
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::results::{handle_offsets, take_results, Answer};
 use super::wire::{Outcome, Taken};
@@ -53,6 +53,8 @@ struct Fixture {
     offsets: Vec<usize>,
     scratch: Scratch,
     batch: Vec<WithHandles>,
+    /// The parent's number of the last request published to the worker.
+    published: AtomicU64,
 }
 
 impl Fixture {
@@ -75,6 +77,7 @@ impl Fixture {
             offsets: handle_offsets::<WithHandles>().unwrap(),
             scratch: Scratch::create(SCRATCH).unwrap(),
             batch,
+            published: AtomicU64::new(SEQ),
         };
         // A well-formed answer: the input echoed back.
         fixture.answer(SEQ, bytemuck::bytes_of(&fixture.batch[0]));
@@ -91,19 +94,21 @@ impl Fixture {
         self.ctl.slot(&self.geometry, LANE, 0)
     }
 
+    /// Where the answer to the fixture's request lies, as its dispatch sees it.
+    fn answer_to_take(&self) -> Answer<'_> {
+        Answer {
+            ctl: &self.ctl,
+            geometry: self.geometry,
+            lane: LANE,
+            seq: SEQ,
+            published: &self.published,
+            output_handles: &self.offsets,
+            scratch: &self.scratch,
+        }
+    }
+
     fn take(&self) -> Result<BatchResults<Owned<WithHandles>>, String> {
-        take_results::<Echo>(
-            &Answer {
-                ctl: &self.ctl,
-                geometry: self.geometry,
-                lane: LANE,
-                seq: SEQ,
-                published: SEQ,
-                output_handles: &self.offsets,
-                scratch: &self.scratch,
-            },
-            &self.batch,
-        )
+        take_results::<Echo>(&self.answer_to_take(), &self.batch)
     }
 }
 
@@ -111,6 +116,25 @@ impl Fixture {
 fn a_well_formed_response_is_accepted() {
     let results = Fixture::new().take().unwrap();
     assert_eq!(results.len(), 1);
+    assert_eq!(results[0].as_ref().unwrap().id, 1);
+}
+
+/// A dispatch on another thread may publish the worker's next request, and the worker
+/// answer it, between the moment this answer is found and the moment it is checked. The
+/// newer response number is then no violation: once it failed such answers under load
+/// (`response number 84 is ahead of the last request's 82`), the count of published
+/// requests having been read before the response number.
+#[test]
+fn an_answer_checked_while_the_next_request_is_published_and_answered_is_accepted() {
+    let fixture = Fixture::new();
+    let answer = fixture.answer_to_take();
+    fixture.published.store(SEQ + 1, Ordering::Release);
+    fixture
+        .ctl
+        .header()
+        .resp_seq
+        .store(SEQ + 1, Ordering::Release);
+    let results = take_results::<Echo>(&answer, &fixture.batch).unwrap();
     assert_eq!(results[0].as_ref().unwrap().id, 1);
 }
 

@@ -492,16 +492,24 @@ pub(crate) enum Read {
 }
 
 /// Parent: checks that the answer in `lane` is the answer to request `seq` of `count`
-/// tasks, none of them newer than `published` (the last request it wrote).
+/// tasks, none of them newer than `published` (the number of the last request written,
+/// which the parent sets before it publishes a request).
+///
+/// `published` is read *after* the response number: a dispatch on another thread may
+/// publish, and the worker answer, more requests while this one is checked, and a
+/// response number read later than the count it is compared with would be taken for a
+/// worker answering what was never sent (seen under load before it was read in this
+/// order).
 pub(crate) fn check_answer(
     ctl: &Region,
     geometry: &Geometry,
     lane: usize,
     seq: u64,
     count: usize,
-    published: u64,
+    published: &AtomicU64,
 ) -> Result<(), String> {
     let resp_seq = ctl.header().resp_seq.load(Ordering::Acquire);
+    let published = published.load(Ordering::Acquire);
     if resp_seq > published {
         return Err(format!(
             "response number {resp_seq} is ahead of the last request's {published}"
