@@ -123,39 +123,52 @@ async fn a_worker_killed_with_a_dispatch_queued_behind_loses_nothing() {
         .await
         .unwrap();
     }
-    const TASKS: u64 = 6000;
-    let fatal = |id: u64| id % 1000 == 500;
-    let calls: Vec<_> = (0..TASKS)
-        .map(|id| {
-            let flow = flow.clone();
-            tokio::spawn(async move {
-                let shot = Shot {
-                    id,
-                    fatal: fatal(id) as u64,
-                    doubled: 0,
-                };
-                flow.process(shot).await
-            })
-        })
-        .collect();
+    // Waves of 1000 calls in flight, one fatal task in each: the order in which the
+    // runtime first polls spawned calls is not their spawn order (a call spawned early
+    // was seen entering the queue 1600 calls late), so fatal tasks spawned close
+    // enough together could share a run and one dead worker.
+    const WAVE: u64 = 1000;
+    const TASKS: u64 = 6 * WAVE;
+    let fatal = |id: u64| id % WAVE == WAVE / 2;
     let mut ok = 0;
     // Per dead worker (by pid): the tasks that failed with it.
     let mut crashes: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
-    for (id, call) in (0..TASKS).zip(calls) {
-        match call.await.unwrap() {
-            Ok(out) => {
-                assert!(!fatal(id), "task {id} should have killed its worker");
-                assert_eq!(out.doubled, id * 2);
-                ok += 1;
+    for wave in (0..TASKS).step_by(WAVE as usize) {
+        let ids = wave..wave + WAVE;
+        let calls: Vec<_> = ids
+            .clone()
+            .map(|id| {
+                let flow = flow.clone();
+                tokio::spawn(async move {
+                    let shot = Shot {
+                        id,
+                        fatal: fatal(id) as u64,
+                        doubled: 0,
+                    };
+                    flow.process(shot).await
+                })
+            })
+            .collect();
+        for (id, call) in ids.zip(calls) {
+            match call.await.unwrap() {
+                Ok(out) => {
+                    assert!(!fatal(id), "task {id} should have killed its worker");
+                    assert_eq!(out.doubled, id * 2);
+                    ok += 1;
+                }
+                Err(Error::WorkerCrashed { pid, .. }) => crashes.entry(pid).or_default().push(id),
+                Err(other) => panic!("task {id}: unexpected error {other}"),
             }
-            Err(Error::WorkerCrashed { pid, .. }) => crashes.entry(pid).or_default().push(id),
-            Err(other) => panic!("task {id}: unexpected error {other}"),
         }
     }
     let crashed: usize = crashes.values().map(Vec::len).sum();
     assert_eq!(ok + crashed, TASKS as usize, "every task answered once");
     let fatal_tasks = (0..TASKS).filter(|&id| fatal(id)).count();
-    assert_eq!(crashes.len(), fatal_tasks, "one dead worker per fatal task");
+    assert_eq!(
+        crashes.len(),
+        fatal_tasks,
+        "one dead worker per fatal task: {crashes:?}"
+    );
     for (pid, ids) in &crashes {
         // Only the run the worker was executing fails (at most 64 tasks, one of them
         // fatal); a dispatch queued behind it ran on the replacement.
