@@ -29,13 +29,15 @@ macro_rules! held_stage {
     };
 }
 
-/// Awaits `call`, which must time out after `timeout`: not before, and not never.
-async fn times_out(
-    call: impl std::future::Future<Output = Result<aqueduct::Owned<Job>, Error>>,
-    timeout: Duration,
-) {
+/// Makes the call with `call` and awaits it; it must time out after `timeout`: not
+/// before, and not never. (The clock starts before the call is made: a call's deadline
+/// counts from the `process` call, not from its first poll.)
+async fn times_out<F>(call: impl FnOnce() -> F, timeout: Duration)
+where
+    F: std::future::Future<Output = Result<aqueduct::Owned<Job>, Error>>,
+{
     let started = Instant::now();
-    let outcome = tokio::time::timeout(LIMIT, call)
+    let outcome = tokio::time::timeout(LIMIT, call())
         .await
         .expect("the call was never timed out");
     let took = started.elapsed();
@@ -53,7 +55,7 @@ async fn a_deadline_further_than_the_tickers_round_fires_at_its_time() {
     let flow = aqueduct::flow!(held_far).start().await.unwrap();
     // 700 ms: its slot comes round twice before its own tick.
     let timeout = Duration::from_millis(700);
-    times_out(flow.process_timeout(Job { id: 0 }, timeout), timeout).await;
+    times_out(|| flow.process_timeout(Job { id: 0 }, timeout), timeout).await;
     FAR_GATE.open();
     assert_eq!(
         flow.process_timeout(Job { id: 1 }, LIMIT)
@@ -72,7 +74,7 @@ async fn a_flow_that_sat_idle_still_times_calls_out() {
     // has put its ticker to sleep, and the next call must wake it.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let timeout = Duration::from_millis(30);
-    times_out(flow.process_timeout(Job { id: 0 }, timeout), timeout).await;
+    times_out(|| flow.process_timeout(Job { id: 0 }, timeout), timeout).await;
     IDLE_GATE.open();
 }
 
@@ -87,7 +89,7 @@ async fn callers_with_different_deadlines_each_get_their_own() {
             // Out of order, some sharing a millisecond, some a slot a round apart.
             let timeout = Duration::from_millis([40, 10, 300, 10, 75, 266][i as usize % 6] + i);
             tokio::spawn(async move {
-                times_out(flow.process_timeout(Job { id: i }, timeout), timeout).await
+                times_out(|| flow.process_timeout(Job { id: i }, timeout), timeout).await
             })
         })
         .collect();

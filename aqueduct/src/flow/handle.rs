@@ -125,6 +125,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 
     /// Runs `task` through every stage, with the flow's default timeout (5 s unless set
     /// on the builder). Never blocks the runtime: the work happens on the stages' workers.
+    /// The timeout counts from this call, not from the returned future's first poll.
     pub fn process(&self, task: In) -> impl Future<Output = Result<Owned<Out>, Error>> + Send + '_ {
         // Not an `async fn`, nor is `process_timeout`: each layer of `async fn` would
         // store the task once more in the call's future, which is moved whole when a
