@@ -145,6 +145,78 @@ fn blocking_front_from_plain_threads() {
     ));
 }
 
+/// Polls `future` once on no runtime at all, as another executor would.
+fn poll_once_outside_tokio<F: std::future::Future>(future: F) -> std::task::Poll<F::Output> {
+    struct Nothing;
+    impl std::task::Wake for Nothing {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Nothing));
+    let mut future = std::pin::pin!(future);
+    future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&waker))
+}
+
+#[test]
+fn a_flow_started_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+    match poll_once_outside_tokio(aqueduct::flow!(decode).start()) {
+        std::task::Poll::Ready(Err(Error::Config(message))) => {
+            assert!(message.contains("tokio runtime"), "{message}");
+            assert!(message.contains("start_blocking"), "{message}");
+        }
+        std::task::Poll::Ready(other) => {
+            panic!("expected a configuration error, got {:?}", other.err())
+        }
+        std::task::Poll::Pending => panic!("expected a configuration error, the start went on"),
+    }
+}
+
+/// Runs `future` to completion on the calling thread, parking between polls: another
+/// executor, with no tokio context. At most 30 s.
+fn block_on_outside_tokio<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let limit = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        assert!(
+            std::time::Instant::now() < limit,
+            "the future never finished"
+        );
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+/// A flow runs on the runtime it started on; its callers may be polled by any executor
+/// (a quiet flow otherwise runs a lone call's job in the caller's task, with tokio's
+/// timers, which panicked without a tokio context).
+#[test]
+fn calls_polled_by_another_executor_are_answered() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let flow = runtime
+        .block_on(aqueduct::flow!(decode -> detect -> annotate).start())
+        .unwrap();
+    for id in 0..20 {
+        let out = block_on_outside_tokio(flow.process(request(id))).unwrap();
+        let want = expected(id);
+        assert_eq!(
+            (out.id, out.cats, out.score),
+            (want.id, want.cats, want.score)
+        );
+    }
+    runtime.block_on(flow.stop(true));
+}
+
 #[tokio::test]
 async fn blocking_calls_inside_async_code_are_refused_not_deadlocked() {
     let flow = aqueduct::flow!(decode).start().await.unwrap();

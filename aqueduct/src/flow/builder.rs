@@ -168,8 +168,17 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
     /// Spawns every stage's workers and waits until each has finished `init`.
     ///
     /// Fails with [`Error::Init`] naming the stage whose `init` failed, or
-    /// [`Error::StartTimeout`] naming the stage that did not start in time.
+    /// [`Error::StartTimeout`] naming the stage that did not start in time. Awaited
+    /// outside a tokio runtime (another executor), it fails with [`Error::Config`]: the
+    /// flow's runners, timers and worker pipes live on the runtime it starts on.
     pub async fn start(self) -> Result<Flow<In, Out>, Error> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "a flow starts inside a tokio runtime (with IO and time enabled, as \
+                 `#[tokio::main]` makes); code that is not async uses `start_blocking()`"
+                    .into(),
+            ));
+        }
         let mut ctx = StartCtx::new(self.options);
         match self.chain.spawn::<Out, Deliver>(&mut ctx, Deliver) {
             Ok(entry) => ctx.finish(entry).await,

@@ -85,6 +85,11 @@ where
         if !self.idle.is_offered() {
             return Err(envelope);
         }
+        // The job waits on the worker with tokio's timers: a caller polled by another
+        // executor (no tokio context) leaves its task to the stage's runner instead.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(envelope);
+        }
         let Some(stage) = self.stage.upgrade() else {
             return Err(envelope);
         };
