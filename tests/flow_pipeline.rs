@@ -145,33 +145,6 @@ fn blocking_front_from_plain_threads() {
     ));
 }
 
-/// Polls `future` once on no runtime at all, as another executor would.
-fn poll_once_outside_tokio<F: std::future::Future>(future: F) -> std::task::Poll<F::Output> {
-    struct Nothing;
-    impl std::task::Wake for Nothing {
-        fn wake(self: std::sync::Arc<Self>) {}
-    }
-    let waker = std::task::Waker::from(std::sync::Arc::new(Nothing));
-    let mut future = std::pin::pin!(future);
-    future
-        .as_mut()
-        .poll(&mut std::task::Context::from_waker(&waker))
-}
-
-#[test]
-fn a_flow_started_outside_a_tokio_runtime_is_an_error_not_a_panic() {
-    match poll_once_outside_tokio(aqueduct::flow!(decode).start()) {
-        std::task::Poll::Ready(Err(Error::Config(message))) => {
-            assert!(message.contains("tokio runtime"), "{message}");
-            assert!(message.contains("start_blocking"), "{message}");
-        }
-        std::task::Poll::Ready(other) => {
-            panic!("expected a configuration error, got {:?}", other.err())
-        }
-        std::task::Poll::Pending => panic!("expected a configuration error, the start went on"),
-    }
-}
-
 /// Runs `future` to completion on the calling thread, parking between polls: another
 /// executor, with no tokio context. At most 30 s.
 fn block_on_outside_tokio<F: std::future::Future>(future: F) -> F::Output {
@@ -194,6 +167,17 @@ fn block_on_outside_tokio<F: std::future::Future>(future: F) -> F::Output {
             "the future never finished"
         );
         std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_flow_started_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+    match block_on_outside_tokio(aqueduct::flow!(decode).start()) {
+        Err(Error::Config(message)) => {
+            assert!(message.contains("tokio runtime"), "{message}");
+            assert!(message.contains("start_blocking"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {:?}", other.err()),
     }
 }
 
