@@ -48,10 +48,11 @@ pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static 
     }
 }
 
-/// How a lone task was passed on (see [`Downstream::push_alone`]).
+/// How outputs were passed on: a lone task's (see [`Downstream::push_alone`]), or a
+/// whole batch's delivery (see `job`).
 #[doc(hidden)]
 pub enum Pushed {
-    /// Passed on; with the next stage's job, if the task went straight to its worker.
+    /// Passed on; with the next stage's job, if a lone task went straight to its worker.
     Done(Option<Running>),
     /// Passed on once this resolves (it waits for room in the next queue).
     Waiting(Waiting),

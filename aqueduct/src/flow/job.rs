@@ -108,8 +108,8 @@ where
                 *this.count,
             );
             match settled {
-                Settled::Done(next) => return Poll::Ready(next),
-                Settled::Waiting(delivering) => *this.delivering = Some(delivering),
+                Pushed::Done(next) => return Poll::Ready(next),
+                Pushed::Waiting(delivering) => *this.delivering = Some(delivering),
             }
         }
         let Some(delivering) = this.delivering.as_mut() else {
@@ -121,12 +121,6 @@ where
     }
 }
 
-/// What became of a batch's delivery: done, or under way (see [`Job`]).
-enum Settled {
-    Done(Option<Running>),
-    Waiting(Waiting),
-}
-
 /// Delivers, fails or sends again each task of a batch, by its outcome.
 fn settle<S, R, D>(
     outcome: Dispatched<S::Input, S::Output>,
@@ -135,7 +129,7 @@ fn settle<S, R, D>(
     worker: usize,
     sent: Instant,
     count: u64,
-) -> Settled
+) -> Pushed
 where
     S: Stage,
     R: Task,
@@ -179,7 +173,7 @@ where
             .into_iter()
             .for_each(|route| route.fail(error.clone())),
     }
-    Settled::Done(None)
+    Pushed::Done(None)
 }
 
 /// Passes a batch's outputs on and answers its failed tasks.
@@ -189,7 +183,7 @@ fn deliver<S, R, D>(
     delivery: &Arc<Delivery<S, R, D>>,
     worker: usize,
     answered: Instant,
-) -> Settled
+) -> Pushed
 where
     S: Stage,
     R: Task,
@@ -203,15 +197,12 @@ where
             unreachable!("matched as one output");
         };
         let envelope = route.forward(output, answered);
-        return match delivery.downstream.push_alone(envelope, answered) {
-            Pushed::Done(next) => Settled::Done(next),
-            Pushed::Waiting(wait) => Settled::Waiting(wait),
-        };
+        return delivery.downstream.push_alone(envelope, answered);
     }
     // Together: one lock and one wake-up at the next stage for the whole batch, the
     // failed tasks answered as they are met.
     let delivery = delivery.clone();
-    Settled::Waiting(Box::pin(async move {
+    Pushed::Waiting(Box::pin(async move {
         let pid = delivery.counters.pid(worker);
         let counters = &delivery.counters;
         let mut reported: Option<String> = None;

@@ -43,8 +43,6 @@ pub(super) enum Failure {
 /// The parent's record of one worker's lanes.
 #[derive(Debug, Default)]
 pub(super) struct Lanes {
-    /// The number of the last request published.
-    pub last: u64,
     /// The request each lane holds until its answer was read (or the worker is gone).
     held: [Option<u64>; MAX_LANES],
     /// When a lane was last freed: from then on, the request behind it was the worker's
@@ -244,13 +242,13 @@ pub(super) fn publish<T: TaskField>(
             "aqueduct bug: a dispatch found no free lane on its worker".into(),
         ));
     };
-    let seq = lanes.last + 1;
+    // Written only under the `lanes` lock, held here.
+    let seq = conn.last_published.load(Ordering::Relaxed) + 1;
     conn.spans.lend(seq, span);
     let published_ns = clock::monotonic_ns_at(sent.into_std());
     // Counted as published before the worker can see it: an answer read with this
     // number in `resp_seq` then also finds it here (Release, paired with the Acquire in
     // `wire::check_answer`, through the worker's reading of `req_seq`).
-    lanes.last = seq;
     conn.last_published.store(seq, Ordering::Release);
     wire::write_request(
         ctl,

@@ -88,7 +88,8 @@ struct Conn {
     scratch: Scratch,
     /// What was published to the worker; locked while a request is written.
     lanes: Mutex<Lanes>,
-    /// `lanes.last`, readable without the lock (every answer is checked against it).
+    /// The number of the last request published; written under `lanes`, read without
+    /// it (every answer is checked against it).
     last_published: AtomicU64,
     /// Set by the supervisor when the process has exited (and been reaped).
     exit: watch::Receiver<Option<Exit>>,
