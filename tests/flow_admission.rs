@@ -186,3 +186,27 @@ async fn an_idle_flow_still_answers_a_too_short_timeout_with_timeout() {
     }
     assert_eq!(IDLE_SLOW_GATE.waiting(), 0);
 }
+
+gated_stage!(unbounded_wait, UNBOUNDED_WAIT, UNBOUNDED_WAIT_GATE);
+
+/// `Duration::MAX` as the longest wait for room and as the call's timeout: no limit,
+/// not a panic. The call waits for room until the worker is let go, then runs.
+#[tokio::test]
+async fn a_wait_for_room_with_no_limit_waits_until_there_is_room() {
+    let flow = aqueduct::flow!(unbounded_wait)
+        .max_queue_wait(Duration::MAX)
+        .start()
+        .await
+        .unwrap();
+    let admitted = saturate(&flow, &UNBOUNDED_WAIT_GATE).await;
+    // The queue is full: the call, as it is made, sets out to wait for room.
+    let waiting = flow.process_timeout(Job { id: 9, work_ms: 0 }, Duration::MAX);
+    UNBOUNDED_WAIT_GATE.open();
+    assert_eq!(waiting.await.unwrap().id, 9);
+    for call in admitted {
+        call.await.unwrap().unwrap();
+    }
+    let mut seen = UNBOUNDED_WAIT.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, [0, 1, 2, 3, 4, 9]);
+}

@@ -98,3 +98,46 @@ async fn callers_with_different_deadlines_each_get_their_own() {
     }
     MANY_GATE.open();
 }
+
+#[aqueduct::handler(isolation = "thread")]
+fn plus_one(job: &mut Job) {
+    job.id += 1;
+}
+
+/// Every setting that is a time limit, as long as it can be written.
+#[aqueduct::handler(
+    batch_size = 2,
+    batch_timeout_ms = 18446744073709551615,
+    start_timeout_ms = 18446744073709551615,
+    exec_timeout_ms = 18446744073709551615,
+    take_timeout_ms = 18446744073709551615
+)]
+fn plus_two(jobs: &mut [Job]) {
+    jobs.iter_mut().for_each(|job| job.id += 2);
+}
+
+/// `Duration::MAX` (or any duration too long for the clock) as a caller's timeout or a
+/// setting means no limit, not a panic.
+#[tokio::test]
+async fn a_timeout_too_long_to_reach_means_no_limit() {
+    let flow = aqueduct::flow!(plus_one).start().await.unwrap();
+    for timeout in [Duration::MAX, Duration::from_millis(u64::MAX)] {
+        let out = flow.process_timeout(Job { id: 1 }, timeout).await.unwrap();
+        assert_eq!(out.id, 2);
+        let out = flow.submit(Job { id: 5 }).timeout(timeout).await.unwrap();
+        assert_eq!(out.id, 6);
+    }
+    flow.stop(true).await;
+
+    let flow = aqueduct::flow!(plus_one -> plus_two)
+        .timeout(Duration::MAX)
+        .start_timeout(Duration::MAX)
+        .exec_timeout(Duration::MAX)
+        .start()
+        .await
+        .unwrap();
+    // Two calls fill plus_two's batch of 2, whose timeout never comes.
+    let (a, b) = tokio::join!(flow.process(Job { id: 10 }), flow.process(Job { id: 20 }));
+    assert_eq!((a.unwrap().id, b.unwrap().id), (13, 23));
+    flow.stop(true).await;
+}

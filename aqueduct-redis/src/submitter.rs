@@ -15,6 +15,10 @@ use crate::codec::{self, Reader};
 use crate::wire::{self, EntryPayload, Keys};
 use crate::{ensure_group, now_ms, RedisFlowError, TaskId};
 
+/// The longest timeout a task is given, in milliseconds (about 30 years): past it a
+/// deadline or a blob's expiry would overflow, in Rust or in Redis.
+const FAR_AHEAD_MS: u64 = 30 * 365 * 86_400_000;
+
 /// XADD only if the id was never submitted: a client that retries a submit (say after a
 /// lost reply) with the same id adds no second entry.
 const SUBMIT: &str = r"
@@ -179,10 +183,15 @@ impl<In: Task, Out: Task> Submitter<In, Out> {
         task: &In,
         timeout: Duration,
     ) -> Result<Submitted, RedisFlowError> {
-        let deadline = now_ms() + timeout.as_millis() as u64;
+        // A timeout too long to mean anything (`Duration::MAX` for "no limit") is the
+        // longest Redis accepts for an expiry, not an overflow.
+        let timeout_ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(FAR_AHEAD_MS);
+        let deadline = now_ms() + timeout_ms;
         let (bytes, payloads) = codec::split(task)?;
         let mut conn = self.conn.clone();
-        let blob_ttl = timeout.as_millis() as u64 + 3_600_000;
+        let blob_ttl = timeout_ms + 3_600_000;
         let mut entry_payloads = Vec::with_capacity(payloads.len());
         for (n, p) in payloads.into_iter().enumerate() {
             if p.bytes.len() <= self.inline_limit {

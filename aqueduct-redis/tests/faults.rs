@@ -294,3 +294,52 @@ async fn two_entries_for_one_id_run_both_but_store_one_result() {
     assert_eq!(results.len(), 1, "one visible result: {results:?}");
     assert_eq!(results[0].id, id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_submitted_with_no_limit_is_stored_and_run() {
+    let (_server, url) = common::server();
+    let prefix = common::prefix("no-limit");
+    // Every payload as a blob: its expiry is set from the timeout too.
+    let submitter = Submitter::<Job, Job>::connect(&url, &prefix, "aqueduct")
+        .await
+        .unwrap()
+        .inline_limit(0);
+    let task = job(3, 0);
+    let expected = task
+        .data
+        .view()
+        .unwrap()
+        .iter()
+        .map(|&b| u64::from(b))
+        .sum::<u64>()
+        + 3 * task.x;
+    for (id, timeout) in [
+        ("max", Duration::MAX),
+        ("millis", Duration::from_millis(u64::MAX)),
+    ] {
+        let submitted = submitter.submit_with_id(id, &task, timeout).await.unwrap();
+        assert!(
+            matches!(submitted, Submitted::New(_)),
+            "{id}: {submitted:?}"
+        );
+    }
+    let flow = aqueduct::flow!(common::work).start().await.unwrap();
+    let (stop, running) = start_source(&url, flow, quick(&prefix, "solo")).await;
+    wait_until("2 results", Duration::from_secs(20), || async {
+        submitter.results().await.unwrap().len() == 2
+    })
+    .await;
+    for id in ["max", "millis"] {
+        match submitter.result(id).await.unwrap() {
+            Some(Outcome::Ok(out)) => assert_eq!(out.sum, expected, "{id}"),
+            other => panic!("{id}: {:?}", other.map(|_| ())),
+        }
+    }
+    stop.stop();
+    let stats = running.await.unwrap();
+    assert_eq!(
+        (stats.read, stats.ok, stats.expired),
+        (2, 2, 0),
+        "{stats:?}"
+    );
+}

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::pace::Pace;
+use crate::platform::clock;
 use crate::stats::StageCounters;
 
 /// How long `process()` may wait for room in a full first stage.
@@ -51,7 +52,7 @@ pub(crate) struct Estimate {
 
 impl Estimate {
     pub(crate) fn total(&self) -> Duration {
-        self.queueing + self.service
+        self.queueing.saturating_add(self.service)
     }
 }
 
@@ -96,8 +97,12 @@ impl Load {
                 continue;
             }
             let queued = queued(stage) as u64;
-            nanos.0 += queued.saturating_mul(pace) / stage.workers.max(1) as u64;
-            nanos.1 += pace.saturating_mul(queued.min(stage.batch_size as u64 - 1) + 1);
+            nanos.0 = nanos
+                .0
+                .saturating_add(queued.saturating_mul(pace) / stage.workers.max(1) as u64);
+            nanos.1 = nanos
+                .1
+                .saturating_add(pace.saturating_mul(queued.min(stage.batch_size as u64 - 1) + 1));
         }
         Estimate {
             queueing: Duration::from_nanos(nanos.0),
@@ -133,7 +138,7 @@ impl Load {
         };
         let last_useful = deadline.checked_sub(self.estimate_full().total())?;
         let until = match max_wait {
-            Some(max_wait) => last_useful.min(called + max_wait),
+            Some(max_wait) => last_useful.min(clock::deadline(called, max_wait)),
             None => last_useful,
         };
         (until > Instant::now()).then_some(until)

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 
 use super::queue::QueueRx;
+use crate::platform::clock;
 
 /// Why a batch was flushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +54,7 @@ pub(crate) async fn collect<T>(
         };
         return (batch, flush);
     }
-    let deadline = Instant::now() + wait;
+    let deadline = clock::deadline(Instant::now(), wait);
     while batch.len() < max {
         if queue.take_up_to(max - batch.len(), &mut batch) != 0 {
             continue;

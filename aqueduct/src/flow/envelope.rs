@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::platform::clock;
 use crate::shm::Owned;
 use crate::task::TaskField;
 use crate::Error;
@@ -64,7 +65,7 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
             task,
             route: Route {
                 reply,
-                deadline: now + timeout,
+                deadline: clock::deadline(now, timeout),
                 timeout,
                 losses: 0,
                 priority,

@@ -250,7 +250,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
                     job = running;
                     Entering::Entered
                 }
-                Err(envelope) => self.enter(envelope, timeout, priority)?,
+                Err(envelope) => self.enter(envelope, now, priority)?,
             },
         };
         Ok(Call {
@@ -340,14 +340,15 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         self.inner.control.state()
     }
 
-    /// Puts `envelope` into the first stage's queue, by the flow's admission policy
-    /// (see `admission`; the task was not turned away). The queue has room (the common
-    /// case): done here, and the future returned is ready at once. It is full: the
-    /// future waits for room, boxed, so that the wait does not grow every call's future.
+    /// Puts `envelope`, of a call made at `called`, into the first stage's queue, by the
+    /// flow's admission policy (see `admission`; the task was not turned away). The
+    /// queue has room (the common case): done here, and the future returned is ready at
+    /// once. It is full: the future waits for room, boxed, so that the wait does not
+    /// grow every call's future.
     fn enter(
         &self,
         envelope: Envelope<In, Out>,
-        timeout: Duration,
+        called: tokio::time::Instant,
         priority: usize,
     ) -> Result<Entering<'_>, Error> {
         let inner = &*self.inner;
@@ -361,7 +362,6 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             Err(TrySendError::Full(envelope)) => envelope,
         };
         let deadline = envelope.deadline();
-        let called = deadline - timeout;
         let Some(until) = inner.load.wait_until(called, deadline) else {
             return Err(overloaded(Duration::ZERO));
         };

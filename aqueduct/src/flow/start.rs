@@ -18,6 +18,7 @@ use super::pace::Pace;
 use super::queue::{self, QueueRx, QueueTx};
 use super::runner::StageRunner;
 use crate::exec::{Executor, ProcessExecutor, ThreadExecutor};
+use crate::platform::clock;
 use crate::stats::StageCounters;
 use crate::{Error, Isolation, Stage, StageConfig, Task};
 
@@ -137,7 +138,7 @@ struct Readiness {
 async fn wait_ready(stages: Vec<Readiness>) -> Result<(), Error> {
     let started = Instant::now();
     for stage in stages {
-        let deadline = started + stage.timeout;
+        let deadline = clock::deadline(started, stage.timeout);
         for ready in stage.ready {
             match timeout_at(deadline, ready).await {
                 Ok(Ok(Ok(()))) => {}

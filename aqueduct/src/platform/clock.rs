@@ -2,8 +2,21 @@
 //! `Instant` is opaque): a worker compares when a request was published with when it
 //! answered the one before.
 
+use std::ops::Add;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The furthest ahead a deadline is put (about 30 years, as tokio's own `timeout` does):
+/// a duration longer than the clock can add (`Duration::MAX` for "no limit") would
+/// overflow `Instant` and panic, and such a deadline never comes anyway.
+const FAR_AHEAD: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// The deadline `wait` after `at` (an `Instant`, std's or tokio's), at most
+/// [`FAR_AHEAD`]: every deadline made from a caller's or a setting's duration is made
+/// here.
+pub(crate) fn deadline<I: Add<Duration, Output = I>>(at: I, wait: Duration) -> I {
+    at + wait.min(FAR_AHEAD)
+}
 
 /// Nanoseconds of `CLOCK_MONOTONIC`.
 pub(crate) fn monotonic_ns() -> u64 {
@@ -34,7 +47,22 @@ pub(crate) fn monotonic_ns_at(at: Instant) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn a_deadline_too_far_for_the_clock_is_put_far_ahead_not_overflowed() {
+        let now = Instant::now();
+        assert_eq!(deadline(now, Duration::MAX), now + FAR_AHEAD);
+        assert_eq!(
+            deadline(now, Duration::from_millis(u64::MAX)),
+            now + FAR_AHEAD
+        );
+        assert_eq!(
+            deadline(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        let tokio_now = tokio::time::Instant::now();
+        assert_eq!(deadline(tokio_now, Duration::MAX), tokio_now + FAR_AHEAD);
+    }
 
     #[test]
     fn an_instant_maps_onto_the_monotonic_clock_after_and_before_the_anchor() {

@@ -205,8 +205,11 @@ impl Clocks {
         };
         let taken = wire::taken(&ticket.conn.ctl, &shared.geometry, ticket.lane, ticket.seq);
         Self {
-            take: (taken != Taken::Yes).then(|| since + shared.config.take_timeout),
-            exec: shared.config.exec_timeout.map(|limit| since + limit),
+            take: (taken != Taken::Yes).then(|| clock::deadline(since, shared.config.take_timeout)),
+            exec: shared
+                .config
+                .exec_timeout
+                .map(|limit| clock::deadline(since, limit)),
         }
     }
 

@@ -23,7 +23,7 @@ use super::wire::WorkerState;
 use super::{logs, stage_hash, Conn, Exit, Shared};
 use crate::config::Settings;
 use crate::metrics::RestartCause;
-use crate::platform::{fd, process};
+use crate::platform::{clock, fd, process};
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
 use crate::Stage;
@@ -198,7 +198,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
             logs::forward(shared.stage, pid, std::fs::File::from(fd), spans.clone());
         }
     }
-    let deadline = Instant::now() + shared.config.start_timeout;
+    let deadline = clock::deadline(Instant::now(), shared.config.start_timeout);
     loop {
         match ctl.state() {
             Ok(WorkerState::Ready) => break,
