@@ -205,3 +205,27 @@ async fn a_graph_processor_dispatches_its_highest_priority_input_first() {
     while processor.next().await.is_some() {}
     assert_eq!(*GRAPH_SEEN.lock().unwrap(), [0, 3, 1, 2]);
 }
+
+#[aqueduct::handler(isolation = "thread")]
+fn plain(doc: &mut Doc) {
+    doc.id += 1;
+}
+
+#[tokio::test]
+async fn more_priority_lanes_than_a_flow_may_have_is_a_config_error() {
+    for lanes in [257, usize::MAX] {
+        let started = aqueduct::flow!(plain).priorities(lanes).start().await;
+        match started {
+            Err(Error::Config(message)) => assert!(message.contains("at most 256"), "{message}"),
+            other => panic!("{lanes} lanes: {:?}", other.map(|_| ())),
+        }
+    }
+    let flow = aqueduct::flow!(plain)
+        .priorities(256)
+        .start()
+        .await
+        .unwrap();
+    let out = flow.submit(Doc { id: 1 }).priority(255).await.unwrap();
+    assert_eq!(out.id, 2);
+    flow.stop(true).await;
+}

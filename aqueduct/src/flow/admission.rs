@@ -119,7 +119,7 @@ impl Load {
         // of counters other threads write): even with every queue full, the work ahead
         // would fit in `remaining`.
         if self
-            .estimate_with(|stage| stage.capacity * stage.lanes)
+            .estimate_with(|stage| stage.capacity.saturating_mul(stage.lanes))
             .total()
             <= remaining
         {

@@ -10,6 +10,7 @@ use super::condition::{Condition, SkipTo};
 use super::downstream::Deliver;
 use super::handle::Flow;
 use super::link::Link;
+use super::queue;
 use super::start::{FlowOptions, StartCtx};
 use crate::{Error, Stage, Task};
 
@@ -109,7 +110,8 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
         self
     }
 
-    /// Input queue capacity of every stage, overriding each handler's `queue_size`.
+    /// Input queue capacity of every stage, overriding each handler's `queue_size`
+    /// (at least 1: a capacity of 0 is taken as 1).
     pub fn queue_size(mut self, capacity: usize) -> Self {
         self.options.queue_size = Some(capacity);
         self
@@ -134,7 +136,8 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
     /// [`Flow::submit`]. At every stage a queued task of higher priority overtakes queued
     /// tasks of lower priority (a running batch is not pre-empted); a lower lane still
     /// starts a batch after being passed over 8 times, so it is never starved. With one
-    /// lane there is no cost.
+    /// lane (or `0`, taken as 1) there is no cost. At most 256 lanes: more fail `start`
+    /// with [`Error::Config`].
     pub fn priorities(mut self, lanes: usize) -> Self {
         self.options.priorities = lanes.max(1);
         self
@@ -178,6 +181,13 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
                  `#[tokio::main]` makes); code that is not async uses `start_blocking()`"
                     .into(),
             ));
+        }
+        if self.options.priorities > queue::MAX_LANES {
+            return Err(Error::Config(format!(
+                "priorities({}): a flow has at most {} priority lanes",
+                self.options.priorities,
+                queue::MAX_LANES
+            )));
         }
         let mut ctx = StartCtx::new(self.options);
         match self.chain.spawn::<Out, Deliver>(&mut ctx, Deliver) {

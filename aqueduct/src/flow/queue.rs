@@ -25,6 +25,10 @@ use crate::sync::lock;
 /// the lower lane starts one.
 pub(crate) const FAIR_SHARE: u32 = 8;
 
+/// The most priority lanes a flow may have: every take looks through the lanes, and
+/// each stage keeps a queue per lane.
+pub(crate) const MAX_LANES: usize = 256;
+
 /// Why a task was not queued without waiting; the task comes back.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum TrySendError<T> {
