@@ -32,6 +32,15 @@ async fn allocation_beyond_capacity_is_reported_and_recoverable() {
         }) => assert_eq!((requested, capacity), (600 << 10, 1 << 20)),
         other => panic!("expected ArenaFull, got {other:?}"),
     }
+    // A length whose bytes overflow is refused the same way, with the arena's figures.
+    match aqueduct::ShmVec::<u64>::with_len(usize::MAX / 4, |_| {}) {
+        Err(Error::ArenaFull {
+            requested,
+            capacity,
+            ..
+        }) => assert_eq!((requested, capacity), (usize::MAX, 1 << 20)),
+        other => panic!("expected ArenaFull, got {:?}", other.map(|v| v.len())),
+    }
 
     // Inside a handler the same error fails that task only.
     let flow = aqueduct::flow!(grow).start().await.unwrap();

@@ -199,11 +199,9 @@ impl<T: TaskField> ShmVec<T> {
     /// values; every bit pattern of `T` is valid).
     pub fn with_len(len: usize, fill: impl FnOnce(&mut [T])) -> Result<Self, Error> {
         let () = Self::CHECKED;
-        let bytes = len.checked_mul(size_of::<T>()).ok_or(Error::ArenaFull {
-            requested: usize::MAX,
-            free: 0,
-            capacity: 0,
-        })?;
+        // A length whose bytes overflow asks for more than any arena holds: the arena
+        // refuses it with its own figures.
+        let bytes = len.checked_mul(size_of::<T>()).unwrap_or(usize::MAX);
         alloc(bytes, |buf| fill(bytemuck::cast_slice_mut(buf))).map(Self::from_handle)
     }
 
