@@ -29,12 +29,14 @@ pub struct Envelope<T: TaskField, R: TaskField> {
 pub(crate) struct Route<R: TaskField> {
     reply: Reply<R>,
     deadline: Instant,
-    /// The caller's timeout, for the error if the deadline passes inside the flow.
-    timeout: Duration,
+    /// The caller's timeout, for the error if the deadline passes inside the flow, in
+    /// nanoseconds (saturated: such a timeout is 584 years, which never passes).
+    timeout_ns: u64,
     /// How many times a worker was lost while it held this task (at this stage).
     losses: u32,
-    /// The task's priority: the lane it takes in every stage's queue.
-    priority: usize,
+    /// The task's priority: the lane it takes in every stage's queue (below
+    /// `queue::MAX_LANES`, checked by `process()`).
+    priority: u32,
     /// The span of the `process` call, the parent of the events about the task; only
     /// when a subscriber wants them (boxed: an unobserved task carries one word).
     span: Option<Box<tracing::Span>>,
@@ -66,9 +68,9 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
             route: Route {
                 reply,
                 deadline: clock::deadline(now, timeout),
-                timeout,
+                timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
                 losses: 0,
-                priority,
+                priority: u32::try_from(priority).unwrap_or(u32::MAX),
                 queued_at: (cfg!(feature = "metrics") || !span.is_none()).then_some(now),
                 span: (!span.is_none()).then(|| Box::new(span)),
             },
@@ -82,7 +84,7 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
 
     /// The task's priority.
     pub(crate) fn route_priority(&self) -> usize {
-        self.route.priority
+        self.route.priority as usize
     }
 
     /// The task's deadline.
@@ -116,7 +118,7 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
 impl<R: TaskField> Route<R> {
     /// The task's priority.
     pub(crate) fn priority(&self) -> usize {
-        self.priority
+        self.priority as usize
     }
 
     /// The span of the task's `process` call, if it is observed.
@@ -168,7 +170,7 @@ impl<R: TaskField> Route<R> {
 
     /// Answers the caller that the task's deadline passed.
     pub(crate) fn expire(self) {
-        let after = self.timeout;
+        let after = Duration::from_nanos(self.timeout_ns);
         self.fail(Error::Timeout { after });
     }
 
