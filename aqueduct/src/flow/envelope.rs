@@ -188,3 +188,20 @@ impl<T: TaskField, R: TaskField> std::fmt::Debug for Envelope<T, R> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[crate::task(crate = "crate")]
+    struct Word {
+        value: u64,
+    }
+
+    /// The route travels with every task, moved several times a stage: it is kept to
+    /// eight words (80 bytes cost W1 3% of its throughput).
+    #[test]
+    fn a_route_is_eight_words() {
+        assert_eq!(size_of::<Route<Word>>(), 64);
+    }
+}

@@ -201,7 +201,7 @@ impl<T: TaskField> ShmVec<T> {
         let () = Self::CHECKED;
         // A length whose bytes overflow asks for more than any arena holds: the arena
         // refuses it with its own figures.
-        let bytes = len.checked_mul(size_of::<T>()).unwrap_or(usize::MAX);
+        let bytes = len.saturating_mul(size_of::<T>());
         alloc(bytes, |buf| fill(bytemuck::cast_slice_mut(buf))).map(Self::from_handle)
     }
 
