@@ -6,8 +6,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use aqueduct_redis::{LocalServer, Outcome, RedisSource, SourceConfig, Submitted, Submitter};
-use common::{job, wait_until, Job, OtherJob, BAD, POISON};
+use aqueduct_redis::{LocalServer, Outcome, RedisSource, SourceConfig, Submitted};
+use common::{job, wait_until, OtherJob, BAD, POISON};
 
 /// Short bounds so retries happen within the test.
 fn quick(prefix: &str, consumer: &str) -> SourceConfig {
@@ -37,9 +37,7 @@ async fn start_source<In: aqueduct::Task, Out: aqueduct::Task>(
 async fn a_poison_entry_ends_in_the_dead_letter_stream_and_handler_errors_are_stored() {
     let (_server, url) = common::server();
     let prefix = common::prefix("poison");
-    let submitter = Submitter::<Job, Job>::connect(&url, &prefix, "aqueduct")
-        .await
-        .unwrap();
+    let submitter = common::submitter(&url, &prefix).await;
     let mut ids = Vec::new();
     for i in 0..40 {
         let mode = match i {
@@ -80,10 +78,7 @@ async fn a_poison_entry_ends_in_the_dead_letter_stream_and_handler_errors_are_st
         Some(Outcome::Ok(out)) => {
             let data = out.data.to_vec().unwrap();
             assert_eq!(data, job(5, 0).data.to_vec().unwrap());
-            assert_eq!(
-                out.sum,
-                data.iter().map(|&b| u64::from(b)).sum::<u64>() + 3 * 35
-            );
+            assert_eq!(out.sum, common::sum_of(&data, 35));
         }
         other => panic!("expected an output, got {other:?}"),
     }
@@ -104,9 +99,7 @@ async fn a_poison_entry_ends_in_the_dead_letter_stream_and_handler_errors_are_st
 async fn a_consumer_with_another_task_layout_refuses_entries_and_a_matching_one_serves_them() {
     let (_server, url) = common::server();
     let prefix = common::prefix("layout");
-    let submitter = Submitter::<Job, Job>::connect(&url, &prefix, "aqueduct")
-        .await
-        .unwrap();
+    let submitter = common::submitter(&url, &prefix).await;
     for i in 0..10 {
         submitter.submit(&job(i, 0)).await.unwrap();
     }
@@ -160,9 +153,7 @@ async fn source_refused(url: &str, prefix: &str) -> usize {
 async fn a_retried_submit_with_the_same_id_adds_no_second_entry() {
     let (_server, url) = common::server();
     let prefix = common::prefix("idempotent");
-    let submitter = Submitter::<Job, Job>::connect(&url, &prefix, "aqueduct")
-        .await
-        .unwrap();
+    let submitter = common::submitter(&url, &prefix).await;
     let task = job(1, 0);
     let first = submitter
         .submit_with_id("order-1", &task, Duration::from_secs(5))
@@ -205,9 +196,7 @@ async fn a_redis_restart_mid_run_is_survived() {
     let mut server = LocalServer::start_persistent().unwrap_or_else(|e| panic!("{e}"));
     let url = server.url();
     let prefix = common::prefix("restart");
-    let submitter = Submitter::<Job, Job>::connect(&url, &prefix, "aqueduct")
-        .await
-        .unwrap();
+    let submitter = common::submitter(&url, &prefix).await;
     const N: u64 = 1000;
     let mut ids = HashSet::new();
     for i in 0..N {
@@ -243,9 +232,7 @@ async fn a_redis_restart_mid_run_is_survived() {
 async fn two_entries_for_one_id_run_both_but_store_one_result() {
     let (_server, url) = common::server();
     let prefix = common::prefix("twice");
-    let submitter = Submitter::<Job, Job>::connect(&url, &prefix, "aqueduct")
-        .await
-        .unwrap();
+    let submitter = common::submitter(&url, &prefix).await;
     let id = submitter.submit(&job(3, 0)).await.unwrap();
     // A producer that bypasses the submit marker (or a replayed stream) adds the same
     // task again: both entries are read in one batch, neither has a result yet, so both
@@ -300,19 +287,9 @@ async fn a_task_submitted_with_no_limit_is_stored_and_run() {
     let (_server, url) = common::server();
     let prefix = common::prefix("no-limit");
     // Every payload as a blob: its expiry is set from the timeout too.
-    let submitter = Submitter::<Job, Job>::connect(&url, &prefix, "aqueduct")
-        .await
-        .unwrap()
-        .inline_limit(0);
+    let submitter = common::submitter(&url, &prefix).await.inline_limit(0);
     let task = job(3, 0);
-    let expected = task
-        .data
-        .view()
-        .unwrap()
-        .iter()
-        .map(|&b| u64::from(b))
-        .sum::<u64>()
-        + 3 * task.x;
+    let expected = common::sum_of(&task.data.view().unwrap(), task.x);
     for (id, timeout) in [
         ("max", Duration::MAX),
         ("millis", Duration::from_millis(u64::MAX)),

@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use aqueduct_redis::{Outcome, RedisSource, SourceConfig, Submitter};
-use common::{job, wait_until, Job};
+use aqueduct_redis::{Outcome, RedisSource, SourceConfig};
+use common::{job, wait_until};
 
 const N: u64 = 3000;
 
@@ -101,9 +101,7 @@ async fn pending_of(url: &str, prefix: &str, consumer: &str) -> usize {
 async fn three_consumers_one_killed_every_task_gets_exactly_one_result() {
     let (_server, url) = common::server();
     let prefix = common::prefix("scale");
-    let submitter = Submitter::<Job, Job>::connect(&url, &prefix, "aqueduct")
-        .await
-        .unwrap();
+    let submitter = common::submitter(&url, &prefix).await;
     let mut ids = HashMap::new();
     for i in 0..N {
         ids.insert(submitter.submit(&job(i, 0)).await.unwrap(), i);

@@ -28,6 +28,18 @@ pub struct OtherJob {
     pub flags: u32,
 }
 
+/// What [`work`] makes a job's `sum`: the sum of its `data` bytes plus `3 * x`.
+pub fn sum_of(data: &[u8], x: u64) -> u64 {
+    data.iter().map(|&b| u64::from(b)).sum::<u64>() + 3 * x
+}
+
+/// A submitter of [`Job`]s to the deployment under `prefix` on `url`.
+pub async fn submitter(url: &str, prefix: &str) -> aqueduct_redis::Submitter<Job, Job> {
+    aqueduct_redis::Submitter::connect(url, prefix, "aqueduct")
+        .await
+        .unwrap()
+}
+
 /// `mode`: the worker process aborts.
 pub const POISON: u32 = 1;
 /// `mode`: the handler returns an error.
@@ -44,7 +56,7 @@ pub fn work(jobs: &mut [Job]) -> Vec<Result<(), String>> {
                 return Err(format!("bad input {}", job.id));
             }
             let data = job.data.view().map_err(|e| e.to_string())?;
-            job.sum = data.iter().map(|&b| u64::from(b)).sum::<u64>() + 3 * job.x;
+            job.sum = sum_of(&data, job.x);
             Ok(())
         })
         .collect()
