@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::platform::clock;
+
 /// A snapshot of one stage's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageStats {
@@ -170,10 +172,10 @@ impl StageCounters {
     /// trip, `transfer`, went to moving it.
     pub(crate) fn answered(&self, compute: Duration, transfer: Duration) {
         self.metrics.answered(compute, transfer);
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.compute_ns.fetch_add(nanos(compute), Ordering::Relaxed);
+        self.compute_ns
+            .fetch_add(clock::nanos(compute), Ordering::Relaxed);
         self.transfer_ns
-            .fetch_add(nanos(transfer), Ordering::Relaxed);
+            .fetch_add(clock::nanos(transfer), Ordering::Relaxed);
     }
 
     /// Records the stage's measured time per task.

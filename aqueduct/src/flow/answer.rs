@@ -118,11 +118,10 @@ impl<Out: Task> Future for Answer<'_, Out> {
                     cx
                 ))
             }
-            State::Refused(_) => match std::mem::replace(this.state, State::Done) {
+            State::Refused(_) | State::Done => match std::mem::replace(this.state, State::Done) {
                 State::Refused(error) => Err(error),
-                _ => unreachable!("matched as refused"),
+                _ => panic!("`Answer` polled after it completed"),
             },
-            State::Done => panic!("`Answer` polled after it completed"),
         };
         // The call drops here, not with the future: it is no longer in flight.
         *this.state = State::Done;

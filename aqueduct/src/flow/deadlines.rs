@@ -19,6 +19,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::platform::clock;
 use crate::sync::Padded;
 
 /// How finely deadlines are told apart, in nanoseconds: a millisecond, tokio's timer
@@ -131,7 +132,7 @@ impl Deadlines {
 
     /// Nanoseconds from tick 0 to `at` (saturating: 584 years).
     fn nanos_to(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+        clock::nanos(at.saturating_duration_since(self.base))
     }
 
     /// Wakes the callers of every tick after `from` up to `to` (`to > from`).

@@ -68,7 +68,7 @@ impl<T: TaskField, R: TaskField> Envelope<T, R> {
             route: Route {
                 reply,
                 deadline: clock::deadline(now, timeout),
-                timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
+                timeout_ns: clock::nanos(timeout),
                 losses: 0,
                 priority: u32::try_from(priority).unwrap_or(u32::MAX),
                 queued_at: (cfg!(feature = "metrics") || !span.is_none()).then_some(now),

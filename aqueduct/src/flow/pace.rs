@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
+use crate::platform::clock;
+
 /// Handler time per task, as the parent sees it: from when a worker could start a
 /// dispatch until its answer came back, divided by the dispatch's tasks.
 pub(crate) struct Pace {
@@ -52,7 +54,7 @@ impl Pace {
     }
 
     fn nanos(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.origin).as_nanos() as u64
+        clock::nanos(at.saturating_duration_since(self.origin))
     }
 }
 

@@ -18,6 +18,12 @@ pub(crate) fn deadline<I: Add<Duration, Output = I>>(at: I, wait: Duration) -> I
     at + wait.min(FAR_AHEAD)
 }
 
+/// `span` in whole nanoseconds, saturating (at 584 years): the one conversion of a
+/// duration to the `u64` nanoseconds that counters, ticks and clocks are kept in.
+pub(crate) fn nanos(span: Duration) -> u64 {
+    u64::try_from(span.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Nanoseconds of `CLOCK_MONOTONIC`.
 pub(crate) fn monotonic_ns() -> u64 {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
@@ -35,12 +41,8 @@ pub(crate) fn monotonic_ns_at(at: Instant) -> u64 {
     static ANCHOR: OnceLock<(Instant, u64)> = OnceLock::new();
     let &(anchor, anchor_ns) = ANCHOR.get_or_init(|| (Instant::now(), monotonic_ns()));
     match at.checked_duration_since(anchor) {
-        Some(after) => {
-            anchor_ns.saturating_add(u64::try_from(after.as_nanos()).unwrap_or(u64::MAX))
-        }
-        None => anchor_ns.saturating_sub(
-            u64::try_from(anchor.duration_since(at).as_nanos()).unwrap_or(u64::MAX),
-        ),
+        Some(after) => anchor_ns.saturating_add(nanos(after)),
+        None => anchor_ns.saturating_sub(nanos(anchor.duration_since(at))),
     }
 }
 
