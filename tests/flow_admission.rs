@@ -210,3 +210,89 @@ async fn a_wait_for_room_with_no_limit_waits_until_there_is_room() {
     seen.sort_unstable();
     assert_eq!(seen, [0, 1, 2, 3, 4, 9]);
 }
+
+gated_stage!(in_line, IN_LINE, IN_LINE_GATE);
+
+/// More callers than the queue holds: each stands in line (the send happens as the call
+/// is made), goes in as room is made without its caller being polled, and runs in the
+/// order the calls were made; a caller that gives up leaves the line, and its task
+/// never runs.
+#[tokio::test]
+async fn callers_beyond_the_queue_go_in_as_they_came_and_one_that_gives_up_leaves() {
+    let flow = aqueduct::flow!(in_line).start().await.unwrap();
+    let admitted = saturate(&flow, &IN_LINE_GATE).await;
+    let job = |id| Job { id, work_ms: 0 };
+    let mut in_line: Vec<_> = (10..20)
+        .map(|id| Some(flow.process_timeout(job(id), LIMIT)))
+        .collect();
+    // Job 13 gives up while the worker is still held.
+    in_line[3] = None;
+    IN_LINE_GATE.open();
+    // Awaited last to first: the others went in and ran without being polled.
+    for (index, call) in in_line.into_iter().enumerate().rev() {
+        if let Some(call) = call {
+            assert_eq!(call.await.unwrap().id, 10 + index as u64);
+        }
+    }
+    for call in admitted {
+        call.await.unwrap().unwrap();
+    }
+    let ran = IN_LINE.lock().unwrap().clone();
+    assert_eq!(ran, [0, 1, 2, 3, 4, 10, 11, 12, 14, 15, 16, 17, 18, 19]);
+    assert_eq!(
+        flow.stats()[0].abandoned,
+        0,
+        "job 13 left the line: it never took room in the queue, to be dropped there"
+    );
+}
+
+gated_stage!(late_entry, LATE_ENTRY, LATE_ENTRY_GATE);
+
+/// A task that went in before the end of its caller's wait for room, and is answered
+/// after it, is answered, not turned away: once in, only the call's own deadline counts.
+#[tokio::test]
+async fn a_task_that_went_in_before_its_wait_ended_is_answered_after_it() {
+    let flow = aqueduct::flow!(late_entry)
+        .max_queue_wait(Duration::from_millis(30))
+        .start()
+        .await
+        .unwrap();
+    let admitted = saturate(&flow, &LATE_ENTRY_GATE).await;
+    // In line; once room is made it goes in at once, and its handler then works for
+    // longer than the wait for room may last.
+    let slow = flow.process_timeout(Job { id: 9, work_ms: 80 }, LIMIT);
+    LATE_ENTRY_GATE.open();
+    assert_eq!(slow.await.unwrap().id, 9);
+    for call in admitted {
+        call.await.unwrap().unwrap();
+    }
+}
+
+gated_stage!(stopped_in_line, STOPPED_IN_LINE, STOPPED_IN_LINE_GATE);
+
+/// A graceful stop finishes the accepted tasks and answers the callers still standing in
+/// line for room with `NotRunning` at once, without waiting for the held worker.
+#[tokio::test]
+async fn a_graceful_stop_turns_away_the_callers_still_in_line() {
+    let flow = aqueduct::flow!(stopped_in_line).start().await.unwrap();
+    let admitted = saturate(&flow, &STOPPED_IN_LINE_GATE).await;
+    let in_line = flow.process_timeout(Job { id: 9, work_ms: 0 }, LIMIT);
+    let stopping = tokio::spawn({
+        let flow = flow.clone();
+        async move { flow.stop(true).await }
+    });
+    assert_eq!(in_line.await.unwrap_err(), Error::NotRunning);
+    assert_eq!(
+        STOPPED_IN_LINE_GATE.waiting(),
+        1,
+        "answered while the worker was held"
+    );
+    STOPPED_IN_LINE_GATE.open();
+    for call in admitted {
+        call.await.unwrap().unwrap();
+    }
+    stopping.await.unwrap();
+    let mut ran = STOPPED_IN_LINE.lock().unwrap().clone();
+    ran.sort_unstable();
+    assert_eq!(ran, [0, 1, 2, 3, 4], "the task in line never ran");
+}

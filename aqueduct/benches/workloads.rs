@@ -31,6 +31,9 @@
 //!   each task once, as it would if consecutive process stages passed tasks from worker
 //!   to worker; so this is the most such a hand-off could give W1 (less the stages'
 //!   parallelism, which no-op stages do not need).
+//! - W1 also runs rounds with 1024 callers, more than the first stage's default queue
+//!   (192) holds, so that most of them wait in line for room, against the same hand-rolled
+//!   pipeline with as many callers (`W1 crowd=more_callers_than_queue_room`).
 //!
 //! `--load N` runs W1's and W6's rounds with N busy threads spinning in the background
 //! (started before the rounds, stopped after), so the loaded case (a busy service host) is
@@ -316,6 +319,8 @@ async fn w1(load: usize) {
     let (mut floor_rates, mut floor_p50s) = (Vec::new(), Vec::new());
     let (mut process_ratios, mut thread_ratios) = (Vec::new(), Vec::new());
     let (mut bound_rates, mut bound_ratios) = (Vec::new(), Vec::new());
+    let (mut crowd_rates, mut crowd_floors, mut crowd_ratios) =
+        (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let thread_rate = on_threads.round(&thread).await;
         let process_rate = on_processes.round(&process).await;
@@ -337,6 +342,19 @@ async fn w1(load: usize) {
         thread_ratios.push(thread_rate / floor_rate);
         bound_rates.push(bound_rate);
         bound_ratios.push((bound_rate / process_rate, bound_rate / floor_rate));
+        // More callers than the first stage's queue holds (192 by default): most wait
+        // in line for room.
+        let crowd_rate = throughput(&process, 50_000, CROWD, |i| {
+            std::future::ready(small(i as u64))
+        })
+        .await;
+        let crowd_floor = throughput(&hand_rolled, 50_000, CROWD, |i| {
+            std::future::ready(small(i as u64))
+        })
+        .await;
+        crowd_rates.push(crowd_rate);
+        crowd_floors.push(crowd_floor);
+        crowd_ratios.push(crowd_rate / crowd_floor);
     }
     drop(busy);
     on_threads.print("thread", load);
@@ -358,10 +376,20 @@ async fn w1(load: usize) {
         median(vs_process),
         median(vs_floor)
     );
+    println!(
+        "W1 crowd=more_callers_than_queue_room isolation=process in_flight={CROWD} tasks_per_s={:.0} handrolled_tasks_per_s={:.0} ratio_process_vs_handrolled_pipeline={:.2} load={load}",
+        median(crowd_rates),
+        median(crowd_floors),
+        median(crowd_ratios)
+    );
     thread.stop(true).await;
     process.stop(true).await;
     one_stage.stop(true).await;
 }
+
+/// W1's callers in its crowd rounds: more than the first stage's default queue (192
+/// tasks) holds, so that most of them wait in line for room, as a busy service's do.
+const CROWD: usize = 1024;
 
 /// One W1 flow's figures, a value per round.
 #[derive(Default)]

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::control::Control;
 use super::direct::Running;
+use super::room::InLine;
 use crate::metrics::FlowMetrics;
 use crate::shm::Owned;
 use crate::sync::Counted;
@@ -41,6 +42,8 @@ pub(super) enum Entering<'a> {
     /// The queue was full: waiting for room, boxed so that the wait does not grow every
     /// call's future.
     Waiting(Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>),
+    /// The queue was full: standing in its line (see `room`).
+    InLine(InLine<'a>),
 }
 
 /// What is observed of a call when it ends: the `finished` event and the request metrics.
@@ -150,23 +153,29 @@ fn poll_call<'a, Out: Task>(
         let _ = Pin::new(&mut call.job).poll(cx);
     }
     if let Poll::Ready(outcome) = Pin::new(&mut call.receiver).poll(cx) {
+        // Answered: a task that stood in line went in (or was answered from the line
+        // when the flow stopped).
+        if let Entering::InLine(in_line) = std::mem::replace(&mut call.entering, Entering::Entered)
+        {
+            in_line.went_in();
+        }
         return Poll::Ready(match outcome {
             Ok(outcome) => outcome,
             // The task was dropped inside the flow: it was halted.
             Err(_) => Err(Error::Stopped),
         });
     }
-    let timed_out = || {
-        Poll::Ready(Err(Error::Timeout {
-            after: call.timeout,
-        }))
-    };
     let deadlines = control.deadlines();
     loop {
         if watch.is_none() {
             // A deadline already past is not looked for on the clock: its tick has
-            // passed (seen below) or will within the millisecond.
-            let registered = deadlines.watch(call.deadline);
+            // passed (seen below) or will within the millisecond. A task standing in
+            // line has the end of its wait for room first.
+            let watched = match &call.entering {
+                Entering::InLine(in_line) => in_line.until(),
+                _ => call.deadline,
+            };
+            let registered = deadlines.watch(watched);
             *tick = registered.tick;
             watch.set(Some(registered.notified));
         }
@@ -180,9 +189,18 @@ fn poll_call<'a, Out: Task>(
             return Poll::Ready(Err(Error::Stopped));
         }
         if deadlines.has_passed(*tick) {
-            return timed_out();
-        }
-        if !woken {
+            let Entering::InLine(in_line) =
+                std::mem::replace(&mut call.entering, Entering::Entered)
+            else {
+                return Poll::Ready(Err(Error::Timeout {
+                    after: call.timeout,
+                }));
+            };
+            if let Some(turned_away) = in_line.turned_away() {
+                return Poll::Ready(Err(turned_away));
+            }
+            // It went in meanwhile: now the call's own deadline is watched.
+        } else if !woken {
             return Poll::Pending;
         }
         // Woken by an earlier round of the deadline's slot: wait again.

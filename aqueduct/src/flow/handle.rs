@@ -15,7 +15,8 @@ use super::control::Control;
 pub use super::control::FlowState;
 use super::direct::{DirectEntry, Running};
 use super::envelope::Envelope;
-use super::queue::{QueueTx, TrySendError};
+use super::queue::{QueueTx, Spot, TrySendError};
+use super::room::{InLine, Line};
 use crate::shm::{ownership, Owned};
 use crate::stats::{StageCounters, StageStats};
 use crate::{Error, Task};
@@ -82,6 +83,16 @@ struct Inner<In: Task, Out: Task> {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     handle: tokio::runtime::Handle,
     runtime: OnceLock<OwnedRuntime>,
+}
+
+impl<In: Task, Out: Task> Line for Inner<In, Out> {
+    fn leave(&self, spot: Spot) -> bool {
+        self.input.leave_line(spot).is_some()
+    }
+
+    fn stage(&self) -> &'static str {
+        self.first_stage
+    }
 }
 
 impl<In: Task, Out: Task> Flow<In, Out> {
@@ -309,7 +320,10 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         if !inner.control.begin_stop() {
             return;
         }
-        inner.input.close();
+        // A task still standing in line for room was not accepted.
+        for refused in inner.input.close() {
+            refused.split().1.fail(Error::NotRunning);
+        }
         if graceful {
             let runners = std::mem::take(&mut *lock(&inner.runners));
             for runner in runners {
@@ -342,9 +356,9 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 
     /// Puts `envelope`, of a call made at `called`, into the first stage's queue, by the
     /// flow's admission policy (see `admission`; the task was not turned away). The
-    /// queue has room (the common case): done here, and the future returned is ready at
-    /// once. It is full: the future waits for room, boxed, so that the wait does not
-    /// grow every call's future.
+    /// queue has room (the common case): done here. It is full: the task stands in the
+    /// queue's line from now, so callers go in in the order they called, and the call
+    /// watches the end of its wait for room (see `room`).
     fn enter(
         &self,
         envelope: Envelope<In, Out>,
@@ -352,10 +366,6 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         priority: usize,
     ) -> Result<Entering<'_>, Error> {
         let inner = &*self.inner;
-        let overloaded = move |waited| Error::Overloaded {
-            stage: inner.first_stage,
-            waited,
-        };
         let envelope = match inner.input.try_send(priority, envelope) {
             Ok(()) => return Ok(Entering::Entered),
             Err(TrySendError::Closed(_)) => return Err(Error::NotRunning),
@@ -363,15 +373,15 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         };
         let deadline = envelope.deadline();
         let Some(until) = inner.load.wait_until(called, deadline) else {
-            return Err(overloaded(Duration::ZERO));
+            return Err(Error::Overloaded {
+                stage: inner.first_stage,
+                waited: Duration::ZERO,
+            });
         };
-        Ok(Entering::Waiting(Box::pin(async move {
-            match timeout_at(until, inner.input.send(priority, envelope)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(Error::NotRunning),
-                Err(_) => Err(overloaded(until - called)),
-            }
-        })))
+        let Ok(spot) = inner.input.stand_in_line(priority, envelope) else {
+            return Err(Error::NotRunning);
+        };
+        Ok(Entering::InLine(InLine::new(inner, spot, called, until)))
     }
 
     /// Whether the first stage's queue has room now.
@@ -401,8 +411,9 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 
 impl<In: Task, Out: Task> Drop for Inner<In, Out> {
     fn drop(&mut self) {
-        // Stages drain what they accepted and exit; worker threads end with them.
-        self.input.close();
+        // Stages drain what they accepted and exit; worker threads end with them. (No
+        // task stands in line: its caller would hold the flow.)
+        drop(self.input.close());
         self.control.close();
     }
 }

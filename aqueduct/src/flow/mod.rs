@@ -29,6 +29,7 @@ mod link;
 mod observe;
 mod pace;
 mod queue;
+mod room;
 mod runner;
 #[cfg(feature = "metrics")]
 mod sample;

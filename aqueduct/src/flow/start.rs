@@ -95,7 +95,7 @@ impl StartCtx {
         if let Err(error) = wait_ready(std::mem::take(&mut self.readiness)).await {
             self.control.begin_stop();
             self.control.halt();
-            entry.queue.close();
+            drop(entry.queue.close());
             self.control.set_stopped();
             return Err(error);
         }
