@@ -296,3 +296,89 @@ async fn a_graceful_stop_turns_away_the_callers_still_in_line() {
     ran.sort_unstable();
     assert_eq!(ran, [0, 1, 2, 3, 4], "the task in line never ran");
 }
+
+static CROWD_RAN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+#[aqueduct::handler(isolation = "thread", queue_size = 4, nprocs = 2)]
+fn crowded(job: &mut Job) {
+    std::thread::sleep(Duration::from_micros(job.work_ms));
+    CROWD_RAN.lock().unwrap().push(job.id);
+}
+
+/// How a crowd's call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Answered,
+    /// Refused before its task could run: turned away, or the flow stopped.
+    Refused,
+    /// Timed out, or its caller gave up: its task may have run, once.
+    Dropped,
+}
+
+/// Many more callers than room, of both priorities, some with a timeout too short to
+/// get in, some giving up while they wait, and then a stop while callers still stand in
+/// line: every call ends, its answer is its own, no task runs twice, and no refused task
+/// runs at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_callers_that_time_out_give_up_and_meet_a_stop_loses_nothing() {
+    let flow = aqueduct::flow!(crowded)
+        .priorities(2)
+        .start()
+        .await
+        .unwrap();
+    let call = |id: u64| {
+        let flow = flow.clone();
+        tokio::spawn(async move {
+            let job = Job { id, work_ms: 50 };
+            let timeout = if id % 7 == 0 {
+                Duration::from_millis(2)
+            } else {
+                LIMIT
+            };
+            let call = flow
+                .submit(job)
+                .priority((id % 2) as usize)
+                .timeout(timeout);
+            let outcome = if id % 5 == 0 {
+                match tokio::time::timeout(Duration::from_millis(1), call).await {
+                    Ok(outcome) => outcome,
+                    Err(_gave_up) => return (id, Ended::Dropped),
+                }
+            } else {
+                call.await
+            };
+            let ended = match outcome {
+                Ok(out) => {
+                    assert_eq!(out.id, id, "its own answer");
+                    Ended::Answered
+                }
+                Err(Error::Overloaded { .. } | Error::NotRunning) => Ended::Refused,
+                Err(Error::Timeout { .. }) => Ended::Dropped,
+                Err(other) => panic!("call {id}: {other:?}"),
+            };
+            (id, ended)
+        })
+    };
+    let mut ended = Vec::new();
+    for call in (0..600).map(call).collect::<Vec<_>>() {
+        ended.push(call.await.unwrap());
+    }
+    // A second crowd, and a graceful stop while it stands in line.
+    let second: Vec<_> = (600..900).map(call).collect();
+    until(LIMIT, || flow.stats()[0].queued >= 4).await;
+    flow.stop(true).await;
+    for call in second {
+        ended.push(call.await.unwrap());
+    }
+    let ran = CROWD_RAN.lock().unwrap().clone();
+    let runs = |id| ran.iter().filter(|&&ran| ran == id).count();
+    for (id, ended) in &ended {
+        match ended {
+            Ended::Answered => assert_eq!(runs(*id), 1, "call {id}"),
+            Ended::Refused => assert_eq!(runs(*id), 0, "call {id} was refused"),
+            Ended::Dropped => assert!(runs(*id) <= 1, "call {id}"),
+        }
+    }
+    let answered = ended.iter().filter(|(_, e)| *e == Ended::Answered).count();
+    assert!(answered > 0 && ran.len() <= 900);
+}
