@@ -110,10 +110,9 @@ impl<T> Lanes<T> {
     /// Moves the tasks of the senders whose turn has come into their lanes: from the
     /// front of each line, as many as the lane has room for, each marked as gone in.
     /// Done by whoever made the room, under the lock, so the lane is refilled at once;
-    /// the senders are woken (once each, to return) through what this gives back, once
-    /// the lock is released: waking a task under the lock held every other sender and
-    /// the runner behind a run of wake-ups (with 1024 callers waiting on a queue of 192,
-    /// W1's threads convoyed on the lock, at half the throughput).
+    /// the senders that wait for their turn are woken (once each, to return) through
+    /// what this gives back, once the lock is released, so that a run of wake-ups does
+    /// not hold every other sender and the runner behind the lock.
     #[must_use = "the admitted senders must be woken, after the lock is released"]
     fn admit_waiting(&mut self, capacity: usize, queued: &AtomicUsize) -> Admitted {
         let mut admitted = Admitted(Vec::new());
@@ -317,31 +316,11 @@ impl<T> QueueTx<T> {
     /// comes (see [`Lanes::admit_waiting`]); the wait is the returned future, which
     /// gives the task back if the queue closes first. Dropping it leaves the line.
     pub(crate) fn join_line(&self, priority: usize, item: T) -> Result<RoomWait<'_, T>, Closed<T>> {
-        let queue = self.queue();
         let turn = Arc::new(Turn::default());
-        let mut state = lock(&queue.state);
-        if state.closed {
-            return Err(Closed(item));
-        }
-        let lane = state.lane(priority);
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.lines[lane].push_back(InLine {
-            ticket,
-            item,
-            turn: Some(turn.clone()),
-        });
-        // Room made since the sender found the lane full is not lost.
-        let admitted = state.admit_waiting(queue.capacity, &queue.queued);
-        drop(state);
-        if !admitted.is_empty() {
-            queue.arrived.notify_one();
-        }
-        admitted.wake();
+        let spot = self.enter_line(priority, item, Some(turn.clone()))?;
         Ok(RoomWait {
-            queue,
-            lane,
-            ticket,
+            queue: self.queue(),
+            spot,
             turn,
         })
     }
@@ -368,6 +347,17 @@ impl<T> QueueTx<T> {
     /// each. The sender that gives up takes its task out with [`QueueTx::leave_line`];
     /// a task still in line when the queue closes comes back from [`QueueTx::close`].
     pub(crate) fn stand_in_line(&self, priority: usize, item: T) -> Result<Spot, Closed<T>> {
+        self.enter_line(priority, item, None)
+    }
+
+    /// Puts `item` at the back of its lane's line, with `turn` to tell it when it goes
+    /// in (if any), and lets in whoever room was made for meanwhile (this sender too).
+    fn enter_line(
+        &self,
+        priority: usize,
+        item: T,
+        turn: Option<Arc<Turn>>,
+    ) -> Result<Spot, Closed<T>> {
         let queue = self.queue();
         let mut state = lock(&queue.state);
         if state.closed {
@@ -376,11 +366,7 @@ impl<T> QueueTx<T> {
         let lane = state.lane(priority);
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.lines[lane].push_back(InLine {
-            ticket,
-            item,
-            turn: None,
-        });
+        state.lines[lane].push_back(InLine { ticket, item, turn });
         // Room made since the sender found the lane full is not lost.
         let admitted = state.admit_waiting(queue.capacity, &queue.queued);
         let went_in = !matches!(state.lines[lane].back(), Some(last) if last.ticket == ticket);
@@ -402,27 +388,16 @@ impl<T> QueueTx<T> {
     }
 }
 
-/// A sender's place in a lane's line while it waits for room: resolves once its task
-/// went in, or gives the task back if the queue closed first. Small, and polled in
-/// place: with more callers than room, every call waits here, and the boxed wait with a
-/// timer it replaced cost W1 with 1024 callers about half its throughput. A wait dropped
-/// before the task went in (a timeout, the caller gone) leaves the line, and the task is
-/// dropped with it.
+/// A sender's wait for room in a lane's line (a job delivering into a full next stage;
+/// a flow's callers stand in line instead, see [`QueueTx::stand_in_line`]): resolves
+/// once its task went in, or gives the task back if the queue closed first. Small and
+/// polled in place, with a waker slot rather than a `Notify`. A wait dropped before the
+/// task went in leaves the line, and the task is dropped with it.
 #[must_use = "the task waits in line only while this is kept"]
 pub(crate) struct RoomWait<'a, T> {
     queue: &'a Shared<T>,
-    lane: usize,
-    ticket: u64,
+    spot: Spot,
     turn: Arc<Turn>,
-}
-
-impl<T> RoomWait<'_, T> {
-    fn spot(&self) -> Spot {
-        Spot {
-            lane: self.lane,
-            ticket: self.ticket,
-        }
-    }
 }
 
 /// Where a task stands in its lane's line.
@@ -456,7 +431,7 @@ impl<T> Future for RoomWait<'_, T> {
             }
             if turn.closed.load(Ordering::Acquire) {
                 let mut state = lock(&self.queue.state);
-                if let Some(item) = take_out(&mut state, self.spot()) {
+                if let Some(item) = take_out(&mut state, self.spot) {
                     return Poll::Ready(Err(Closed(item)));
                 }
             }
@@ -475,7 +450,7 @@ impl<T> Drop for RoomWait<'_, T> {
             return;
         }
         let mut state = lock(&self.queue.state);
-        let left = take_out(&mut state, self.spot());
+        let left = take_out(&mut state, self.spot);
         drop(state);
         drop(left);
     }
