@@ -39,10 +39,11 @@ pub(super) struct Call<'a, Out: Task> {
 /// A task on its way into the first stage's queue (see `Flow::enter`).
 pub(super) enum Entering<'a> {
     Entered,
-    /// The queue was full: waiting for room, boxed so that the wait does not grow every
-    /// call's future.
+    /// The first stage's condition sent the task past it: its hand-over to the stage it
+    /// skips to, which may wait for room there (boxed: the rarer case, kept out of every
+    /// call's future).
     Waiting(Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>),
-    /// The queue was full: standing in its line (see `room`).
+    /// The first stage's queue was full: the task stands in its line (see `room`).
     InLine(InLine<'a>),
 }
 
