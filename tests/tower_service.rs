@@ -258,3 +258,35 @@ async fn dropping_the_response_future_cancels_a_queued_task() {
     assert_eq!(*DROPPED.lock().unwrap(), [0, 43], "job 42 never ran");
     assert_eq!(flow.stats()[0].abandoned, 1);
 }
+
+static CROWD_GATE: Gate = Gate::new();
+
+/// Job 0 waits at the gate; batches of up to 4, so one take makes room for several.
+#[aqueduct::handler(isolation = "thread", queue_size = 4, batch_size = 4)]
+fn crowded(jobs: &mut [Job]) {
+    if jobs.iter().any(|job| job.id == 0) {
+        CROWD_GATE.wait();
+    }
+}
+
+/// Many clients wait for readiness on a full queue: room wakes one of them, which passes
+/// the word on while room lasts, so every one of them is served, including those whose
+/// calls go straight to the idle worker without making room.
+#[tokio::test]
+async fn every_client_waiting_for_room_is_served_as_room_is_made() {
+    let flow = aqueduct::flow!(crowded).start().await.unwrap();
+    let client = |id| {
+        let mut service = flow.clone().into_service();
+        tokio::spawn(async move { service.ready().await?.call(Job { id }).await })
+    };
+    let mut calls = vec![client(0)];
+    until(LIMIT, || CROWD_GATE.waiting() == 1).await;
+    calls.extend((1..=4).map(client));
+    until(LIMIT, || flow.stats()[0].queued == 4).await;
+    calls.extend((5..45).map(client));
+    CROWD_GATE.open();
+    for (id, call) in calls.into_iter().enumerate() {
+        let answer = tokio::time::timeout(LIMIT, call).await.expect("served");
+        assert_eq!(answer.unwrap().unwrap().id, id as u64);
+    }
+}

@@ -3,7 +3,8 @@
 //! `Wn key=value` line, the median of several rounds.
 //!
 //! Run: `cargo bench -p aqueduct --bench workloads` (under 3 minutes on 2 cores), or name
-//! workloads: `cargo bench -p aqueduct --bench workloads -- W1 W6`.
+//! workloads: `cargo bench -p aqueduct --bench workloads -- W1 W6`. W8 (a flow as a
+//! `tower::Service` with many clients) needs `--features tower`.
 //! Stages run on worker processes (the default) unless a line says `isolation=thread`.
 //! `bench/python/compare.sh` runs this and the same workloads on the Python Aqueduct
 //! side by side.
@@ -826,6 +827,58 @@ async fn w7() {
     .await;
 }
 
+// ---------------------------------------------------------------- W8 readiness
+
+/// W8 (`--features tower`): clients each holding a clone of a one-stage flow as a
+/// `tower::Service`, each calling `ready` then `call` in a loop, against as many clients
+/// calling `process` in a loop, in the same rounds. With more clients than the first
+/// queue holds (192), most wait for readiness.
+#[cfg(feature = "tower")]
+async fn w8() {
+    use tower_service::Service;
+    let flow = aqueduct::flow!(proc_a).start().await.unwrap();
+    for clients in [64usize, 1024, 4096] {
+        let per_client = 200_000 / clients as u64;
+        let (mut plain, mut ready, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let mut rates = [0.0; 2];
+            for (rate, tower) in rates.iter_mut().zip([false, true]) {
+                let started = Instant::now();
+                let mut set = tokio::task::JoinSet::new();
+                for client in 0..clients as u64 {
+                    let flow = flow.clone();
+                    set.spawn(async move {
+                        let mut service = flow.clone().into_service();
+                        for i in 0..per_client {
+                            let task = small(client * per_client + i);
+                            if tower {
+                                std::future::poll_fn(|cx| service.poll_ready(cx))
+                                    .await
+                                    .unwrap();
+                                service.call(task).await.unwrap();
+                            } else {
+                                flow.process(task).await.unwrap();
+                            }
+                        }
+                    });
+                }
+                while set.join_next().await.is_some() {}
+                *rate = (per_client * clients as u64) as f64 / started.elapsed().as_secs_f64();
+            }
+            plain.push(rates[0]);
+            ready.push(rates[1]);
+            ratios.push(rates[1] / rates[0]);
+        }
+        println!(
+            "W8 clients={clients} process_calls_per_s={:.0} tower_calls_per_s={:.0} ratio_tower_vs_process={:.2}",
+            median(plain),
+            median(ready),
+            median(ratios)
+        );
+    }
+    flow.stop(true).await;
+}
+
 // ---------------------------------------------------------------- floors
 
 /// `--load N`: N threads spinning until dropped, so W1's and W6's rounds run on a busy
@@ -1230,6 +1283,10 @@ fn main() {
         }
         if wanted("W7") {
             w7().await;
+        }
+        #[cfg(feature = "tower")]
+        if wanted("W8") {
+            w8().await;
         }
     });
 }

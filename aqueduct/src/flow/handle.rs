@@ -384,6 +384,15 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         Ok(Entering::InLine(InLine::new(inner, spot, called, until)))
     }
 
+    /// Wakes the next waiter of [`Flow::room_made`]: for a waiter that was woken by room
+    /// and found some left, so that room wakes waiters one after another while it lasts,
+    /// not all of them at each take (with 4096 tower clients waiting, that herd took the
+    /// flow from 1.1M to 158k calls/s).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn pass_room_on(&self) {
+        self.inner.load.room.notify_one();
+    }
+
     /// Whether the first stage's queue has room now.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn has_room(&self) -> bool {
@@ -391,7 +400,8 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     }
 
     /// Resolves when the first stage next takes tasks from its queue (making room), or
-    /// the flow halts. Registers on its first poll.
+    /// the flow halts. Registers on its first poll. Room wakes one waiter: one that
+    /// finds room tells the next with [`Flow::pass_room_on`].
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn room_made(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let inner = self.inner.clone();

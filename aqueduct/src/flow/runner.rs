@@ -35,7 +35,8 @@ pub(crate) struct StageRunner<S: Stage, R: Task, D, E> {
     /// it (see [`StageRunner::direct`]).
     idle: Option<Arc<IdleSeat>>,
     /// Signalled whenever tasks are taken from `input`: room was made (see
-    /// `Flow`'s readiness).
+    /// `Flow`'s readiness). One waiter is woken, which passes the word on while room
+    /// lasts (see `FlowService::poll_ready`).
     room: Arc<Notify>,
 }
 
@@ -200,7 +201,7 @@ where
                         if let Some(filling) = filling {
                             stage.counters.metrics.batch_fill(filling.elapsed());
                         }
-                        self.room.notify_waiters();
+                        self.room.notify_one();
                         (batch, Some(flush))
                     }
                     None => {

@@ -68,6 +68,10 @@ impl<In: Task, Out: Task> tower_service::Service<In> for FlowService<In, Out> {
                 self.wait = None;
                 return Poll::Ready(Err(Error::NotRunning));
             }
+            // Room now, the common case: ready, with nothing to register.
+            if self.wait.is_none() && self.flow.has_room() {
+                return Poll::Ready(Ok(()));
+            }
             // The wait is registered (polled) before room is checked, so room made in
             // between wakes it.
             let registered = match &mut self.wait {
@@ -79,6 +83,10 @@ impl<In: Task, Out: Task> tower_service::Service<In> for FlowService<In, Out> {
             };
             if self.flow.has_room() {
                 self.wait = None;
+                // Woken by room, and some is left: the next waiter may take it.
+                if !registered {
+                    self.flow.pass_room_on();
+                }
                 return Poll::Ready(Ok(()));
             }
             if registered {
