@@ -290,3 +290,43 @@ async fn every_client_waiting_for_room_is_served_as_room_is_made() {
         assert_eq!(answer.unwrap().unwrap().id, id as u64);
     }
 }
+
+gated_stage!(stopping, STOPPING, STOPPING_GATE);
+
+/// Clients waiting for room when the flow stops gracefully are all told `NotRunning`,
+/// however few takes the stop's drain makes.
+#[tokio::test]
+async fn every_client_waiting_for_room_hears_of_a_graceful_stop() {
+    let flow = aqueduct::flow!(stopping).start().await.unwrap();
+    let held = saturate(&flow, &STOPPING_GATE).await;
+    // Each client waits for room, woken only by the flow, before the stop begins (the
+    // test's runtime has one thread: a client counted has polled `ready` once).
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let waiting: Vec<_> = (0..10)
+        .map(|_| {
+            let ready = flow.clone().into_service().ready_oneshot();
+            let started = started.clone();
+            tokio::spawn(async move {
+                started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ready.await.map(drop)
+            })
+        })
+        .collect();
+    until(LIMIT, || {
+        started.load(std::sync::atomic::Ordering::SeqCst) == 10
+    })
+    .await;
+    let stopping = tokio::spawn({
+        let flow = flow.clone();
+        async move { flow.stop(true).await }
+    });
+    STOPPING_GATE.open();
+    for client in waiting {
+        let ready = tokio::time::timeout(LIMIT, client).await.expect("told");
+        assert_eq!(ready.unwrap(), Err(Error::NotRunning));
+    }
+    for call in held {
+        call.await.unwrap().unwrap();
+    }
+    stopping.await.unwrap();
+}

@@ -2,8 +2,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
-use tokio::sync::Notify;
-
 use super::deadlines::Deadlines;
 use crate::sync::{Counted, Padded};
 
@@ -26,9 +24,6 @@ pub(crate) struct Control {
     in_flight: Padded<AtomicUsize>,
     /// Set when the flow halts without finishing its tasks; runners look at it.
     halted: AtomicBool,
-    /// Wakes whoever waits for the flow to halt (a caller waiting for room, see
-    /// `Flow::room_made`; callers waiting for an answer wait on `deadlines`).
-    halting: Padded<Notify>,
     /// Wakes the callers waiting for an answer when their deadline passes or the flow
     /// halts.
     deadlines: Deadlines,
@@ -40,7 +35,6 @@ impl Control {
             state: AtomicU8::new(FlowState::Running as u8),
             in_flight: Padded(AtomicUsize::new(0)),
             halted: AtomicBool::new(false),
-            halting: Padded(Notify::new()),
             deadlines: Deadlines::new(),
         }
     }
@@ -101,22 +95,10 @@ impl Control {
 
     pub(crate) fn halt(&self) {
         self.halted.store(true, Ordering::Release);
-        self.halting.notify_waiters();
         self.deadlines.wake_all();
     }
 
     pub(crate) fn is_halted(&self) -> bool {
         self.halted.load(Ordering::Acquire)
-    }
-
-    /// Resolves once the flow is halted.
-    pub(crate) async fn halted(&self) {
-        let halting = self.halting.notified();
-        let mut halting = std::pin::pin!(halting);
-        // Registered before looking, so a halt in between is not missed.
-        halting.as_mut().enable();
-        if !self.is_halted() {
-            halting.await;
-        }
     }
 }

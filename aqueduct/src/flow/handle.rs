@@ -324,6 +324,8 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         for refused in inner.input.close() {
             refused.split().1.fail(Error::NotRunning);
         }
+        // Every client waiting for readiness hears of it (see `room_made`).
+        inner.load.room.notify_waiters();
         if graceful {
             let runners = std::mem::take(&mut *lock(&inner.runners));
             for runner in runners {
@@ -400,17 +402,12 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     }
 
     /// Resolves when the first stage next takes tasks from its queue (making room), or
-    /// the flow halts. Registers on its first poll. Room wakes one waiter: one that
-    /// finds room tells the next with [`Flow::pass_room_on`].
+    /// the flow begins to stop. Registers on its first poll. Room wakes one waiter: one
+    /// that finds room tells the next with [`Flow::pass_room_on`]; a stop wakes all.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn room_made(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let inner = self.inner.clone();
-        async move {
-            tokio::select! {
-                () = inner.load.room.notified() => {}
-                () = inner.control.halted() => {}
-            }
-        }
+        async move { inner.load.room.notified().await }
     }
 
     /// Counters of every stage, in flow order.

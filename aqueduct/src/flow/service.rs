@@ -90,6 +90,10 @@ impl<In: Task, Out: Task> tower_service::Service<In> for FlowService<In, Out> {
                 return Poll::Ready(Ok(()));
             }
             if registered {
+                // A stop that began before this wait was registered woke nobody here.
+                if self.flow.state() != FlowState::Running {
+                    continue;
+                }
                 return Poll::Pending;
             }
             // Woken, but the room is gone again: wait anew.
