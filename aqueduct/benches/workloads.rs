@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p aqueduct --bench workloads` (under 3 minutes on 2 cores), or name
 //! workloads: `cargo bench -p aqueduct --bench workloads -- W1 W6`. W8 (a flow as a
-//! `tower::Service` with many clients) needs `--features tower`.
+//! `tower::Service` with many clients) needs `--features tower`. W9 feeds a graph processor
+//! 10 000 and then 200 000 inputs at once.
 //! Stages run on worker processes (the default) unless a line says `isolation=thread`.
 //! `bench/python/compare.sh` runs this and the same workloads on the Python Aqueduct
 //! side by side.
@@ -879,6 +880,52 @@ async fn w8() {
     flow.stop(true).await;
 }
 
+// ---------------------------------------------------------------- W9 graph feed
+
+/// W9's processor: a batching process stage doing next to nothing.
+#[aqueduct::handler(batch_size = 16)]
+fn graph_inc(task: &mut Small) {
+    task.a += 1;
+}
+
+/// W9: the time per input of a processor fed a large batch at once, against a small
+/// one, in the same rounds: the cost of an input must not grow with the inputs waiting
+/// behind it.
+async fn w9() {
+    use aqueduct::graph::Processor;
+    let processor = Processor::of::<graph_inc>().start().await.unwrap();
+    let per_input_us = |inputs: u64| {
+        let processor = &processor;
+        async move {
+            let started = Instant::now();
+            processor.feed_all((0..inputs).map(small)).unwrap();
+            let mut done = 0;
+            while done < inputs {
+                done += processor.take_ready().len() as u64;
+                if done < inputs && processor.next().await.is_some() {
+                    done += 1;
+                }
+            }
+            started.elapsed().as_secs_f64() * 1e6 / inputs as f64
+        }
+    };
+    let (mut small_feeds, mut large_feeds, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let small_feed = per_input_us(10_000).await;
+        let large_feed = per_input_us(200_000).await;
+        small_feeds.push(small_feed);
+        large_feeds.push(large_feed);
+        ratios.push(large_feed / small_feed);
+    }
+    println!(
+        "W9 processor_feed small_inputs=10000 us_per_input={:.2} large_inputs=200000 us_per_input={:.2} ratio_large_vs_small={:.2}",
+        median(small_feeds),
+        median(large_feeds),
+        median(ratios)
+    );
+    processor.stop(true).await;
+}
+
 // ---------------------------------------------------------------- floors
 
 /// `--load N`: N threads spinning until dropped, so W1's and W6's rounds run on a busy
@@ -1287,6 +1334,9 @@ fn main() {
         #[cfg(feature = "tower")]
         if wanted("W8") {
             w8().await;
+        }
+        if wanted("W9") {
+            w9().await;
         }
     });
 }

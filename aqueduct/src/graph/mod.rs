@@ -16,6 +16,7 @@
 //! `run_batch_processor` and `run_batch_processor_single` are [`Graph::run`],
 //! [`Processor::run`] and [`Processor::run_one`].
 
+mod backlog;
 mod builder;
 mod handle;
 mod node;

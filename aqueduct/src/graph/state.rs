@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use super::backlog::{Backlog, Queued};
 use super::handle::{InputId, ResultHandle};
 use super::options::Mode;
 use super::status::{ProcessorState, ProcessorStatus};
@@ -32,16 +33,6 @@ type Outcome<Out> = Result<Owned<Out>, Error>;
 type Work<Out> = Pin<Box<dyn Future<Output = Outcome<Out>> + Send>>;
 type Slot<Out> = Arc<Mutex<Option<Work<Out>>>>;
 
-/// An input waiting for dispatch: the copy that goes to the flow and the copy kept for
-/// the result handle, each owning one reference per shared-memory handle.
-struct Queued<In: Task> {
-    id: u64,
-    task: Owned<In>,
-    kept: Owned<In>,
-    /// Its priority in the flow (`Processor::feed_priority`).
-    priority: usize,
-}
-
 /// An input in the flow.
 struct Running<In: Task, Out: Task> {
     kept: Owned<In>,
@@ -52,7 +43,7 @@ struct Running<In: Task, Out: Task> {
 struct Book<In: Task, Out: Task> {
     state: ProcessorState,
     next_id: u64,
-    queued: VecDeque<Queued<In>>,
+    queued: Backlog<In>,
     running: HashMap<u64, Running<In, Out>>,
     ready: VecDeque<ResultHandle<In, Out>>,
     fed: u64,
@@ -118,7 +109,7 @@ impl<In: Task, Out: Task> Shared<In, Out> {
             book: Mutex::new(Book {
                 state: ProcessorState::Running,
                 next_id: 0,
-                queued: VecDeque::new(),
+                queued: Backlog::new(),
                 running: HashMap::new(),
                 ready: VecDeque::new(),
                 fed: 0,
@@ -159,7 +150,7 @@ impl<In: Task, Out: Task> Shared<In, Out> {
         let id = book.next_id;
         book.next_id += 1;
         book.fed += 1;
-        book.queued.push_back(Queued {
+        book.queued.push(Queued {
             id,
             task,
             kept,
@@ -175,7 +166,7 @@ impl<In: Task, Out: Task> Shared<In, Out> {
     /// first, in feed order within a priority.
     fn pump(self: &Arc<Self>, book: &mut Book<In, Out>) {
         while book.running.len() < self.limit {
-            let Some(queued) = next_queued(&mut book.queued) else {
+            let Some(queued) = book.queued.pop_next() else {
                 break;
             };
             let priority = queued.priority;
@@ -232,8 +223,7 @@ impl<In: Task, Out: Task> Shared<In, Out> {
     /// Cancels one pending input; `false` if it is not pending (finished, or unknown).
     pub(crate) fn cancel(self: &Arc<Self>, id: InputId) -> bool {
         let mut book = self.lock();
-        let handle = if let Some(at) = book.queued.iter().position(|q| q.id == id.0) {
-            let queued = book.queued.remove(at).expect("position is in range");
+        let handle = if let Some(queued) = book.queued.remove(id.0) {
             cancelled(queued.id, queued.kept)
         } else if let Some(running) = book.running.remove(&id.0) {
             let handle = halt(id.0, running);
@@ -258,7 +248,7 @@ impl<In: Task, Out: Task> Shared<In, Out> {
             .collect();
         handles.extend(
             book.queued
-                .drain(..)
+                .drain()
                 .map(|queued| cancelled(queued.id, queued.kept)),
         );
         handles.sort_by_key(ResultHandle::id);
@@ -420,13 +410,6 @@ impl<In: Task, Out: Task> Picker<In, Out> {
         self.got.sort_by_key(ResultHandle::id);
         self.got
     }
-}
-
-/// The first queued input of the highest priority.
-fn next_queued<In: Task>(queued: &mut VecDeque<Queued<In>>) -> Option<Queued<In>> {
-    let top = queued.iter().map(|q| q.priority).max()?;
-    let at = queued.iter().position(|q| q.priority == top)?;
-    queued.remove(at)
 }
 
 fn cancelled<In: Task, Out: Task>(id: u64, kept: Owned<In>) -> ResultHandle<In, Out> {
