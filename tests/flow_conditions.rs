@@ -141,3 +141,63 @@ async fn conditions_work_with_worker_processes_and_graph_processors() {
     assert_eq!(translated, [0, 1, 0, 1]);
     assert_eq!(processor.flow().stats()[1].skipped, 2);
 }
+
+static SKIPPED_FIRST_GATE: Gate = Gate::new();
+
+/// Doc 0 waits at the gate in the second stage.
+#[aqueduct::handler(isolation = "thread")]
+fn second_of_two(doc: &mut Doc) {
+    if doc.id == 0 {
+        SKIPPED_FIRST_GATE.wait();
+    }
+    doc.words = 20;
+}
+
+fn odd(doc: &Doc) -> bool {
+    doc.id % 2 == 1
+}
+
+/// A flow whose first stage has a condition stops gracefully like any other: the tasks
+/// already accepted, skipped or not, finish, and then the stop returns (the flow's way
+/// around the first stage no longer keeps the next stage's queue open).
+#[tokio::test]
+async fn a_flow_with_a_condition_on_its_first_stage_stops_gracefully() {
+    let flow = aqueduct::flow!(detect if odd -> second_of_two)
+        .start()
+        .await
+        .unwrap();
+    for id in 1..5 {
+        assert_eq!(
+            flow.process_timeout(doc(id), LIMIT).await.unwrap().words,
+            20
+        );
+    }
+    // Doc 0 skips the first stage and is held in the second when the stop begins.
+    let skipped = tokio::spawn({
+        let flow = flow.clone();
+        async move {
+            flow.process_timeout(doc(0), LIMIT)
+                .await
+                .map(|out| out.words)
+        }
+    });
+    until(LIMIT, || SKIPPED_FIRST_GATE.waiting() == 1).await;
+    let stopping = tokio::spawn({
+        let flow = flow.clone();
+        async move { flow.stop(true).await }
+    });
+    SKIPPED_FIRST_GATE.open();
+    assert_eq!(
+        skipped.await.unwrap(),
+        Ok(20),
+        "accepted before the stop: finished"
+    );
+    tokio::time::timeout(LIMIT, stopping)
+        .await
+        .expect("the stop returned")
+        .unwrap();
+    assert_eq!(
+        flow.process(doc(9)).await.unwrap_err(),
+        aqueduct::Error::NotRunning
+    );
+}

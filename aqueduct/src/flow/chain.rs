@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::condition::{Branch, Condition, EntrySkip, SkipTo, Skipped};
+use super::condition::{Branch, Condition, EntrySkip, PushBoxed, SkipTo, Skipped};
 use super::direct::DirectEntry;
 use super::downstream::{Downstream, Forward};
 use super::envelope::Envelope;
@@ -89,7 +89,7 @@ impl<S: Stage> Chain<S::Input> for First<S> {
         ctx: &mut StartCtx,
         downstream: D,
     ) -> Result<Entry<S::Input, R>, Error> {
-        let stage = spawn_stage::<S, R, D>(ctx, downstream, true)?;
+        let stage = spawn_stage::<S, R, D>(ctx, downstream, true, None)?;
         Ok(Entry {
             queue: stage.queue,
             direct: stage.direct,
@@ -109,10 +109,13 @@ where
         ctx: &mut StartCtx,
         downstream: D,
     ) -> Result<Entry<S::Input, R>, Error> {
-        let stage = spawn_stage::<S, R, D>(ctx, downstream.clone(), true)?;
+        // The first stage's runner keeps the way around it (see `EntrySkip::to`).
+        let around = Arc::new(Skipped::<D, S::Output>::new(downstream.clone()));
+        let stage = spawn_stage::<S, R, D>(ctx, downstream, true, Some(around.clone()))?;
+        let to: Arc<dyn PushBoxed<S::Input, R>> = around;
         let skip = EntrySkip {
             condition: self.0,
-            to: Box::new(Skipped::<D, S::Output>::new(downstream)),
+            to: Arc::downgrade(&to),
             counters: ctx.last_counters(),
         };
         Ok(Entry {
@@ -135,7 +138,7 @@ where
         ctx: &mut StartCtx,
         downstream: D,
     ) -> Result<Entry<In, R>, Error> {
-        let stage = spawn_stage::<S, R, D>(ctx, downstream.clone(), false)?;
+        let stage = spawn_stage::<S, R, D>(ctx, downstream.clone(), false, None)?;
         let branch = Branch {
             condition: self.1,
             queue: stage.queue,
@@ -157,7 +160,7 @@ where
         ctx: &mut StartCtx,
         downstream: D,
     ) -> Result<Entry<In, R>, Error> {
-        let stage = spawn_stage::<S, R, D>(ctx, downstream, true)?;
+        let stage = spawn_stage::<S, R, D>(ctx, downstream, true, None)?;
         self.0.spawn(ctx, Forward::new(stage.queue, stage.direct))
     }
 }

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::downstream::Downstream;
 use super::envelope::Envelope;
@@ -121,7 +121,11 @@ where
 /// goes on from there without entering the first stage's queue.
 pub(crate) struct EntrySkip<In: TaskField, R: TaskField> {
     pub condition: Condition<In>,
-    pub to: Box<dyn PushBoxed<In, R>>,
+    /// Where the first stage's outputs go. Weak: the first stage's runner holds it, so
+    /// that it goes once the runner is done (the flow stopped and the first stage
+    /// drained), and the next stage's queue closes then, though the flow's handle lives
+    /// on (held here, it kept a graceful stop waiting forever).
+    pub to: Weak<dyn PushBoxed<In, R>>,
     pub counters: Arc<StageCounters>,
 }
 

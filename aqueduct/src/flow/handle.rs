@@ -242,10 +242,15 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         let entering = match &inner.entry_skip {
             // The first stage's condition rejects the task: it goes on from there.
             Some(skip) if !(skip.condition)(envelope.task()) => {
+                // Gone once the first stage is done: the flow is stopping.
+                let Some(to) = skip.to.upgrade() else {
+                    return Err(Error::NotRunning);
+                };
                 skip.counters.skipped();
-                let push = timeout_at(deadline, skip.to.push_boxed(envelope));
                 Entering::Waiting(Box::pin(async move {
-                    push.await.map_err(|_| Error::Timeout { after: timeout })
+                    timeout_at(deadline, to.push_boxed(envelope))
+                        .await
+                        .map_err(|_| Error::Timeout { after: timeout })
                 }))
             }
             // The work queued ahead would outlast the timeout: turned away (see

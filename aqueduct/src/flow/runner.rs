@@ -38,7 +38,12 @@ pub(crate) struct StageRunner<S: Stage, R: Task, D, E> {
     /// `Flow`'s readiness). One waiter is woken, which passes the word on while room
     /// lasts (see `FlowService::poll_ready`).
     room: Arc<Notify>,
+    /// Held until the runner is done (see [`StageRunner::keep_until_done`]).
+    kept: Option<Kept>,
 }
+
+/// Something a stage's runner holds until it is done.
+pub(crate) type Kept = Arc<dyn std::any::Any + Send + Sync>;
 
 impl<S, R, D, E> StageRunner<S, R, D, E>
 where
@@ -84,7 +89,15 @@ where
             retries,
             idle: None,
             room,
+            kept: None,
         }
+    }
+
+    /// Holds `kept` until this runner is done: the flow's way around its first stage
+    /// (see `EntrySkip`), which feeds the next stage's queue as this stage does, and so
+    /// must go when this stage's own way there goes.
+    pub(crate) fn keep_until_done(&mut self, kept: Kept) {
+        self.kept = Some(kept);
     }
 
     /// The way to hand a task straight to this stage's worker while the stage is idle

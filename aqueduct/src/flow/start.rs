@@ -16,7 +16,7 @@ use super::envelope::Envelope;
 use super::handle::{Flow, FlowParts};
 use super::pace::Pace;
 use super::queue::{self, QueueRx, QueueTx};
-use super::runner::StageRunner;
+use super::runner::{Kept, StageRunner};
 use crate::exec::{Executor, ProcessExecutor, ThreadExecutor};
 use crate::platform::clock;
 use crate::stats::StageCounters;
@@ -177,11 +177,13 @@ pub(super) struct Spawned<In: Task, R: Task> {
 /// Starts stage `S`: its queue, its workers and its runner. `lends`: the stage is fed
 /// directly (the flow's first stage, or one after a plain `->`), so while it is idle,
 /// whoever brings it a lone task may dispatch it itself (see [`super::direct`]); a
-/// stage behind a condition is always fed through its queue.
+/// stage behind a condition is always fed through its queue. `keep`: what the stage's
+/// runner holds until it is done (see [`StageRunner::keep_until_done`]).
 pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
     ctx: &mut StartCtx,
     downstream: D,
     lends: bool,
+    keep: Option<Kept>,
 ) -> Result<Spawned<S::Input, R>, Error> {
     let mut config = S::CONFIG;
     if let Some(capacity) = ctx.options.queue_size {
@@ -206,6 +208,7 @@ pub(super) fn spawn_stage<S: Stage, R: Task, D: Downstream<S::Output, R>>(
         config,
         input,
         lends,
+        keep,
     };
     let direct = match config.isolation {
         Isolation::Thread => {
@@ -229,6 +232,7 @@ struct Launch<S: Stage, R: Task, D> {
     input: QueueRx<Envelope<S::Input, R>>,
     /// Whether it lends its seat (see `spawn_stage`).
     lends: bool,
+    keep: Option<Kept>,
 }
 
 impl<S, R, D> Launch<S, R, D>
@@ -273,6 +277,9 @@ where
             pace,
             room,
         );
+        if let Some(keep) = self.keep {
+            runner.keep_until_done(keep);
+        }
         let direct = if self.lends { runner.direct() } else { None };
         ctx.runners.push(tokio::spawn(runner.run()));
         ctx.counters.push(counters);
