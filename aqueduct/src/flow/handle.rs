@@ -410,9 +410,8 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// the flow begins to stop. Registers on its first poll. Room wakes one waiter: one
     /// that finds room tells the next with [`Flow::pass_room_on`]; a stop wakes all.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn room_made(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let inner = self.inner.clone();
-        async move { inner.load.room.notified().await }
+    pub(crate) fn room_made(&self) -> tokio::sync::futures::OwnedNotified {
+        self.inner.load.room.clone().notified_owned()
     }
 
     /// Counters of every stage, in flow order.

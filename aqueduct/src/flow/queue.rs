@@ -114,8 +114,8 @@ impl<T> Lanes<T> {
     /// what this gives back, once the lock is released, so that a run of wake-ups does
     /// not hold every other sender and the runner behind the lock.
     #[must_use = "the admitted senders must be woken, after the lock is released"]
-    fn admit_waiting(&mut self, capacity: usize, queued: &AtomicUsize) -> Admitted {
-        let mut admitted = Admitted(Vec::new());
+    fn admit_waiting(&mut self, capacity: usize, queued: &AtomicUsize) -> Wakeups {
+        let mut admitted = Wakeups(Vec::new());
         // Closed: nothing more goes in; the waiting senders take their tasks back.
         if self.closed {
             return admitted;
@@ -137,10 +137,11 @@ impl<T> Lanes<T> {
     }
 }
 
-/// Senders whose tasks went in, to be woken once the queue's lock is released.
-struct Admitted(Vec<Arc<Turn>>);
+/// Senders waiting for their turn, to be woken once the queue's lock is released: those
+/// whose tasks went in, or (as the queue closes) those that take their tasks back.
+struct Wakeups(Vec<Arc<Turn>>);
 
-impl Admitted {
+impl Wakeups {
     fn wake(self) {
         self.0.iter().for_each(|turn| turn.waker.wake());
     }
@@ -176,14 +177,14 @@ impl<T> Shared<T> {
         state.closed = true;
         // Every sender waiting for its turn takes its task back; the others' tasks
         // leave the line here.
-        let mut turns = Vec::new();
+        let mut turns = Wakeups(Vec::new());
         let mut unclaimed = Vec::new();
         for line in state.lines.iter_mut() {
             for waiting in std::mem::take(line) {
                 match waiting.turn {
                     Some(turn) => {
                         turn.closed.store(true, Ordering::Release);
-                        turns.push(turn.clone());
+                        turns.0.push(turn.clone());
                         line.push_back(InLine {
                             turn: Some(turn),
                             ..waiting
@@ -194,7 +195,7 @@ impl<T> Shared<T> {
             }
         }
         drop(state);
-        turns.iter().for_each(|turn| turn.waker.wake());
+        turns.wake();
         // So must the receiver.
         self.arrived.notify_one();
         self.arrived.notify_waiters();
@@ -445,7 +446,7 @@ impl<T> Future for RoomWait<'_, T> {
 
 impl<T> Drop for RoomWait<'_, T> {
     fn drop(&mut self) {
-        // Admitted (the common end): the entry left the line when its task went in.
+        // Wakeups (the common end): the entry left the line when its task went in.
         if self.turn.admitted.load(Ordering::Acquire) {
             return;
         }

@@ -58,12 +58,14 @@ impl<'a> InLine<'a> {
     /// The wait's end has passed: the error that turns the call away if its task still
     /// stands in line (it leaves), `None` if the task went in meanwhile.
     pub(super) fn turned_away(self) -> Option<crate::Error> {
-        let (line, spot, waited) = (self.line, self.spot, self.waited);
-        self.went_in();
-        line.leave(spot).then(|| crate::Error::Overloaded {
-            stage: line.stage(),
-            waited,
-        })
+        // Left here, once, rather than again on drop.
+        let this = std::mem::ManuallyDrop::new(self);
+        this.line
+            .leave(this.spot)
+            .then(|| crate::Error::Overloaded {
+                stage: this.line.stage(),
+                waited: this.waited,
+            })
     }
 }
 

@@ -12,12 +12,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use tokio::sync::futures::OwnedNotified;
+
 use super::handle::{Flow, FlowState};
 use crate::shm::Owned;
 use crate::{Error, Task};
 
 /// A pending wait for room in the first stage (or for the flow to stop).
-type RoomWait = Pin<Box<dyn Future<Output = ()> + Send>>;
+type ReadyWait = Pin<Box<OwnedNotified>>;
 
 /// The response future of [`FlowService`]: `process`'s result.
 pub type FlowFuture<Out> = Pin<Box<dyn Future<Output = Result<Owned<Out>, Error>> + Send>>;
@@ -27,7 +29,7 @@ pub type FlowFuture<Out> = Pin<Box<dyn Future<Output = Result<Owned<Out>, Error>
 /// which cancels a task still queued (see [`Flow::process`]).
 pub struct FlowService<In: Task, Out: Task> {
     flow: Flow<In, Out>,
-    wait: Option<RoomWait>,
+    wait: Option<ReadyWait>,
 }
 
 impl<In: Task, Out: Task> Flow<In, Out> {
