@@ -5,7 +5,8 @@
 //! Run: `cargo bench -p aqueduct --bench workloads` (under 3 minutes on 2 cores), or name
 //! workloads: `cargo bench -p aqueduct --bench workloads -- W1 W6`. W8 (a flow as a
 //! `tower::Service` with many clients) needs `--features tower`. W9 feeds a graph processor
-//! 10 000 and then 200 000 inputs at once.
+//! 10 000 and then 200 000 inputs at once. W10 sends 8 KiB tasks (held inline, not in a
+//! payload) through one process stage.
 //! Stages run on worker processes (the default) unless a line says `isolation=thread`.
 //! `bench/python/compare.sh` runs this and the same workloads on the Python Aqueduct
 //! side by side.
@@ -926,6 +927,55 @@ async fn w9() {
     processor.stop(true).await;
 }
 
+// ---------------------------------------------------------------- W10 large tasks
+
+/// A task of 8 KiB held inline (a feature vector of 2048 `f32`, say), not in a payload.
+#[aqueduct::task]
+struct Wide {
+    id: u64,
+    values: [u64; 1023],
+}
+
+#[aqueduct::handler]
+fn widen(task: &mut Wide) {
+    task.values[0] = task.id;
+}
+
+fn wide(id: u64) -> Wide {
+    Wide {
+        id,
+        values: [0; 1023],
+    }
+}
+
+/// W10: 8 KiB tasks through one process stage with 256 in flight, against the hand-rolled
+/// pipeline (one thread stage) moving the same tasks, in the same rounds. Each task is
+/// written into the worker's ring and read back, with a checksum each way: the cost per
+/// byte must stay close to the copies the hand-rolled pipeline makes anyway.
+async fn w10() {
+    let flow = aqueduct::flow!(widen).start().await.unwrap();
+    let stages: Vec<fn(&mut Wide)> = vec![|task| task.values[0] = task.id];
+    let hand_rolled = HandRolled::start(stages);
+    let make = |i: usize| std::future::ready(wide(i as u64));
+    throughput(&flow, 2_000, 256, make).await;
+    throughput(&hand_rolled, 2_000, 256, make).await;
+    let (mut ours, mut floors, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let rate = throughput(&flow, 20_000, 256, make).await;
+        let floor = throughput(&hand_rolled, 20_000, 256, make).await;
+        ours.push(rate);
+        floors.push(floor);
+        ratios.push(rate / floor);
+    }
+    println!(
+        "W10 task_bytes=8192 in_flight=256 tasks_per_s={:.0} handrolled_tasks_per_s={:.0} ratio_process_vs_handrolled_pipeline={:.2}",
+        median(ours),
+        median(floors),
+        median(ratios)
+    );
+    flow.stop(true).await;
+}
+
 // ---------------------------------------------------------------- floors
 
 /// `--load N`: N threads spinning until dropped, so W1's and W6's rounds run on a busy
@@ -1337,6 +1387,9 @@ fn main() {
         }
         if wanted("W9") {
             w9().await;
+        }
+        if wanted("W10") {
+            w10().await;
         }
     });
 }

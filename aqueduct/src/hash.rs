@@ -1,6 +1,6 @@
-//! The one non-cryptographic hash of the crate: identities (stage layouts, builds) and
-//! the checksums that tie a wire slot to its contents. It detects accidents (a stray
-//! write, a stale slot), not adversaries.
+//! The crate's non-cryptographic hashing: [`Digest`] for identities (stage layouts,
+//! builds, usable in constants) and [`checksum`] for the checksums that tie a wire slot
+//! to its contents. Both detect accidents (a stray write, a stale slot), not adversaries.
 
 /// A 64-bit streaming hash: FNV-1a's constants, fed a word at a time.
 #[derive(Debug, Clone, Copy)]
@@ -19,17 +19,6 @@ impl Digest {
         Self((self.0 ^ value).wrapping_mul(Self::PRIME).rotate_left(23))
     }
 
-    /// Mixes in `bytes` (and their length, so that trailing zeros count).
-    pub(crate) fn bytes(mut self, bytes: &[u8]) -> Self {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            self = self.word(u64::from_le_bytes(word.try_into().unwrap_or_default()));
-        }
-        let mut tail = [0u8; 8];
-        tail[..words.remainder().len()].copy_from_slice(words.remainder());
-        self.word(u64::from_le_bytes(tail)).word(bytes.len() as u64)
-    }
-
     /// Mixes in a string's bytes (usable in constants).
     pub(crate) const fn str(mut self, text: &str) -> Self {
         let bytes = text.as_bytes();
@@ -46,26 +35,50 @@ impl Digest {
     }
 }
 
+/// The checksum of `bytes` together with `key` (words the slot must also match: its
+/// request number, index, status). The bytes go through XXH3, which reads them several
+/// words at a time: a wire slot's checksum is computed twice per task and per stage, and
+/// [`Digest`], one word after the other, took 1.3 us for an 8 KiB task (XXH3: 0.31 us).
+pub(crate) fn checksum(key: &[u64], bytes: &[u8]) -> u64 {
+    key.iter()
+        .fold(Digest::new(), |digest, &word| digest.word(word))
+        .word(xxhash_rust::xxh3::xxh3_64(bytes))
+        .finish()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Digest;
+    use super::{checksum, Digest};
 
     #[test]
-    fn every_byte_and_the_length_count() {
-        let base = Digest::new().bytes(&[1, 2, 3, 4, 5, 6, 7, 8, 9]).finish();
-        assert_ne!(
-            base,
-            Digest::new().bytes(&[1, 2, 3, 4, 5, 6, 7, 8, 8]).finish()
-        );
-        assert_ne!(
-            base,
-            Digest::new()
-                .bytes(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 0])
-                .finish()
-        );
+    fn every_character_and_its_place_count() {
         assert_ne!(
             Digest::new().str("ab").finish(),
             Digest::new().str("ba").finish()
         );
+        assert_ne!(
+            Digest::new().str("ab").finish(),
+            Digest::new().str("ab\0").finish()
+        );
+    }
+
+    #[test]
+    fn a_checksum_of_small_tasks_covers_every_byte_and_the_length() {
+        let base = checksum(&[], &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_ne!(base, checksum(&[], &[1, 2, 3, 4, 5, 6, 7, 8, 8]));
+        assert_ne!(base, checksum(&[], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 0]));
+    }
+
+    #[test]
+    fn a_checksum_covers_every_byte_the_length_and_the_key() {
+        let data: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
+        let base = checksum(&[7, 1], &data);
+        let mut flipped = data.clone();
+        flipped[5000] ^= 1;
+        assert_ne!(base, checksum(&[7, 1], &flipped));
+        assert_ne!(base, checksum(&[7, 1], &data[..8191]));
+        assert_ne!(base, checksum(&[8, 1], &data));
+        assert_ne!(base, checksum(&[7, 2], &data));
+        assert_eq!(base, checksum(&[7, 1], &data.clone()));
     }
 }

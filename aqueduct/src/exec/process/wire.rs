@@ -46,7 +46,7 @@ use std::ops::{Deref, Range};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::channel::Region;
-use crate::hash::Digest;
+use crate::hash::checksum;
 use crate::platform::PAGE;
 
 pub(crate) const MAGIC: u64 = 0x6171_7565_6475_6374; // "aqueduct"
@@ -283,17 +283,12 @@ impl Region {
 
 /// The checksum of a request.
 fn request_check(seq: u64, tasks: &[u8]) -> u64 {
-    Digest::new().word(seq).bytes(tasks).finish()
+    checksum(&[seq], tasks)
 }
 
 /// The checksum of a response slot.
 fn slot_check(seq: u64, index: usize, status: u32, data: &[u8]) -> u64 {
-    Digest::new()
-        .word(seq)
-        .word(index as u64)
-        .word(status as u64)
-        .bytes(data)
-        .finish()
+    checksum(&[seq, index as u64, status as u64], data)
 }
 
 /// Parent: writes request `seq` (the tasks' bytes, `count` of `input_size` each) into
