@@ -4,7 +4,8 @@
 //! check what pipelining could break: blocks a worker made for one answer must survive
 //! while it already runs the next request; a worker killed with a dispatch queued
 //! behind its current one loses nothing (the queued dispatch runs on the replacement);
-//! and one worker still runs tasks in the order they were fed.
+//! and one worker still runs tasks in the order they were fed. Large tasks, which the
+//! worker answers call by call as the results come, still come back each with its own.
 
 use aqueduct::{Error, ShmBytes};
 
@@ -231,4 +232,93 @@ async fn one_worker_runs_pipelined_tasks_in_the_order_they_were_fed() {
         last_call = out.call;
     }
     processor.stop(true).await;
+}
+
+/// 8 KiB held inline: a request of these is larger than the allocator's fresh-pages
+/// threshold, so the worker runs it call by call, writing each result as it comes.
+#[aqueduct::task]
+#[derive(Debug)]
+struct Wide {
+    id: u64,
+    /// The worker's request that ran the task (see `fill`).
+    request: u64,
+    values: [u64; 1022],
+}
+
+/// Fills every value from the task's id, and records which request of the worker ran
+/// it; a task whose id is a multiple of 7 fails, alone.
+fn fill(mut task: Wide) -> Result<Wide, String> {
+    if task.id % 7 == 0 {
+        return Err(format!("refused {}", task.id));
+    }
+    task.request = aqueduct::__private::running_request();
+    for (i, value) in task.values.iter_mut().enumerate() {
+        *value = task.id * 10_000 + i as u64;
+    }
+    Ok(task)
+}
+
+/// Single-task calls: a request carries a run of them.
+#[aqueduct::handler]
+fn fill_each(task: Wide) -> Result<Wide, String> {
+    fill(task)
+}
+
+/// Three tasks a call.
+#[aqueduct::handler(batch_size = 3)]
+fn fill_by_three(tasks: Vec<Wide>) -> Vec<Result<Wide, String>> {
+    tasks.into_iter().map(fill).collect()
+}
+
+/// Runs 400 wide tasks through `flow`, all in flight, and checks each result is its
+/// own; how many tasks the busiest worker request ran.
+async fn wide_round_trips(flow: &aqueduct::Flow<Wide, Wide>) -> usize {
+    let calls: Vec<_> = (1..=400u64)
+        .map(|id| {
+            let flow = flow.clone();
+            tokio::spawn(async move {
+                let wide = Wide {
+                    id,
+                    request: 0,
+                    values: [0; 1022],
+                };
+                (id, flow.process(wide).await)
+            })
+        })
+        .collect();
+    let mut per_request = std::collections::HashMap::new();
+    for call in calls {
+        let (id, result) = call.await.unwrap();
+        match result {
+            Ok(out) => {
+                assert_ne!(id % 7, 0, "task {id} must have failed");
+                assert_eq!(out.id, id);
+                for (i, value) in out.values.iter().enumerate() {
+                    assert_eq!(*value, id * 10_000 + i as u64, "task {id}, value {i}");
+                }
+                *per_request.entry(out.request).or_insert(0) += 1;
+            }
+            Err(Error::Handler { message, .. }) => {
+                assert_eq!(id % 7, 0, "task {id} failed: {message}");
+                assert_eq!(message, format!("refused {id}"));
+            }
+            Err(other) => panic!("task {id}: {other}"),
+        }
+    }
+    per_request.into_values().max().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_tasks_in_runs_of_calls_come_back_whole_each_with_its_own_result() {
+    let each = aqueduct::flow!(fill_each).start().await.unwrap();
+    let largest_run = wide_round_trips(&each).await;
+    assert!(
+        largest_run > 1,
+        "every request ran one task: no run of calls was exercised"
+    );
+    each.stop(true).await;
+    let by_three = aqueduct::flow!(fill_by_three).start().await.unwrap();
+    wide_round_trips(&by_three).await;
+    assert!(by_three.stats()[0].mean_batch_size() > 1.0);
+    by_three.stop(true).await;
 }

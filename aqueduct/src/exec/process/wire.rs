@@ -394,7 +394,51 @@ pub(crate) enum Outcome<'a> {
     Error(&'a str),
 }
 
+/// Worker: writes the outcome of task `index` of request `seq` into `lane`'s result
+/// slot. The parent reads no slot before [`publish_answer`].
+pub(crate) fn write_result(
+    ctl: &Region,
+    geometry: &Geometry,
+    lane: usize,
+    seq: u64,
+    index: usize,
+    outcome: Outcome<'_>,
+) {
+    let (status, data) = match outcome {
+        Outcome::Output(bytes) => (SlotStatus::Output, bytes),
+        Outcome::Error(text) => (
+            SlotStatus::Error,
+            truncate_utf8(text, ERR_CAP.min(geometry.slot_data())).as_bytes(),
+        ),
+    };
+    ctl.write(geometry.response_offset(lane, index) + RESP_HEADER, data);
+    let slot = ctl.slot(geometry, lane, index);
+    slot.status.store(status as u32, Ordering::Relaxed);
+    slot.len.store(data.len() as u32, Ordering::Relaxed);
+    slot.stamp.store(seq, Ordering::Relaxed);
+    slot.check.store(
+        slot_check(seq, index, status as u32, data),
+        Ordering::Relaxed,
+    );
+}
+
+/// Worker: publishes the answer to request `seq` in `lane`, its first `count` result
+/// slots written (see [`write_result`]).
+pub(crate) fn publish_answer(
+    ctl: &Region,
+    geometry: &Geometry,
+    lane: usize,
+    seq: u64,
+    count: usize,
+) {
+    let head = ctl.lane(geometry, lane);
+    head.resp_count.store(count as u32, Ordering::Relaxed);
+    head.answer_tag.store(seq, Ordering::Release);
+    ctl.header().resp_seq.store(seq, Ordering::Release);
+}
+
 /// Worker: answers request `seq` in `lane` with one outcome per task, then publishes.
+#[cfg(test)]
 pub(crate) fn write_answer<'a>(
     ctl: &Region,
     geometry: &Geometry,
@@ -404,27 +448,9 @@ pub(crate) fn write_answer<'a>(
 ) {
     let count = outcomes.len();
     for (index, outcome) in outcomes.enumerate() {
-        let (status, data) = match outcome {
-            Outcome::Output(bytes) => (SlotStatus::Output, bytes),
-            Outcome::Error(text) => (
-                SlotStatus::Error,
-                truncate_utf8(text, ERR_CAP.min(geometry.slot_data())).as_bytes(),
-            ),
-        };
-        ctl.write(geometry.response_offset(lane, index) + RESP_HEADER, data);
-        let slot = ctl.slot(geometry, lane, index);
-        slot.status.store(status as u32, Ordering::Relaxed);
-        slot.len.store(data.len() as u32, Ordering::Relaxed);
-        slot.stamp.store(seq, Ordering::Relaxed);
-        slot.check.store(
-            slot_check(seq, index, status as u32, data),
-            Ordering::Relaxed,
-        );
+        write_result(ctl, geometry, lane, seq, index, outcome);
     }
-    let head = ctl.lane(geometry, lane);
-    head.resp_count.store(count as u32, Ordering::Relaxed);
-    head.answer_tag.store(seq, Ordering::Release);
-    ctl.header().resp_seq.store(seq, Ordering::Release);
+    publish_answer(ctl, geometry, lane, seq, count);
 }
 
 /// What a worker says about how it ran a request, besides the results: figures for
@@ -437,7 +463,7 @@ pub(crate) struct Report {
     pub log_lines: u32,
 }
 
-/// Worker: records how it ran the request in `lane`, before [`write_answer`] publishes
+/// Worker: records how it ran the request in `lane`, before [`publish_answer`] publishes
 /// the answer (and with it this report).
 pub(crate) fn write_report(ctl: &Region, geometry: &Geometry, lane: usize, report: Report) {
     let head = ctl.lane(geometry, lane);
@@ -462,7 +488,7 @@ pub(crate) fn announce_parent_sleep(ctl: &Region) {
     fence(Ordering::SeqCst);
 }
 
-/// Worker, after [`write_answer`]: whether the parent announced that it sleeps, and so
+/// Worker, after [`publish_answer`]: whether the parent announced that it sleeps, and so
 /// needs the eventfd written (the announcement is taken, for the next one to set).
 pub(crate) fn parent_sleeps(ctl: &Region) -> bool {
     fence(Ordering::SeqCst);

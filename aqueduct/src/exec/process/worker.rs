@@ -79,34 +79,57 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
         }
         wire::take(ctl, &geometry, lane, seq);
         super::fault::running(lane, seq);
-        let inputs: Vec<S::Input> = bytes
-            .chunks_exact(geometry.input_size)
-            .map(bytemuck::pod_read_unaligned)
-            .collect();
         arena::reset_worker_scratch(geometry.scratch_window(boot.spec.scratch_len, lane));
         logs::running(seq);
         // Two clock readings a request: its handler's time, and (the second) when it
         // was answered, near enough, for the idle poll.
         let started_ns = clock::monotonic_ns();
-        let results =
-            crate::exec::in_batches::<S, _, _>(&mut state, inputs, crate::exec::call_handler::<S>);
+        let count = run_request::<S>(&mut state, &bytes, |index, outcome| {
+            wire::write_result(ctl, &geometry, lane, seq, index, outcome);
+        });
         let finished_ns = clock::monotonic_ns();
         let report = Report {
             compute_ns: finished_ns.saturating_sub(started_ns),
             log_lines: logs::running(0),
         };
         wire::write_report(ctl, &geometry, lane, report);
-        let outcomes = results.iter().map(|result| match result {
-            Ok(output) => Outcome::Output(bytemuck::bytes_of(output)),
-            Err(message) => Outcome::Error(message),
-        });
-        wire::write_answer(ctl, &geometry, lane, seq, outcomes);
+        wire::publish_answer(ctl, &geometry, lane, seq, count);
         if wire::parent_sleeps(ctl) {
             boot.resp.notify();
         }
         answered_ns = Some(finished_ns);
     }
     exit::CLOSED
+}
+
+/// Runs the handler on a request's tasks (`bytes`, as read from the request), one call
+/// per `batch_size` of them, and hands each result to `answer` with its index as it
+/// comes; the number of results. No vector of the whole request's tasks or results is
+/// built: for large tasks those were the worker's largest allocations, fresh pages at
+/// every request (W10, 8 KiB tasks in runs of 64: two 512 KiB vectors a request).
+fn run_request<S: Stage>(
+    state: &mut S::State,
+    bytes: &[u8],
+    mut answer: impl FnMut(usize, Outcome<'_>),
+) -> usize {
+    let input_size = size_of::<S::Input>();
+    let per_call = S::CONFIG.batch_size.max(1).saturating_mul(input_size);
+    let mut index = 0;
+    for call in bytes.chunks(per_call) {
+        let inputs: Vec<S::Input> = call
+            .chunks_exact(input_size)
+            .map(bytemuck::pod_read_unaligned)
+            .collect();
+        for result in crate::exec::call_handler::<S>(state, inputs) {
+            let outcome = match &result {
+                Ok(output) => Outcome::Output(bytemuck::bytes_of(output)),
+                Err(message) => Outcome::Error(message),
+            };
+            answer(index, outcome);
+            index += 1;
+        }
+    }
+    index
 }
 
 /// Waits for a request newer than `seen` and returns the newest published, polling as
