@@ -4,7 +4,7 @@
 //! | variable | default | accepts | sets |
 //! |---|---|---|---|
 //! | `AQUEDUCT_ARENA_BYTES` | `1073741824` (1 GiB) | a byte count (decimal integer), rounded down to a power of two | the size (address space) of the process's shared-memory arena, unless [`crate::arena::configure`] set it |
-//! | `AQUEDUCT_SCRATCH_BYTES` | `268435456` (256 MiB) | a byte count, clamped to at least one page per lane and at most the arena's size | the size (address space) of each worker process's scratch area, where a handler's new blocks go |
+//! | `AQUEDUCT_SCRATCH_BYTES` | `268435456` (256 MiB) | a byte count, clamped to at least one page and at most the arena's size | the scratch space (address space) of each request a worker process runs, where a handler's new blocks go; a worker holds two requests at a time, so its scratch area is twice this |
 //! | `AQUEDUCT_WORKER_LOG` | `info` | `off`, `error`, `warn`, `info`, `debug`, `trace` (any case), or `0`-`5` | the most verbose `tracing` level a worker process forwards to the parent |
 //! | `AQUEDUCT_SPIN_US` | unset: automatic | microseconds (decimal integer; `0`: never) | how long a worker polls for its next task after finishing one. Unset: up to 5 us, and only while tasks arrive back to back (see [`crate::spin::IdleSpin`]). Never on a single core |
 //!
@@ -29,7 +29,7 @@ use crate::Error;
 
 /// Size of the shared-memory arena, in bytes.
 pub(crate) const ARENA_BYTES: &str = "AQUEDUCT_ARENA_BYTES";
-/// Size of a worker process's scratch area, in bytes.
+/// Scratch space of each request a worker process runs, in bytes.
 pub(crate) const SCRATCH_BYTES: &str = "AQUEDUCT_SCRATCH_BYTES";
 /// Most verbose level a worker process logs at.
 pub(crate) const WORKER_LOG: &str = "AQUEDUCT_WORKER_LOG";
@@ -38,7 +38,7 @@ pub(crate) const SPIN_US: &str = "AQUEDUCT_SPIN_US";
 
 /// Default arena size: 1 GiB of address space. Pages are only backed once written.
 pub(crate) const DEFAULT_ARENA_BYTES: usize = 1 << 30;
-/// Default size of a worker's scratch area (address space; only written pages cost
+/// Default scratch space of a worker's request (address space; only written pages cost
 /// memory).
 pub(crate) const DEFAULT_SCRATCH_BYTES: usize = 256 << 20;
 /// Default worker log level.

@@ -105,9 +105,10 @@ impl StageConfig {
     }
 
     /// Single-task batches with no batch timeout: batches need not form behind a busy
-    /// worker, so the runner sends runs of queued tasks and keeps a second dispatch
-    /// waiting on each worker (see the stage runner). Batching stages keep one dispatch
-    /// per worker, so that their batches fill while the workers are busy.
+    /// worker, so the runner sends runs of queued tasks, and may keep a second run
+    /// waiting on each worker (see the stage runner). A batching stage keeps a second
+    /// batch waiting only when a full one is queued, so that its batches still fill while
+    /// the workers are busy.
     pub(crate) fn pipelined(&self) -> bool {
         self.batch_size == 1 && self.batch_timeout.is_zero()
     }

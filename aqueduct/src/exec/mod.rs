@@ -93,7 +93,8 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     }
 
     /// How many dispatches one worker may hold at once (the one it runs and those queued
-    /// behind it). The runner uses more than one only for pipelined stages.
+    /// behind it). The runner uses more than one only for a stage whose dispatches take
+    /// 20 us to 1 ms (see its `queues_behind`).
     fn depth(&self) -> usize {
         1
     }

@@ -63,11 +63,7 @@ where
         pace: Arc<Pace>,
         room: Arc<Notify>,
     ) -> Self {
-        let depth = if config.pipelined() {
-            executor.depth().clamp(1, 2)
-        } else {
-            1
-        };
+        let depth = executor.depth().clamp(1, 2);
         let (retries_tx, retries) = async_channel::unbounded();
         Self {
             input,
@@ -123,13 +119,14 @@ where
         // batch means batches form only when a worker can take them, so under load tasks
         // accumulate in the queue and batches come out full.
         //
-        // A pipelined stage gives each worker a second seat, behind the one it runs: the
-        // next run already waits on the worker when it finishes one, instead of the worker
-        // idling while its answer travels back and the next dispatch is made. Only a
-        // stage measured to take 20 us to 1 ms a task uses it (see `queues_behind`), so a
-        // task waits behind another dispatch for at most a short run; otherwise the second
-        // seats are parked, and admission (deadlines, callers gone) happens as late as
-        // without pipelining.
+        // Each worker has a second seat, behind the one it runs: the next dispatch already
+        // waits on the worker when it finishes one, instead of the worker idling while its
+        // answer travels back and the next dispatch is made. Only a stage whose
+        // dispatches are measured to take 20 us to 1 ms uses it, and a batching stage only
+        // for a full batch (see `queues_behind`), so a task waits behind another dispatch
+        // for at most a short one, and batches still fill while the workers are busy;
+        // otherwise the second seats are parked, and admission (deadlines, callers gone)
+        // happens as late as without them.
         //
         // A seat whose worker is down (a process restarting) is set aside until the worker
         // is back, so the stage serves at the speed of its live workers; batches that come
@@ -293,18 +290,31 @@ where
     }
 
     /// Whether a dispatch may wait behind the one a worker runs. Only for a stage whose
-    /// measured pace fits a task into a run's share of `RUN_BUDGET`, so the wait is
-    /// short; slower stages keep late admission, and their workers' idle moment between
-    /// dispatches is small next to their handler time. And only for a stage whose tasks
-    /// take at least `PIPELINE_MIN_PACE`: below that the parent, not the worker, is the
-    /// bottleneck, and a second dispatch in flight only adds to the parent's work
-    /// (measured: 3 no-op stages lost about a quarter of their throughput).
+    /// measured dispatch (a run's task, for a stage of single-task batches; a full batch
+    /// otherwise) fits `RUN_BUDGET`'s share, so the wait is short; slower stages keep
+    /// late admission, and their workers' idle moment between dispatches is small next
+    /// to their handler time. And only for one that takes at least `PIPELINE_MIN_PACE`:
+    /// below that the parent, not the worker, is the bottleneck, and a second dispatch
+    /// in flight only adds to the parent's work (measured: 3 no-op stages lost about a
+    /// quarter of their throughput). A batching stage sends a batch behind only when a
+    /// full one is queued: a batch that can still fill waits in the queue while the
+    /// worker is busy, as without a second seat.
     fn queues_behind(&self, depth: usize) -> bool {
         const PIPELINE_MIN_PACE: Duration = Duration::from_micros(20);
+        let config = &self.stage.config;
         let pace = self.stage.pace.per_task_ns();
+        let (dispatch, ready) = if config.pipelined() {
+            (pace, true)
+        } else {
+            (
+                pace.saturating_mul(config.batch_size as u64),
+                self.input.len() >= config.batch_size,
+            )
+        };
         depth > 1
-            && pace >= PIPELINE_MIN_PACE.as_nanos() as u64
-            && pace <= RUN_BUDGET.as_nanos() as u64 / depth as u64
+            && ready
+            && dispatch >= PIPELINE_MIN_PACE.as_nanos() as u64
+            && dispatch <= RUN_BUDGET.as_nanos() as u64 / depth as u64
     }
 
     /// How many tasks to hand a worker at once. Normally one batch. For a fast stage of

@@ -56,8 +56,9 @@ use crate::stats::StageCounters;
 use crate::sync::lock;
 use crate::{Error, Stage, StageConfig};
 
-/// One page per lane (the size is `AQUEDUCT_SCRATCH_BYTES`, see [`crate::config`]).
-const MIN_SCRATCH: usize = crate::platform::PAGE * MAX_LANES;
+/// The least scratch space a request gets (the size is `AQUEDUCT_SCRATCH_BYTES`, see
+/// [`crate::config`]).
+const MIN_SCRATCH: usize = crate::platform::PAGE;
 
 /// Identifies a stage across the process boundary: name plus both task layouts.
 pub(crate) fn stage_hash<S: Stage>() -> u64 {
@@ -146,9 +147,13 @@ impl<S: Stage> ProcessExecutor<S> {
         let settings = crate::config::Settings::get()?;
         let arena = Arena::global()?;
         let output_handles = handle_offsets::<S::Output>().map_err(init_error)?;
-        let scratch_capacity = settings
+        // Each lane's request gets the configured space (its window, see
+        // `Geometry::scratch_window`), whole pages; the area holds every lane's.
+        let scratch_share = settings
             .scratch_bytes
-            .clamp(MIN_SCRATCH, arena.capacity().max(MIN_SCRATCH));
+            .clamp(MIN_SCRATCH, arena.capacity().max(MIN_SCRATCH))
+            & !(crate::platform::PAGE - 1);
+        let scratch_capacity = scratch_share * MAX_LANES;
         let shared = Arc::new(Shared {
             stage: S::NAME,
             config,
@@ -156,7 +161,7 @@ impl<S: Stage> ProcessExecutor<S> {
                 batch_cap: config.dispatch_cap(),
                 input_size: size_of::<S::Input>(),
                 output_size: size_of::<S::Output>(),
-                lanes: if config.pipelined() { MAX_LANES } else { 1 },
+                lanes: MAX_LANES,
             },
             scratch_capacity,
             output_handles,

@@ -9,7 +9,7 @@
 //!             resp_count, compute_ns, log_lines (worker)
 //!             request slots:  batch_cap × input size        (the tasks' `#[task]` bytes)
 //!             response slots: batch_cap × (SlotHeader + slot_data)
-//! lane 1      (pipelined stages only), laid out the same way
+//! lane 1      laid out the same way: a second request, waiting behind the first
 //! ```
 //!
 //! Requests are numbered from 1. The parent writes each into a free lane, tagged with

@@ -26,9 +26,13 @@ struct Item {
     n: u64,
 }
 
-/// Declares a stage of single-task batches (pipelined) with `nprocs` workers.
+/// Declares a stage with `nprocs` workers, of single-task batches (pipelined) unless a
+/// `batch_size` is given.
 macro_rules! stage {
     ($name:ident, nprocs = $nprocs:expr) => {
+        stage!($name, nprocs = $nprocs, batch_size = 1);
+    };
+    ($name:ident, nprocs = $nprocs:expr, batch_size = $batch_size:expr) => {
         struct $name;
 
         impl Stage for $name {
@@ -38,6 +42,7 @@ macro_rules! stage {
             const NAME: &'static str = stringify!($name);
             const CONFIG: StageConfig = StageConfig {
                 nprocs: $nprocs,
+                batch_size: $batch_size,
                 isolation: Isolation::Thread,
                 ..StageConfig::DEFAULT
             };
@@ -55,6 +60,7 @@ macro_rules! stage {
 
 stage!(OneWorker, nprocs = 1);
 stage!(TwoWorkers, nprocs = 2);
+stage!(BatchesOfFour, nprocs = 1, batch_size = 4);
 
 /// One `run` call, as the fake executor saw it.
 #[derive(Debug, Clone, Copy)]
@@ -280,6 +286,41 @@ async fn only_a_mid_paced_stage_queues_a_dispatch_behind_another() {
             pipelines,
             "{per_task:?} a task: a worker held {most_held} dispatches at once"
         );
+        harness.stop().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batching_stage_queues_only_a_full_batch_behind_another() {
+    for (per_task, tasks, pipelines) in [
+        // A full batch queued behind, at 200 us a batch: the worker never waits.
+        (Duration::from_micros(50), 40, true),
+        // After the first batch, two tasks are left: they wait in the queue (and could
+        // be joined by more) rather than leave as a partial batch behind the first.
+        (Duration::from_micros(50), 6, false),
+        // 8 us a batch: the parent is the bottleneck, a second dispatch only costs it.
+        (Duration::from_micros(2), 40, false),
+        // 20 ms a batch: too long a wait behind one.
+        (Duration::from_millis(5), 40, false),
+    ] {
+        let harness = Harness::start::<BatchesOfFour>(Fake::new(per_task, 2));
+        harness.warm_up().await;
+        harness.calls();
+        wait(harness.submit(tasks)).await;
+        let calls = harness.calls();
+        let most_held = calls.iter().map(|call| call.held).max().unwrap();
+        assert_eq!(
+            most_held > 1,
+            pipelines,
+            "{per_task:?} a task, {tasks} tasks: a worker held {most_held} dispatches at once"
+        );
+        if pipelines {
+            assert!(
+                calls.iter().all(|call| call.tasks == 4),
+                "every batch full: {:?}",
+                sizes(&calls)
+            );
+        }
         harness.stop().await;
     }
 }
