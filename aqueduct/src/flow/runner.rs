@@ -298,7 +298,8 @@ where
     /// in flight only adds to the parent's work (measured: 3 no-op stages lost about a
     /// quarter of their throughput). A batching stage sends a batch behind only when a
     /// full one is queued: a batch that can still fill waits in the queue while the
-    /// worker is busy, as without a second seat.
+    /// worker is busy, as without a second seat. (Two dispatches on one worker may be
+    /// delivered to the next stage in either order, as two runs may.)
     fn queues_behind(&self, depth: usize) -> bool {
         const PIPELINE_MIN_PACE: Duration = Duration::from_micros(20);
         let config = &self.stage.config;
@@ -306,9 +307,10 @@ where
         let (dispatch, ready) = if config.pipelined() {
             (pace, true)
         } else {
+            // (A stage of single tasks with a batch timeout never queues one behind.)
             (
                 pace.saturating_mul(config.batch_size as u64),
-                self.input.len() >= config.batch_size,
+                config.batch_size > 1 && self.input.len() >= config.batch_size,
             )
         };
         depth > 1
