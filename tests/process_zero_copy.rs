@@ -127,3 +127,66 @@ async fn a_block_created_in_a_worker_reaches_the_caller_and_the_input_is_freed()
     flow.stop(true).await;
     assert_eq!(aqueduct::arena::stats().used, before);
 }
+
+/// Makes a block of `MADE` bytes inside its worker, each byte from the task's id.
+#[aqueduct::handler]
+fn make_large(task: &mut Image) -> Result<(), aqueduct::Error> {
+    let id = task.id;
+    task.data = ShmBytes::with_len(MADE, |bytes| {
+        bytes
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (id as usize * 13 + i / 4096) as u8)
+    })?;
+    task.seen_by[0] = std::process::id() as u64;
+    Ok(())
+}
+
+/// Past the size whose copy into the arena is made off the runtime's thread.
+const MADE: usize = 3 << 20;
+
+/// Runs eight `make_large` tasks at once and checks every block, then that the arena
+/// is back where it was.
+async fn large_blocks_made_in_workers_arrive_whole() {
+    let flow = aqueduct::flow!(make_large).start().await.unwrap();
+    let before = aqueduct::arena::stats().used;
+    let calls: Vec<_> = (1..=8u64)
+        .map(|id| {
+            let flow = flow.clone();
+            tokio::spawn(async move {
+                let image = Image {
+                    id,
+                    checksum: 0,
+                    seen_by: [0; 3],
+                    data: ShmBytes::default(),
+                };
+                (id, flow.process(image).await)
+            })
+        })
+        .collect();
+    for call in calls {
+        let (id, out) = call.await.unwrap();
+        let out = out.unwrap();
+        let view = out.data.view().unwrap();
+        assert_eq!(view.len(), MADE);
+        let wrong = view
+            .iter()
+            .enumerate()
+            .position(|(i, &b)| b != (id as usize * 13 + i / 4096) as u8);
+        assert_eq!(wrong, None, "task {id}: first wrong byte");
+    }
+    flow.stop(true).await;
+    assert_eq!(aqueduct::arena::stats().used, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blocks_made_in_workers_arrive_whole_on_a_multi_thread_runtime() {
+    let _serial = ARENA.lock().await;
+    large_blocks_made_in_workers_arrive_whole().await;
+}
+
+#[tokio::test]
+async fn large_blocks_made_in_workers_arrive_whole_on_a_current_thread_runtime() {
+    let _serial = ARENA.lock().await;
+    large_blocks_made_in_workers_arrive_whole().await;
+}

@@ -155,6 +155,15 @@ fn read_last_byte(task: &mut Payload) -> Result<(), Error> {
     Ok(())
 }
 
+/// Makes a new 10 MiB block inside the worker (a decoded frame, say), which the parent
+/// copies into the arena as the answer comes back.
+#[aqueduct::handler]
+fn make_ten_mib(task: &mut Payload) -> Result<(), Error> {
+    let fill = task.last as u8;
+    task.bytes = ShmBytes::with_len(10 << 20, |buf| buf.fill(fill))?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------- W4 scaling
 
 #[aqueduct::task]
@@ -556,6 +565,65 @@ async fn w3() {
         );
     }
     flow.stop(true).await;
+
+    // Blocks made in the worker: the parent copies each into the arena. Meanwhile a task
+    // on the same runtime measures how long a `yield_now` takes to come back, against
+    // the same measure on the idle runtime: the copies must not hold the runtime up.
+    let made = aqueduct::flow!(make_ten_mib).start().await.unwrap();
+    let make = |i: usize| {
+        std::future::ready(Payload {
+            bytes: ShmBytes::default(),
+            last: i as u64,
+        })
+    };
+    throughput(&made, 16, 16, make).await;
+    let idle = YieldGaps::start();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (idle_p99, _) = idle.stop().await;
+    let gaps = YieldGaps::start();
+    let mut rates = Vec::new();
+    for _ in 0..ROUNDS {
+        rates.push(throughput(&made, 100, 16, make).await);
+    }
+    let (p99, worst) = gaps.stop().await;
+    println!(
+        "W3 made_in_worker=10MB in_flight=16 tasks_per_s={:.0} runtime_yield_p99_us={p99:.0} runtime_yield_max_us={worst:.0} idle_runtime_yield_p99_us={idle_p99:.0}",
+        median(rates)
+    );
+    made.stop(true).await;
+}
+
+/// A task that yields to the runtime every 200 us and times how long each `yield_now`
+/// takes to come back: how long other tasks hold the runtime's threads.
+struct YieldGaps {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<f64>>,
+}
+
+impl YieldGaps {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut gaps = Vec::new();
+            while !stopped.load(Ordering::Relaxed) {
+                let yielded = Instant::now();
+                tokio::task::yield_now().await;
+                gaps.push(yielded.elapsed().as_secs_f64() * 1e6);
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            gaps
+        });
+        Self { stop, task }
+    }
+
+    /// The p99 and the longest gap, in microseconds.
+    async fn stop(self) -> (f64, f64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut gaps = self.task.await.expect("yield timer failed");
+        gaps.sort_by(f64::total_cmp);
+        (percentile(&gaps, 0.99), gaps.last().copied().unwrap_or(0.0))
+    }
 }
 
 async fn w4() {

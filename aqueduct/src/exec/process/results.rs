@@ -79,6 +79,25 @@ pub(super) fn take_results<S: Stage>(
     outcome.map(|()| results)
 }
 
+/// How many bytes of blocks the worker made the first `count` results claim, read
+/// before any validation: only to choose where [`take_results`] copies them (a false
+/// claim then fails validation there, as any other).
+pub(super) fn claimed_copy_bytes(answer: &Answer<'_>, count: usize) -> u64 {
+    let mut total = 0u64;
+    for index in 0..count {
+        for &at in answer.output_handles {
+            let mut handle = ShmHandle::EMPTY;
+            let raw = bytemuck::bytes_of_mut(&mut handle);
+            if wire::peek_result(answer.ctl, &answer.geometry, answer.lane, index, at, raw)
+                && Scratch::is_scratch(&handle)
+            {
+                total = total.saturating_add(handle.len);
+            }
+        }
+    }
+    total
+}
+
 /// Why an output's handles could not be adopted.
 enum Rejected {
     /// A handle the worker had no right to produce: a protocol violation.

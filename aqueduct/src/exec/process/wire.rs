@@ -552,6 +552,25 @@ pub(crate) fn check_answer(
     Ok(())
 }
 
+/// Parent: copies `out.len()` bytes at `at` within result `index`'s data in `lane`, as
+/// they are, unchecked: for a hint only (see `results::claimed_copy_bytes`), never for
+/// a result. `false` if that lies outside the slot or the region.
+pub(crate) fn peek_result(
+    ctl: &Region,
+    geometry: &Geometry,
+    lane: usize,
+    index: usize,
+    at: usize,
+    out: &mut [u8],
+) -> bool {
+    at.checked_add(out.len())
+        .is_some_and(|end| end <= geometry.slot_data())
+        && ctl.read(
+            geometry.response_offset(lane, index) + RESP_HEADER + at,
+            out,
+        )
+}
+
 /// Parent: reads result `index` of the answer to `seq` in `lane`, after
 /// [`check_answer`]. An output is copied into `output` (exactly its size). Everything is
 /// validated on the parent's own copy: stamp, status, length and checksum.
