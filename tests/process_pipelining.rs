@@ -8,6 +8,7 @@
 //! worker answers call by call as the results come, still come back each with its own.
 
 use aqueduct::{Error, ShmBytes};
+use aqueduct_suite::call_each;
 
 #[aqueduct::task]
 #[derive(Debug)]
@@ -53,17 +54,11 @@ async fn run_all(
     flow: &aqueduct::Flow<Stamp, Stamp>,
     ids: std::ops::Range<u64>,
 ) -> Vec<Result<aqueduct::Owned<Stamp>, Error>> {
-    let calls: Vec<_> = ids
-        .map(|id| {
-            let flow = flow.clone();
-            tokio::spawn(async move { flow.process(stamp(id)).await })
-        })
-        .collect();
-    let mut outcomes = Vec::with_capacity(calls.len());
-    for call in calls {
-        outcomes.push(call.await.unwrap());
-    }
-    outcomes
+    call_each(flow, ids, stamp)
+        .await
+        .into_iter()
+        .map(|(_, outcome)| outcome)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,22 +268,13 @@ fn fill_by_three(tasks: Vec<Wide>) -> Vec<Result<Wide, String>> {
 /// Runs 400 wide tasks through `flow`, all in flight, and checks each result is its
 /// own; how many tasks the busiest worker request ran.
 async fn wide_round_trips(flow: &aqueduct::Flow<Wide, Wide>) -> usize {
-    let calls: Vec<_> = (1..=400u64)
-        .map(|id| {
-            let flow = flow.clone();
-            tokio::spawn(async move {
-                let wide = Wide {
-                    id,
-                    request: 0,
-                    values: [0; 1022],
-                };
-                (id, flow.process(wide).await)
-            })
-        })
-        .collect();
+    let wide = |id| Wide {
+        id,
+        request: 0,
+        values: [0; 1022],
+    };
     let mut per_request = std::collections::HashMap::new();
-    for call in calls {
-        let (id, result) = call.await.unwrap();
+    for (id, result) in call_each(flow, 1..=400, wide).await {
         match result {
             Ok(out) => {
                 assert_ne!(id % 7, 0, "task {id} must have failed");

@@ -4,6 +4,7 @@
 //! starting usage.
 
 use aqueduct::ShmBytes;
+use aqueduct_suite::call_each;
 
 #[aqueduct::task]
 #[derive(Debug)]
@@ -150,22 +151,13 @@ const MADE: usize = 3 << 20;
 async fn large_blocks_made_in_workers_arrive_whole() {
     let flow = aqueduct::flow!(make_large).start().await.unwrap();
     let before = aqueduct::arena::stats().used;
-    let calls: Vec<_> = (1..=8u64)
-        .map(|id| {
-            let flow = flow.clone();
-            tokio::spawn(async move {
-                let image = Image {
-                    id,
-                    checksum: 0,
-                    seen_by: [0; 3],
-                    data: ShmBytes::default(),
-                };
-                (id, flow.process(image).await)
-            })
-        })
-        .collect();
-    for call in calls {
-        let (id, out) = call.await.unwrap();
+    let image = |id| Image {
+        id,
+        checksum: 0,
+        seen_by: [0; 3],
+        data: ShmBytes::default(),
+    };
+    for (id, out) in call_each(&flow, 1..=8, image).await {
         let out = out.unwrap();
         let view = out.data.view().unwrap();
         assert_eq!(view.len(), MADE);

@@ -75,3 +75,30 @@ pub async fn until(limit: std::time::Duration, mut condition: impl FnMut() -> bo
         tokio::task::yield_now().await;
     }
 }
+
+/// Calls `flow` once for each id, all at once, each call a task of its own as a
+/// service's requests would be (`make` builds the id's task); the outcomes with their
+/// ids, in id order.
+pub async fn call_each<In, Out>(
+    flow: &aqueduct::Flow<In, Out>,
+    ids: impl IntoIterator<Item = u64>,
+    make: impl Fn(u64) -> In,
+) -> Vec<(u64, Result<aqueduct::Owned<Out>, aqueduct::Error>)>
+where
+    In: aqueduct::Task + Send + 'static,
+    Out: aqueduct::Task,
+{
+    let calls: Vec<_> = ids
+        .into_iter()
+        .map(|id| {
+            let flow = flow.clone();
+            let task = make(id);
+            (id, tokio::spawn(async move { flow.process(task).await }))
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(calls.len());
+    for (id, call) in calls {
+        outcomes.push((id, call.await.expect("a call's task panicked")));
+    }
+    outcomes
+}

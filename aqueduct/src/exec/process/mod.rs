@@ -285,8 +285,9 @@ const COPY_INLINE_MAX: u64 = 1 << 20;
 /// 16 calls in flight (W3 `made_in_worker`): how long a `yield_now` took to come back,
 /// p99, went from 0.9-28 ms to 36-157 us (13 us on the idle runtime; the longest from
 /// 1-68 ms to 0.05-1.2 ms), at the same throughput; the blocking pool instead gave 13-23
-/// us at 11% less throughput, its two hops per answer. The batch comes back with the results; `None` if the runtime shut
-/// down before the blocking pool ran the read (the batch is dropped).
+/// us at 11% less throughput, its two hops per answer. The batch comes back with the
+/// results; `None` if the runtime shut down before the blocking pool ran the read (the
+/// batch is dropped).
 async fn read_answer<S: Stage>(
     shared: &Arc<Shared>,
     conn: &Arc<Conn>,
