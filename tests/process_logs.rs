@@ -51,6 +51,10 @@ impl Subscriber for Collect {
     fn event(&self, event: &Event<'_>) {
         let mut seen = Seen::default();
         event.record(&mut seen);
+        if seen.message.contains(SLOW_SINK) {
+            // A subscriber writing to a slow sink: forwarding lags the worker.
+            std::thread::sleep(Duration::from_micros(100));
+        }
         EVENTS.lock().unwrap().push(seen);
         ARRIVED.notify_all();
     }
@@ -201,4 +205,35 @@ async fn an_overlong_line_is_truncated_and_the_next_line_still_arrives() {
     flow.process(Note { n: 2, pid: 0 }).await.unwrap();
     wait_for("after the long line 2");
     flow.stop(true).await;
+}
+
+/// Lines `burst` writes per task.
+const BURST: u64 = 3000;
+/// In a line, makes the collecting subscriber take 100 us over it.
+const SLOW_SINK: &str = "to a slow sink";
+
+/// Writes `BURST` log lines, numbered, that the parent's subscriber is slow to take;
+/// then answers.
+#[aqueduct::handler]
+fn burst(note: &mut Note) {
+    note.pid = std::process::id() as u64;
+    for line in 0..BURST {
+        tracing::info!("burst line {line} of task {} {SLOW_SINK}", note.n);
+    }
+}
+
+#[tokio::test]
+async fn a_graceful_stop_returns_with_every_line_its_workers_wrote_forwarded() {
+    collect();
+    let flow = aqueduct::flow!(burst).start().await.unwrap();
+    flow.process(Note { n: 7, pid: 0 }).await.unwrap();
+    // No waiting for the lines here: the stop itself must not return before they are in.
+    flow.stop(true).await;
+    let forwarded = EVENTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.stage == "burst" && e.message.contains("of task 7"))
+        .count() as u64;
+    assert_eq!(forwarded, BURST, "lines forwarded when the stop returned");
 }

@@ -189,7 +189,13 @@ impl SpanBook {
 
 /// Parent side: re-emits what worker `pid` of `stage` writes on `stderr`, until it
 /// closes (the worker exited); lines of a request lent a span in `book` go under it.
-pub(crate) fn forward(stage: &'static str, pid: u32, stderr: std::fs::File, book: Arc<SpanBook>) {
+pub(crate) fn forward(
+    stage: &'static str,
+    pid: u32,
+    stderr: std::fs::File,
+    book: Arc<SpanBook>,
+) -> Forwarded {
+    let (done, forwarded) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name(format!("aqueduct-log-{pid}"))
         .spawn(move || {
@@ -198,9 +204,28 @@ pub(crate) fn forward(stage: &'static str, pid: u32, stderr: std::fs::File, book
             }) {
                 tracing::warn!(stage, pid, "stopped forwarding worker logs: {e}");
             }
+            drop(done);
         });
     if let Err(e) = spawned {
         tracing::warn!(stage, pid, "cannot forward worker logs: {e}");
+    }
+    Forwarded(forwarded)
+}
+
+/// Resolves once a worker's log lines have all been forwarded: its stderr reached its
+/// end (the worker and whatever shared its stderr exited), or nothing forwards them.
+#[derive(Debug)]
+pub(crate) struct Forwarded(tokio::sync::oneshot::Receiver<()>);
+
+impl Forwarded {
+    /// Nothing to wait for (the worker's stderr was not a pipe).
+    pub(crate) fn none() -> Self {
+        Self(tokio::sync::oneshot::channel().1)
+    }
+
+    /// Waits until the worker's lines are forwarded, or `limit` has passed.
+    pub(crate) async fn within(self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, self.0).await;
     }
 }
 

@@ -36,12 +36,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const STABLE_AFTER: Duration = Duration::from_secs(1);
 /// How long a worker asked to close may take before it is killed.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Longest a closing worker's log lines are waited for once it has exited, so that a
+/// graceful stop returns with everything its workers wrote forwarded. (The pipe ends at
+/// once unless the worker left a process holding its stderr.)
+const LOGS_GRACE: Duration = Duration::from_secs(1);
 
 /// A started worker: its process and the sender of its exit.
 struct Started {
     child: Child,
     conn: Arc<Conn>,
     exit: watch::Sender<Option<Exit>>,
+    /// When the worker's log lines have all been forwarded.
+    logs: logs::Forwarded,
 }
 
 /// Keeps worker `index` running until the executor closes.
@@ -110,6 +116,7 @@ pub(super) async fn supervise<S: Stage>(
                 }
                 let _ = started.exit.send(Some(Exit { signal }));
                 if !restart {
+                    started.logs.within(LOGS_GRACE).await;
                     return;
                 }
                 if started_at.elapsed() >= STABLE_AFTER || conn.served.load(Ordering::Relaxed) {
@@ -193,11 +200,10 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
     drop(spec_file);
     let pid = child.id().unwrap_or(0);
     let spans = Arc::new(logs::SpanBook::default());
-    if let Some(stderr) = child.stderr.take() {
-        if let Ok(fd) = stderr.into_owned_fd() {
-            logs::forward(shared.stage, pid, std::fs::File::from(fd), spans.clone());
-        }
-    }
+    let forwarded = match child.stderr.take().map(|stderr| stderr.into_owned_fd()) {
+        Some(Ok(fd)) => logs::forward(shared.stage, pid, std::fs::File::from(fd), spans.clone()),
+        _ => logs::Forwarded::none(),
+    };
     let deadline = clock::deadline(Instant::now(), shared.config.start_timeout);
     loop {
         match ctl.state() {
@@ -265,6 +271,7 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
             spans,
         }),
         exit: exit_tx,
+        logs: forwarded,
     })
 }
 
