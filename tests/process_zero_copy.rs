@@ -182,3 +182,28 @@ async fn large_blocks_made_in_workers_arrive_whole_on_a_current_thread_runtime()
     let _serial = ARENA.lock().await;
     large_blocks_made_in_workers_arrive_whole().await;
 }
+
+#[test]
+fn large_blocks_made_in_workers_arrive_whole_through_the_blocking_api() {
+    let _serial = ARENA.blocking_lock();
+    let flow = aqueduct::flow!(make_large).start_blocking().unwrap();
+    let before = aqueduct::arena::stats().used;
+    let out = flow
+        .process_blocking(Image {
+            id: 5,
+            checksum: 0,
+            seen_by: [0; 3],
+            data: ShmBytes::default(),
+        })
+        .unwrap();
+    let view = out.data.view().unwrap();
+    assert_eq!(view.len(), MADE);
+    assert!(view
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == (5 * 13 + i / 4096) as u8));
+    drop(view);
+    drop(out);
+    flow.stop_blocking(true).unwrap();
+    assert_eq!(aqueduct::arena::stats().used, before);
+}
