@@ -278,37 +278,27 @@ const COPY_INLINE_MAX: u64 = 1 << 20;
 
 /// Reads and validates the worker's answer to `ticket`'s request, for `batch` (see
 /// [`take_results`]). If its results claim more than [`COPY_INLINE_MAX`] bytes of blocks
-/// the worker made, the copies must not hold up the runtime's other tasks: on a
-/// multi-thread runtime this thread hands its other tasks to another first
-/// (`block_in_place`); on a current-thread runtime the answer is read on the blocking
-/// pool, since its one thread has no one to hand them to. Measured with 10 MiB blocks,
-/// 16 calls in flight (W3 `made_in_worker`): how long a `yield_now` took to come back,
-/// p99, went from 0.9-28 ms to 36-157 us (13 us on the idle runtime; the longest from
-/// 1-68 ms to 0.05-1.2 ms), at the same throughput; the blocking pool instead gave 13-23
-/// us at 11% less throughput, its two hops per answer. The batch comes back with the
-/// results; `None` if the runtime shut down before the blocking pool ran the read (the
-/// batch is dropped).
+/// the worker made, the answer is read on tokio's blocking pool, so that copying them
+/// never holds up the runtime's other tasks. Measured with 10 MiB blocks, 16 calls in
+/// flight (W3 `made_in_worker`): how long a `yield_now` took to come back, p99, went from
+/// 0.9-28 ms to 13-23 us (13 us on the idle runtime), for 11% less throughput (the two
+/// hops per answer). `block_in_place` kept the throughput with a p99 of 36-157 us, but
+/// it panics on a current-thread runtime and is unsupported in a `LocalSet`'s task
+/// (tokio-rs/tokio#7368: worker threads can be lost), neither of which can be told from
+/// here. The batch comes back with the results; `None` if the runtime shut down before
+/// the blocking pool ran the read (the batch is dropped).
 async fn read_answer<S: Stage>(
     shared: &Arc<Shared>,
     conn: &Arc<Conn>,
     ticket: &Ticket,
     batch: Vec<Owned<S::Input>>,
 ) -> Option<(TakenResults<S>, Vec<Owned<S::Input>>)> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
     let answer = answer_to(shared, conn, ticket.lane, ticket.seq);
-    let runtime = Handle::try_current()
-        .ok()
-        .map(|runtime| runtime.runtime_flavor());
     let heavy = !shared.output_handles.is_empty()
-        && runtime.is_some()
+        && tokio::runtime::Handle::try_current().is_ok()
         && claimed_copy_bytes(&answer, batch.len()) > COPY_INLINE_MAX;
     if !heavy {
         let taken = take_results::<S>(&answer, Owned::as_tasks(&batch));
-        return Some((taken, batch));
-    }
-    if runtime == Some(RuntimeFlavor::MultiThread) {
-        let taken =
-            tokio::task::block_in_place(|| take_results::<S>(&answer, Owned::as_tasks(&batch)));
         return Some((taken, batch));
     }
     let (shared, conn, lane, seq) = (shared.clone(), conn.clone(), ticket.lane, ticket.seq);
