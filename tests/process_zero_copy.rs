@@ -137,7 +137,7 @@ fn make_large(task: &mut Image) -> Result<(), aqueduct::Error> {
         bytes
             .iter_mut()
             .enumerate()
-            .for_each(|(i, b)| *b = (id as usize * 13 + i / 4096) as u8)
+            .for_each(|(i, b)| *b = made_byte(id, i))
     })?;
     task.seen_by[0] = std::process::id() as u64;
     Ok(())
@@ -146,26 +146,39 @@ fn make_large(task: &mut Image) -> Result<(), aqueduct::Error> {
 /// Past the size whose copy into the arena is made off the runtime's thread.
 const MADE: usize = 3 << 20;
 
+/// Byte `i` of the block `make_large` makes for task `id`.
+fn made_byte(id: u64, i: usize) -> u8 {
+    (id as usize * 13 + i / 4096) as u8
+}
+
+/// A task for `make_large`, with no block yet.
+fn blank(id: u64) -> Image {
+    Image {
+        id,
+        checksum: 0,
+        seen_by: [0; 3],
+        data: ShmBytes::default(),
+    }
+}
+
+/// Checks that `out` carries the whole block `make_large` makes for task `id`.
+fn check_made(id: u64, out: &Image) {
+    let view = out.data.view().unwrap();
+    assert_eq!(view.len(), MADE);
+    let wrong = view
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| b != made_byte(id, i));
+    assert_eq!(wrong, None, "task {id}: first wrong byte");
+}
+
 /// Runs eight `make_large` tasks at once and checks every block, then that the arena
 /// is back where it was.
 async fn large_blocks_made_in_workers_arrive_whole() {
     let flow = aqueduct::flow!(make_large).start().await.unwrap();
     let before = aqueduct::arena::stats().used;
-    let image = |id| Image {
-        id,
-        checksum: 0,
-        seen_by: [0; 3],
-        data: ShmBytes::default(),
-    };
-    for (id, out) in call_each(&flow, 1..=8, image).await {
-        let out = out.unwrap();
-        let view = out.data.view().unwrap();
-        assert_eq!(view.len(), MADE);
-        let wrong = view
-            .iter()
-            .enumerate()
-            .position(|(i, &b)| b != (id as usize * 13 + i / 4096) as u8);
-        assert_eq!(wrong, None, "task {id}: first wrong byte");
+    for (id, out) in call_each(&flow, 1..=8, blank).await {
+        check_made(id, &out.unwrap());
     }
     flow.stop(true).await;
     assert_eq!(aqueduct::arena::stats().used, before);
@@ -188,21 +201,8 @@ fn large_blocks_made_in_workers_arrive_whole_through_the_blocking_api() {
     let _serial = ARENA.blocking_lock();
     let flow = aqueduct::flow!(make_large).start_blocking().unwrap();
     let before = aqueduct::arena::stats().used;
-    let out = flow
-        .process_blocking(Image {
-            id: 5,
-            checksum: 0,
-            seen_by: [0; 3],
-            data: ShmBytes::default(),
-        })
-        .unwrap();
-    let view = out.data.view().unwrap();
-    assert_eq!(view.len(), MADE);
-    assert!(view
-        .iter()
-        .enumerate()
-        .all(|(i, &b)| b == (5 * 13 + i / 4096) as u8));
-    drop(view);
+    let out = flow.process_blocking(blank(5)).unwrap();
+    check_made(5, &out);
     drop(out);
     flow.stop_blocking(true).unwrap();
     assert_eq!(aqueduct::arena::stats().used, before);
