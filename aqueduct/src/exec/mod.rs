@@ -165,18 +165,32 @@ pub(crate) fn in_batches<S: Stage, I, O>(
     inputs: Vec<I>,
     mut call: impl FnMut(&mut S::State, Vec<I>) -> BatchResults<O>,
 ) -> BatchResults<O> {
-    let batch_size = S::CONFIG.batch_size.max(1);
-    if inputs.len() <= batch_size {
+    // One call: its inputs and results as they are, with no vector made again.
+    if inputs.len() <= S::CONFIG.batch_size.max(1) {
         return call(state, inputs);
     }
     let mut results = Vec::with_capacity(inputs.len());
-    let mut rest = inputs.into_iter();
+    for_each_call::<S, _, _>(state, inputs.into_iter(), call, |result| {
+        results.push(result)
+    });
+    results
+}
+
+/// Calls `call` on `inputs`, `batch_size` of them at a time, and hands each result to
+/// `each` as it comes, in order.
+pub(crate) fn for_each_call<S: Stage, I, O>(
+    state: &mut S::State,
+    mut inputs: impl Iterator<Item = I>,
+    mut call: impl FnMut(&mut S::State, Vec<I>) -> BatchResults<O>,
+    mut each: impl FnMut(Result<O, String>),
+) {
+    let batch_size = S::CONFIG.batch_size.max(1);
     loop {
-        let batch: Vec<I> = rest.by_ref().take(batch_size).collect();
+        let batch: Vec<I> = inputs.by_ref().take(batch_size).collect();
         if batch.is_empty() {
-            return results;
+            return;
         }
-        results.extend(call(state, batch));
+        call(state, batch).into_iter().for_each(&mut each);
     }
 }
 

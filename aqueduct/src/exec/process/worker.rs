@@ -112,23 +112,23 @@ fn run_request<S: Stage>(
     bytes: &[u8],
     mut answer: impl FnMut(usize, Outcome<'_>),
 ) -> usize {
-    let input_size = size_of::<S::Input>();
-    let per_call = S::CONFIG.batch_size.max(1).saturating_mul(input_size);
+    let inputs = bytes
+        .chunks_exact(size_of::<S::Input>())
+        .map(bytemuck::pod_read_unaligned::<S::Input>);
     let mut index = 0;
-    for call in bytes.chunks(per_call) {
-        let inputs: Vec<S::Input> = call
-            .chunks_exact(input_size)
-            .map(bytemuck::pod_read_unaligned)
-            .collect();
-        for result in crate::exec::call_handler::<S>(state, inputs) {
+    crate::exec::for_each_call::<S, _, _>(
+        state,
+        inputs,
+        crate::exec::call_handler::<S>,
+        |result| {
             let outcome = match &result {
                 Ok(output) => Outcome::Output(bytemuck::bytes_of(output)),
                 Err(message) => Outcome::Error(message),
             };
             answer(index, outcome);
             index += 1;
-        }
-    }
+        },
+    );
     index
 }
 
