@@ -6,7 +6,7 @@
 //! | `AQUEDUCT_ARENA_BYTES` | `1073741824` (1 GiB) | a byte count (decimal integer), rounded down to a power of two | the size (address space) of the process's shared-memory arena, unless [`crate::arena::configure`] set it |
 //! | `AQUEDUCT_SCRATCH_BYTES` | `268435456` (256 MiB) | a byte count, clamped to at least one page and at most the arena's size | the scratch space (address space) of each request a worker process runs, where a handler's new blocks go; a worker holds two requests at a time, so its scratch area is twice this |
 //! | `AQUEDUCT_WORKER_LOG` | `info` | `off`, `error`, `warn`, `info`, `debug`, `trace` (any case), or `0`-`5` | the most verbose `tracing` level a worker process forwards to the parent |
-//! | `AQUEDUCT_SPIN_US` | unset: automatic | microseconds (decimal integer; `0`: never) | how long a worker polls for its next task after finishing one. Unset: up to 5 us, and only while tasks arrive back to back (see [`crate::spin::IdleSpin`]). Never on a single core |
+//! | `AQUEDUCT_SPIN_US` | unset: automatic | microseconds (decimal integer; `0`: never) | how long a worker polls for its next task after finishing one. Unset: up to 5 us, and only while tasks arrive back to back (see [`crate::spin::IdleSpin`]). Never on a single core. A set value polls after every task and holds a core meanwhile, which delays the tasks it waits for where workers and runtime threads outnumber the cores (see the README's settings) |
 //!
 //! The policy: an unset variable takes its default; a variable that is set must hold an
 //! accepted value (surrounding whitespace aside; empty is not a value), or the runtime

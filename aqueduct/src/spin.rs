@@ -52,7 +52,9 @@ pub(crate) enum IdleSpin {
     /// worker awake; a worker whose next task is far off (a later stage of a pipeline, a
     /// quiet service) sleeps at once and takes no core from the others.
     Auto,
-    /// Poll up to this long after every task (zero: never).
+    /// Poll up to this long after every task (zero: never), spinning: the poll holds
+    /// its core, so it pays only where every worker has one (on 2 cores, three process
+    /// stages took a lone call 37 us with 10 us polls, against 13 us with `Auto`).
     Fixed(Duration),
 }
 
