@@ -34,6 +34,10 @@
 //!   each task once, as it would if consecutive process stages passed tasks from worker
 //!   to worker; so this is the most such a hand-off could give W1 (less the stages'
 //!   parallelism, which no-op stages do not need).
+//! - W2 `lone_task`: a lone task in a stage whose batches wait 1, 2 or 10 ms to fill
+//!   waits out the timeout; the same stage without a timeout, in the same rounds, is the
+//!   rest of its latency, so `wait_vs_timeout` is how long it waited over the timeout
+//!   (1.00: on time).
 //! - W1 also runs rounds with 1024 callers, more than the first stage's default queue
 //!   (192) holds, so that most of them wait in line for room, against the same hand-rolled
 //!   pipeline with as many callers (`W1 crowd=more_callers_than_queue_room`).
@@ -124,6 +128,26 @@ fn cats_dynamic(images: &mut [CatImage]) {
 #[aqueduct::handler(batch_size = 20, batch_timeout_ms = 50)]
 fn cats_timed(images: &mut [CatImage]) {
     predict(images);
+}
+
+/// Stages whose batches wait `batch_timeout_ms` to fill, for a lone task: it waits the
+/// whole timeout, and `lone_round_trip`, the same stage without a timeout, is the rest
+/// of its latency.
+#[aqueduct::handler(batch_size = 20, batch_timeout_ms = 1)]
+fn lone_wait_1ms(images: &mut [CatImage]) {
+    images.iter_mut().for_each(|i| i.has_cat = 1);
+}
+#[aqueduct::handler(batch_size = 20, batch_timeout_ms = 2)]
+fn lone_wait_2ms(images: &mut [CatImage]) {
+    images.iter_mut().for_each(|i| i.has_cat = 1);
+}
+#[aqueduct::handler(batch_size = 20, batch_timeout_ms = 10)]
+fn lone_wait_10ms(images: &mut [CatImage]) {
+    images.iter_mut().for_each(|i| i.has_cat = 1);
+}
+#[aqueduct::handler(batch_size = 20)]
+fn lone_round_trip(images: &mut [CatImage]) {
+    images.iter_mut().for_each(|i| i.has_cat = 1);
 }
 
 /// How long `quick_batch`'s model takes for a batch, whatever its size: a small model on
@@ -536,6 +560,57 @@ async fn w2() {
         100.0 * rate / ideal
     );
     quick.stop(true).await;
+    lone_batch_waits().await;
+}
+
+/// A lone task in a stage of timed batches waits out the timeout: how much longer than
+/// the timeout it waits (`wait_vs_timeout`; 1.0 is on time), sequential calls, with the
+/// same stage's round trip without a timeout as the floor, measured in the same rounds.
+async fn lone_batch_waits() {
+    let image = |i: u64| CatImage {
+        pixels: [i as f32, 2.0, 3.0],
+        has_cat: 0,
+    };
+    let floor = aqueduct::flow!(lone_round_trip).start().await.unwrap();
+    for (timeout_ms, flow, calls) in [
+        (
+            1,
+            aqueduct::flow!(lone_wait_1ms).start().await.unwrap(),
+            400,
+        ),
+        (
+            2,
+            aqueduct::flow!(lone_wait_2ms).start().await.unwrap(),
+            200,
+        ),
+        (
+            10,
+            aqueduct::flow!(lone_wait_10ms).start().await.unwrap(),
+            60,
+        ),
+    ] {
+        let (mut waits, mut floors) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            floors.push(
+                sequential_latency(&floor, 2000, Caller::Task, image)
+                    .await
+                    .0,
+            );
+            waits.push(
+                sequential_latency(&flow, calls, Caller::Task, image)
+                    .await
+                    .0,
+            );
+        }
+        let (latency, round_trip) = (median(waits), median(floors));
+        let waited_us = latency - round_trip;
+        println!(
+            "W2 lone_task batch_timeout_ms={timeout_ms} latency_p50_us={latency:.0} round_trip_p50_us={round_trip:.1} waited_us={waited_us:.0} wait_vs_timeout={:.2}",
+            waited_us / (timeout_ms as f64 * 1000.0)
+        );
+        flow.stop(true).await;
+    }
+    floor.stop(true).await;
 }
 
 async fn w3() {

@@ -1,10 +1,12 @@
 //! Batch collection: after a batch's first task, take more until the batch is full or its
-//! time is up. Uses tokio's clock, so tests can drive it with a paused clock.
+//! time is up. Uses tokio's clock (and, kept to the microsecond beside it, a
+//! [`FillTimer`]), so tests can drive it with a paused clock.
 
 use std::time::Duration;
 
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
+use super::fill_timer::FillTimer;
 use super::queue::QueueRx;
 use crate::platform::clock;
 
@@ -36,12 +38,13 @@ impl Flush {
 ///
 /// With `wait == 0` it takes only what is already queued (dynamic batching: small batches
 /// at low load, full ones under load, no added latency). Otherwise it waits until
-/// `wait` after the first task arrived, or until the batch is full.
+/// `wait` after the first task arrived (on `timer`), or until the batch is full.
 pub(crate) async fn collect<T>(
     queue: &QueueRx<T>,
     first: T,
     max: usize,
     wait: Duration,
+    timer: &mut FillTimer,
 ) -> (Vec<T>, Flush) {
     let mut batch = Vec::with_capacity(max.min(1024));
     batch.push(first);
@@ -55,14 +58,24 @@ pub(crate) async fn collect<T>(
         return (batch, flush);
     }
     let deadline = clock::deadline(Instant::now(), wait);
+    let mut armed = false;
     while batch.len() < max {
         if queue.take_up_to(max - batch.len(), &mut batch) != 0 {
             continue;
         }
-        match timeout_at(deadline, queue.recv()).await {
-            Ok(Some(item)) => batch.push(item),
-            Ok(None) => return (batch, Flush::Drain),
-            Err(_) => return (batch, Flush::Timeout),
+        // Armed once per batch, and only for a batch that waits.
+        if !armed {
+            timer.arm(deadline);
+            armed = true;
+        }
+        // Biased: a task that came by the deadline still goes in.
+        tokio::select! {
+            biased;
+            item = queue.recv() => match item {
+                Some(item) => batch.push(item),
+                None => return (batch, Flush::Drain),
+            },
+            () = timer.until(deadline) => return (batch, Flush::Timeout),
         }
     }
     (batch, Flush::Full)
@@ -85,7 +98,8 @@ mod tests {
     async fn waits_for_the_timeout_then_flushes_a_partial_batch() {
         let (tx, rx) = queue::bounded(1, 16);
         tx.send(0, 2).await.unwrap();
-        let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(50)));
+        let mut timer = FillTimer::coarse();
+        let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(50), &mut timer));
         assert!(
             poll_once(batch.as_mut()).is_pending(),
             "batch waits for more tasks"
@@ -107,7 +121,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn flushes_as_soon_as_the_batch_is_full() {
         let (tx, rx) = queue::bounded(1, 16);
-        let mut batch = pin!(collect(&rx, 1, 3, Duration::from_secs(3600)));
+        let mut timer = FillTimer::coarse();
+        let mut batch = pin!(collect(&rx, 1, 3, Duration::from_secs(3600), &mut timer));
         assert!(poll_once(batch.as_mut()).is_pending());
         tx.send(0, 2).await.unwrap();
         tx.send(0, 3).await.unwrap();
@@ -130,7 +145,8 @@ mod tests {
     async fn zero_timeout_takes_only_what_is_queued() {
         let (tx, rx) = queue::bounded(1, 16);
         tx.send(0, 2).await.unwrap();
-        let mut batch = pin!(collect(&rx, 1, 8, Duration::ZERO));
+        let mut timer = FillTimer::coarse();
+        let mut batch = pin!(collect(&rx, 1, 8, Duration::ZERO, &mut timer));
         assert_eq!(
             poll_once(batch.as_mut()),
             Poll::Ready((vec![1, 2], Flush::Immediate)),
@@ -142,7 +158,8 @@ mod tests {
     async fn timer_counts_from_the_first_task_not_from_idle_time() {
         let (tx, rx) = queue::bounded(1, 16);
         tokio::time::advance(Duration::from_secs(10)).await;
-        let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(20)));
+        let mut timer = FillTimer::coarse();
+        let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(20), &mut timer));
         assert!(
             poll_once(batch.as_mut()).is_pending(),
             "idle time before the first task does not count"

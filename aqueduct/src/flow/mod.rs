@@ -22,6 +22,7 @@ mod direct;
 mod dispatch;
 mod downstream;
 mod envelope;
+mod fill_timer;
 mod handle;
 mod idle;
 mod job;

@@ -7,6 +7,8 @@
 //!   ours (a worker's marker names one).
 //! * [`memfd`]: anonymous memory files and their seals.
 //! * [`eventfd`]: the counters the parent and a worker wake each other with.
+//! * [`timerfd`]: timers the runtime's reactor can watch, for deadlines kept to the
+//!   microsecond.
 //! * [`process`]: parent death, the parent's pid, signals, exiting a forked child.
 //!
 //! Functions documented as *async-signal-safe* are raw system calls that allocate
@@ -27,3 +29,4 @@ pub(crate) mod eventfd;
 pub(crate) mod fd;
 pub(crate) mod memfd;
 pub(crate) mod process;
+pub(crate) mod timerfd;

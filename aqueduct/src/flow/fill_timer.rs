@@ -1,0 +1,158 @@
+//! The deadline a batch fills until, kept to the microsecond.
+//!
+//! tokio's timer rounds a deadline up to its next millisecond tick, and its driver wakes
+//! on those ticks: a lone task in a stage with `batch_timeout_ms = 1` waited 2.1 ms, and
+//! every batch timeout came 1-1.4 ms late. A timerfd, watched by the runtime's reactor,
+//! fires on time. tokio's timer still runs beside it, so a runtime on tokio's paused
+//! clock (tests) fills batches by its clock as before, and a runtime without an IO
+//! driver, where no descriptor can be watched, keeps tokio's timer alone.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::time::{sleep_until, Instant};
+
+use crate::platform::{clock, timerfd};
+
+/// One stage runner's batch deadline: armed for each batch that has to wait for more
+/// tasks, then awaited (as often as the batch waits) until it fires or the batch is full.
+#[derive(Debug)]
+pub(crate) struct FillTimer {
+    precise: Precise,
+    /// The armed deadline, as `CLOCK_MONOTONIC` nanoseconds.
+    at_ns: u64,
+}
+
+#[derive(Debug)]
+enum Precise {
+    /// Not made yet: made on the first batch that waits (most stages never wait).
+    Unmade,
+    Made(AsyncFd<OwnedFd>),
+    /// tokio's timer alone.
+    Off,
+}
+
+impl FillTimer {
+    /// A timer kept to the microsecond where the runtime can watch a timerfd.
+    pub(crate) fn precise() -> Self {
+        Self {
+            precise: Precise::Unmade,
+            at_ns: 0,
+        }
+    }
+
+    /// tokio's timer alone (for tests on the paused clock, which no timerfd follows).
+    #[cfg(test)]
+    pub(crate) fn coarse() -> Self {
+        Self {
+            precise: Precise::Off,
+            at_ns: 0,
+        }
+    }
+
+    /// Sets the deadline the next waits end at. Called on the runtime.
+    pub(crate) fn arm(&mut self, deadline: Instant) {
+        if let Precise::Unmade = self.precise {
+            self.precise = match watched_timer() {
+                Ok(fd) => Precise::Made(fd),
+                Err(_) => Precise::Off,
+            };
+        }
+        if let Precise::Made(fd) = &self.precise {
+            self.at_ns = clock::monotonic_ns_at(deadline.into_std());
+            if timerfd::fire_at(fd.get_ref(), self.at_ns).is_err() {
+                self.precise = Precise::Off;
+            }
+        }
+    }
+
+    /// Resolves at `deadline`, the one last armed.
+    pub(crate) async fn until(&self, deadline: Instant) {
+        let Precise::Made(fd) = &self.precise else {
+            return sleep_until(deadline).await;
+        };
+        tokio::select! {
+            () = sleep_until(deadline) => {}
+            () = fired(fd, self.at_ns) => {}
+        }
+    }
+}
+
+/// A new timerfd registered with the current runtime's reactor.
+fn watched_timer() -> io::Result<AsyncFd<OwnedFd>> {
+    let fd = timerfd::create()?;
+    // Registration panics on a runtime built without its IO driver.
+    let registered = std::panic::catch_unwind(move || {
+        // SAFETY: the `AsyncFd` owns the descriptor from here on, so it stays open and
+        // is the same descriptor for the `AsyncFd`'s whole life.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+    });
+    match registered {
+        Ok(registered) => Ok(registered?),
+        Err(_) => Err(io::Error::other("the runtime has no IO driver")),
+    }
+}
+
+/// Resolves once `fd` fired for a deadline at or after `at_ns`; never, if the timerfd
+/// fails (tokio's timer then ends the wait).
+async fn fired(fd: &AsyncFd<OwnedFd>, at_ns: u64) {
+    loop {
+        let Ok(mut ready) = fd.readable().await else {
+            return std::future::pending().await;
+        };
+        match timerfd::take(fd.get_ref()) {
+            // Only a firing for this deadline ends the wait. (Re-arming the timer clears
+            // an unread firing for an earlier one on Linux, which no manual promises.)
+            Ok(_) if clock::monotonic_ns() >= at_ns => return,
+            Ok(_) => {}
+            // Readiness left from a firing already read.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+            Err(_) => return std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_precise_deadline_never_ends_a_wait_early_after_an_unread_firing() {
+        let mut timer = FillTimer::precise();
+        // Fires while nobody waits: its firing stays unread, and the reactor's
+        // readiness set.
+        timer.arm(Instant::now() + Duration::from_millis(1));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            matches!(timer.precise, Precise::Made(_)),
+            "a timerfd is used"
+        );
+        for wait in [20, 5, 1] {
+            let wait = Duration::from_millis(wait);
+            let started = Instant::now();
+            timer.arm(started + wait);
+            timer.until(started + wait).await;
+            assert!(started.elapsed() >= wait, "ended before its deadline");
+        }
+    }
+
+    #[test]
+    fn a_runtime_without_an_io_driver_keeps_tokios_timer() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut timer = FillTimer::precise();
+            let deadline = Instant::now() + Duration::from_millis(2);
+            timer.arm(deadline);
+            assert!(matches!(timer.precise, Precise::Off));
+            timer.until(deadline).await;
+            assert!(Instant::now() >= deadline);
+        });
+    }
+}
