@@ -38,6 +38,9 @@
 //!   waits out the timeout; the same stage without a timeout, in the same rounds, is the
 //!   rest of its latency, so `wait_vs_timeout` is how long it waited over the timeout
 //!   (1.00: on time).
+//! - W7 `call_timeout`: how long after its 1 or 5 ms timeout a call fails, one call at a
+//!   time to an idle stage whose handler outlasts the timeout (`late_vs_timeout`; 1.00:
+//!   on time).
 //! - W1 also runs rounds with 1024 callers, more than the first stage's default queue
 //!   (192) holds, so that most of them wait in line for room, against the same hand-rolled
 //!   pipeline with as many callers (`W1 crowd=more_callers_than_queue_room`).
@@ -1006,6 +1009,52 @@ async fn w7() {
             .unwrap(),
     )
     .await;
+    call_timeouts().await;
+}
+
+/// Longer than any timeout `call_timeouts` sets, so that every call times out.
+#[aqueduct::handler]
+fn twenty_ms(task: &mut Small) {
+    std::thread::sleep(Duration::from_millis(20));
+    task.a = 1;
+}
+
+/// How long after its timeout a call fails with `Error::Timeout` (`late_vs_timeout`:
+/// 1.00 is on time), one call at a time to an idle stage whose handler outlasts the
+/// timeout, each call starting at a different point of the millisecond.
+async fn call_timeouts() {
+    let flow = aqueduct::flow!(twenty_ms).start().await.unwrap();
+    for timeout_ms in [1u64, 5] {
+        let timeout = Duration::from_millis(timeout_ms);
+        let mut failed_after = Vec::new();
+        for i in 0..100u64 {
+            // The previous call's handler is done: a call to a busy stage that cannot
+            // be served in time is turned away at once (`Overloaded`), not timed out.
+            tokio::time::sleep(Duration::from_millis(22)).await;
+            // Spread over the millisecond: deadlines are kept in millisecond ticks.
+            let start = Instant::now() + Duration::from_micros(i * 137 % 1000);
+            while Instant::now() < start {
+                std::hint::spin_loop();
+            }
+            let started = Instant::now();
+            let outcome = flow.process_timeout(small(i), timeout).await;
+            failed_after.push(started.elapsed().as_secs_f64() * 1e6);
+            assert!(
+                matches!(outcome, Err(aqueduct::Error::Timeout { .. })),
+                "{outcome:?}"
+            );
+        }
+        failed_after.sort_by(f64::total_cmp);
+        let (p50, p99) = (
+            percentile(&failed_after, 0.5),
+            percentile(&failed_after, 0.99),
+        );
+        println!(
+            "W7 call_timeout_ms={timeout_ms} failed_after_p50_us={p50:.0} failed_after_p99_us={p99:.0} late_vs_timeout={:.2}",
+            p50 / (timeout_ms as f64 * 1000.0)
+        );
+    }
+    flow.stop(false).await;
 }
 
 // ---------------------------------------------------------------- W8 readiness

@@ -7,7 +7,9 @@
 //! registers on the notification of the millisecond its deadline falls in (one list
 //! entry, on a shard of its thread's own), and one ticker task per flow wakes each
 //! millisecond's callers as it passes: the same one-millisecond resolution as tokio's
-//! timer. The halt wakes them all, so a call waits on one notification, not two.
+//! timer, but on time (see [`PreciseTimer`]): a call's timeout ends it less than a
+//! millisecond late. The halt wakes them all, so a call waits on one notification, not
+//! two.
 //!
 //! The ticker runs while calls are under way and sleeps once the flow has been idle for a
 //! while; the first call after that wakes it.
@@ -19,6 +21,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::precise_timer::PreciseTimer;
 use crate::platform::clock;
 use crate::sync::Padded;
 
@@ -154,9 +157,11 @@ impl Deadlines {
     pub(crate) async fn tick(&self, in_flight: impl Fn() -> usize) {
         let mut passed = self.ticks_by(Instant::now());
         let mut idle = 0;
+        let mut timer = PreciseTimer::precise();
         while !self.ticker.closed.load(Ordering::SeqCst) {
-            let next = Duration::from_nanos((passed + 1).saturating_mul(TICK_NANOS));
-            tokio::time::sleep_until(self.base + next).await;
+            let next = self.base + Duration::from_nanos((passed + 1).saturating_mul(TICK_NANOS));
+            timer.arm(next);
+            timer.until(next).await;
             let now = self.ticks_by(Instant::now());
             if now > passed {
                 self.pass(passed, now);

@@ -12,10 +12,10 @@ use super::direct::Direct;
 use super::dispatch::Dispatcher;
 use super::downstream::Downstream;
 use super::envelope::Envelope;
-use super::fill_timer::FillTimer;
 use super::idle::IdleSeat;
 use super::job::Delivery;
 use super::pace::Pace;
+use super::precise_timer::PreciseTimer;
 use super::queue::QueueRx;
 use super::seats::{Seat, Seats};
 use crate::exec::Executor;
@@ -148,7 +148,7 @@ where
             }
         }
         let retries = &self.retries;
-        let mut fill_timer = FillTimer::precise();
+        let mut precise_timer = PreciseTimer::precise();
         let mut parked: Vec<Seat> = Vec::new();
         let mut input_open = true;
         loop {
@@ -208,7 +208,7 @@ where
                             first,
                             self.dispatch_size(ahead),
                             stage.config.batch_timeout,
-                            &mut fill_timer,
+                            &mut precise_timer,
                         )
                         .await;
                         if let Some(filling) = filling {

@@ -1,11 +1,13 @@
-//! The deadline a batch fills until, kept to the microsecond.
+//! Deadlines kept to the microsecond: a batch's fill deadline, and the ticks of the flow's
+//! deadline ticker (the callers' timeouts).
 //!
 //! tokio's timer rounds a deadline up to its next millisecond tick, and its driver wakes
 //! on those ticks: a lone task in a stage with `batch_timeout_ms = 1` waited 2.1 ms, and
-//! every batch timeout came 1-1.4 ms late. A timerfd, watched by the runtime's reactor,
-//! fires on time. tokio's timer still runs beside it, so a runtime on tokio's paused
-//! clock (tests) fills batches by its clock as before, and a runtime without an IO
-//! driver, where no descriptor can be watched, keeps tokio's timer alone.
+//! every batch timeout came 1-1.4 ms late; a call with a 1 ms timeout failed after 2.1 ms
+//! (3.2 ms at worst). A timerfd, watched by the runtime's reactor, fires on time. tokio's
+//! timer still runs beside it, so a runtime on tokio's paused clock (tests) keeps its
+//! clock as before, and a runtime without an IO driver, where no descriptor can be
+//! watched, keeps tokio's timer alone.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -16,10 +18,11 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::platform::{clock, timerfd};
 
-/// One stage runner's batch deadline: armed for each batch that has to wait for more
-/// tasks, then awaited (as often as the batch waits) until it fires or the batch is full.
+/// One timer, re-armed for each deadline (a stage runner's batch that has to wait for
+/// more tasks; the deadline ticker's next tick), then awaited, as often as needed, until
+/// it fires.
 #[derive(Debug)]
-pub(crate) struct FillTimer {
+pub(crate) struct PreciseTimer {
     precise: Precise,
     /// The armed deadline, as `CLOCK_MONOTONIC` nanoseconds.
     at_ns: u64,
@@ -27,14 +30,14 @@ pub(crate) struct FillTimer {
 
 #[derive(Debug)]
 enum Precise {
-    /// Not made yet: made on the first batch that waits (most stages never wait).
+    /// Not made yet: made when first armed (most stages' batches never wait).
     Unmade,
     Made(AsyncFd<OwnedFd>),
     /// tokio's timer alone.
     Off,
 }
 
-impl FillTimer {
+impl PreciseTimer {
     /// A timer kept to the microsecond where the runtime can watch a timerfd.
     pub(crate) fn precise() -> Self {
         Self {
@@ -68,7 +71,7 @@ impl FillTimer {
         }
     }
 
-    /// Resolves at `deadline`, the one last armed.
+    /// Resolves at `deadline`, which must be the one last armed.
     pub(crate) async fn until(&self, deadline: Instant) {
         let Precise::Made(fd) = &self.precise else {
             return sleep_until(deadline).await;
@@ -122,7 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_precise_deadline_never_ends_a_wait_early_after_an_unread_firing() {
-        let mut timer = FillTimer::precise();
+        let mut timer = PreciseTimer::precise();
         // Fires while nobody waits: its firing stays unread, and the reactor's
         // readiness set.
         timer.arm(Instant::now() + Duration::from_millis(1));
@@ -147,7 +150,7 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let mut timer = FillTimer::precise();
+            let mut timer = PreciseTimer::precise();
             let deadline = Instant::now() + Duration::from_millis(2);
             timer.arm(deadline);
             assert!(matches!(timer.precise, Precise::Off));
