@@ -145,6 +145,49 @@ async fn a_panicking_init_fails_start_naming_the_stage() {
     );
 }
 
+#[aqueduct::handler]
+fn doubles(job: &mut Job) {
+    job.out = job.id * 2;
+}
+
+#[aqueduct::handler(isolation = "thread", batch_size = 4, batch_timeout_ms = 5)]
+fn doubles_in_timed_batches(jobs: &mut [Job]) {
+    jobs.iter_mut().for_each(|job| job.out = job.id * 2);
+}
+
+/// A runtime built without its IO driver: process stages cannot watch their workers'
+/// wake-ups, and fail `start` saying so; a thread stage's batch timeout, which watches a
+/// timerfd where it can, falls back to tokio's timer.
+#[test]
+fn a_runtime_without_an_io_driver_fails_process_stages_and_keeps_batch_timeouts() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        match aqueduct::flow!(doubles).start().await {
+            Err(Error::Init { stage, message }) => {
+                assert_eq!(stage, "doubles");
+                assert!(message.contains("IO enabled"), "{message}");
+            }
+            Err(other) => panic!("expected Error::Init, got {other}"),
+            Ok(_) => panic!("a process stage started without an IO driver"),
+        }
+        let flow = aqueduct::flow!(doubles_in_timed_batches)
+            .start()
+            .await
+            .unwrap();
+        // A lone task: its batch can only be flushed by the timeout.
+        let out = tokio::time::timeout(LIMIT, flow.process(job(21)))
+            .await
+            .expect("the batch timeout never fired")
+            .unwrap();
+        assert_eq!(out.out, 42);
+        flow.stop(true).await;
+    });
+}
+
 static SLOW_START: Gate = Gate::new();
 
 fn slow_init() -> u64 {

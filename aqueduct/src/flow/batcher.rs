@@ -75,7 +75,7 @@ pub(crate) async fn collect<T>(
                 Some(item) => batch.push(item),
                 None => return (batch, Flush::Drain),
             },
-            () = timer.until(deadline) => return (batch, Flush::Timeout),
+            () = timer.elapsed() => return (batch, Flush::Timeout),
         }
     }
     (batch, Flush::Full)
@@ -98,7 +98,7 @@ mod tests {
     async fn waits_for_the_timeout_then_flushes_a_partial_batch() {
         let (tx, rx) = queue::bounded(1, 16);
         tx.send(0, 2).await.unwrap();
-        let mut timer = PreciseTimer::coarse();
+        let mut timer = PreciseTimer::tokio_only();
         let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(50), &mut timer));
         assert!(
             poll_once(batch.as_mut()).is_pending(),
@@ -121,7 +121,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn flushes_as_soon_as_the_batch_is_full() {
         let (tx, rx) = queue::bounded(1, 16);
-        let mut timer = PreciseTimer::coarse();
+        let mut timer = PreciseTimer::tokio_only();
         let mut batch = pin!(collect(&rx, 1, 3, Duration::from_secs(3600), &mut timer));
         assert!(poll_once(batch.as_mut()).is_pending());
         tx.send(0, 2).await.unwrap();
@@ -145,7 +145,7 @@ mod tests {
     async fn zero_timeout_takes_only_what_is_queued() {
         let (tx, rx) = queue::bounded(1, 16);
         tx.send(0, 2).await.unwrap();
-        let mut timer = PreciseTimer::coarse();
+        let mut timer = PreciseTimer::tokio_only();
         let mut batch = pin!(collect(&rx, 1, 8, Duration::ZERO, &mut timer));
         assert_eq!(
             poll_once(batch.as_mut()),
@@ -158,7 +158,7 @@ mod tests {
     async fn timer_counts_from_the_first_task_not_from_idle_time() {
         let (tx, rx) = queue::bounded(1, 16);
         tokio::time::advance(Duration::from_secs(10)).await;
-        let mut timer = PreciseTimer::coarse();
+        let mut timer = PreciseTimer::tokio_only();
         let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(20), &mut timer));
         assert!(
             poll_once(batch.as_mut()).is_pending(),

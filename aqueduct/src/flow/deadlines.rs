@@ -157,11 +157,11 @@ impl Deadlines {
     pub(crate) async fn tick(&self, in_flight: impl Fn() -> usize) {
         let mut passed = self.ticks_by(Instant::now());
         let mut idle = 0;
-        let mut timer = PreciseTimer::precise();
+        let mut timer = PreciseTimer::new();
         while !self.ticker.closed.load(Ordering::SeqCst) {
             let next = self.base + Duration::from_nanos((passed + 1).saturating_mul(TICK_NANOS));
             timer.arm(next);
-            timer.until(next).await;
+            timer.elapsed().await;
             let now = self.ticks_by(Instant::now());
             if now > passed {
                 self.pass(passed, now);

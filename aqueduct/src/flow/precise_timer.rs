@@ -13,19 +13,21 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio::time::{sleep_until, Instant};
 
+use crate::platform::reactor::watch_readable;
 use crate::platform::{clock, timerfd};
 
 /// One timer, re-armed for each deadline (a stage runner's batch that has to wait for
 /// more tasks; the deadline ticker's next tick), then awaited, as often as needed, until
-/// it fires.
+/// the deadline.
 #[derive(Debug)]
 pub(crate) struct PreciseTimer {
     precise: Precise,
-    /// The armed deadline, as `CLOCK_MONOTONIC` nanoseconds.
-    at_ns: u64,
+    /// The armed deadline, on tokio's clock.
+    deadline: Instant,
+    /// The same, as `CLOCK_MONOTONIC` nanoseconds (for the timerfd).
+    deadline_ns: u64,
 }
 
 #[derive(Debug)]
@@ -39,62 +41,50 @@ enum Precise {
 
 impl PreciseTimer {
     /// A timer kept to the microsecond where the runtime can watch a timerfd.
-    pub(crate) fn precise() -> Self {
-        Self {
-            precise: Precise::Unmade,
-            at_ns: 0,
-        }
+    pub(crate) fn new() -> Self {
+        Self::with(Precise::Unmade)
     }
 
     /// tokio's timer alone (for tests on the paused clock, which no timerfd follows).
     #[cfg(test)]
-    pub(crate) fn coarse() -> Self {
+    pub(crate) fn tokio_only() -> Self {
+        Self::with(Precise::Off)
+    }
+
+    fn with(precise: Precise) -> Self {
         Self {
-            precise: Precise::Off,
-            at_ns: 0,
+            precise,
+            deadline: Instant::now(),
+            deadline_ns: 0,
         }
     }
 
-    /// Sets the deadline the next waits end at. Called on the runtime.
+    /// Sets the deadline that [`PreciseTimer::elapsed`] waits for. Called on the runtime.
     pub(crate) fn arm(&mut self, deadline: Instant) {
+        self.deadline = deadline;
         if let Precise::Unmade = self.precise {
-            self.precise = match watched_timer() {
-                Ok(fd) => Precise::Made(fd),
-                Err(_) => Precise::Off,
+            self.precise = match timerfd::create().map(watch_readable) {
+                Ok(Ok(fd)) => Precise::Made(fd),
+                _ => Precise::Off,
             };
         }
         if let Precise::Made(fd) = &self.precise {
-            self.at_ns = clock::monotonic_ns_at(deadline.into_std());
-            if timerfd::fire_at(fd.get_ref(), self.at_ns).is_err() {
+            self.deadline_ns = clock::monotonic_ns_at(deadline.into_std());
+            if timerfd::fire_at(fd.get_ref(), self.deadline_ns).is_err() {
                 self.precise = Precise::Off;
             }
         }
     }
 
-    /// Resolves at `deadline`, which must be the one last armed.
-    pub(crate) async fn until(&self, deadline: Instant) {
+    /// Resolves at the armed deadline.
+    pub(crate) async fn elapsed(&self) {
         let Precise::Made(fd) = &self.precise else {
-            return sleep_until(deadline).await;
+            return sleep_until(self.deadline).await;
         };
         tokio::select! {
-            () = sleep_until(deadline) => {}
-            () = fired(fd, self.at_ns) => {}
+            () = sleep_until(self.deadline) => {}
+            () = fired(fd, self.deadline_ns) => {}
         }
-    }
-}
-
-/// A new timerfd registered with the current runtime's reactor.
-fn watched_timer() -> io::Result<AsyncFd<OwnedFd>> {
-    let fd = timerfd::create()?;
-    // Registration panics on a runtime built without its IO driver.
-    let registered = std::panic::catch_unwind(move || {
-        // SAFETY: the `AsyncFd` owns the descriptor from here on, so it stays open and
-        // is the same descriptor for the `AsyncFd`'s whole life.
-        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-    });
-    match registered {
-        Ok(registered) => Ok(registered?),
-        Err(_) => Err(io::Error::other("the runtime has no IO driver")),
     }
 }
 
@@ -125,7 +115,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_precise_deadline_never_ends_a_wait_early_after_an_unread_firing() {
-        let mut timer = PreciseTimer::precise();
+        let mut timer = PreciseTimer::new();
         // Fires while nobody waits: its firing stays unread, and the reactor's
         // readiness set.
         timer.arm(Instant::now() + Duration::from_millis(1));
@@ -138,7 +128,7 @@ mod tests {
             let wait = Duration::from_millis(wait);
             let started = Instant::now();
             timer.arm(started + wait);
-            timer.until(started + wait).await;
+            timer.elapsed().await;
             assert!(started.elapsed() >= wait, "ended before its deadline");
         }
     }
@@ -150,11 +140,11 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let mut timer = PreciseTimer::precise();
+            let mut timer = PreciseTimer::new();
             let deadline = Instant::now() + Duration::from_millis(2);
             timer.arm(deadline);
             assert!(matches!(timer.precise, Precise::Off));
-            timer.until(deadline).await;
+            timer.elapsed().await;
             assert!(Instant::now() >= deadline);
         });
     }

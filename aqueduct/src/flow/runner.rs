@@ -148,7 +148,7 @@ where
             }
         }
         let retries = &self.retries;
-        let mut precise_timer = PreciseTimer::precise();
+        let mut precise_timer = PreciseTimer::new();
         let mut parked: Vec<Seat> = Vec::new();
         let mut input_open = true;
         loop {

@@ -9,6 +9,7 @@
 //! * [`eventfd`]: the counters the parent and a worker wake each other with.
 //! * [`timerfd`]: timers the runtime's reactor can watch, for deadlines kept to the
 //!   microsecond.
+//! * [`reactor`]: handing a descriptor to the tokio runtime's reactor to watch.
 //! * [`process`]: parent death, the parent's pid, signals, exiting a forked child.
 //!
 //! Functions documented as *async-signal-safe* are raw system calls that allocate
@@ -29,4 +30,5 @@ pub(crate) mod eventfd;
 pub(crate) mod fd;
 pub(crate) mod memfd;
 pub(crate) mod process;
+pub(crate) mod reactor;
 pub(crate) mod timerfd;

@@ -14,6 +14,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use super::wire::{MAGIC, MIN_REGION};
 use crate::platform::eventfd;
+use crate::platform::reactor::OwnsFd;
 
 /// A type that may be viewed in place in the shared region.
 ///
@@ -163,3 +164,6 @@ impl AsRawFd for EventFd {
         self.0.as_raw_fd()
     }
 }
+
+/// It owns its eventfd's descriptor, which nothing replaces.
+impl OwnsFd for EventFd {}

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
@@ -23,6 +22,7 @@ use super::wire::WorkerState;
 use super::{logs, stage_hash, Conn, Exit, Shared};
 use crate::config::Settings;
 use crate::metrics::RestartCause;
+use crate::platform::reactor::{self, Unwatched};
 use crate::platform::{clock, fd, process};
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
@@ -277,17 +277,10 @@ async fn start<S: Stage>(shared: &Shared, index: usize) -> Result<Started, Strin
 
 /// Registers the response eventfd with the runtime's reactor.
 fn register(resp: EventFd) -> Result<AsyncFd<EventFd>, String> {
-    // Registration panics when the runtime was built without its IO driver.
-    let registered = std::panic::catch_unwind(move || {
-        // SAFETY: the eventfd is owned by the `AsyncFd` from here on, so it stays open
-        // and is the same descriptor for the `AsyncFd`'s whole life.
-        unsafe { AsyncFd::register_with_interest(resp, Interest::READABLE) }
-    });
-    match registered {
-        Ok(Ok(fd)) => Ok(fd),
-        Ok(Err(e)) => Err(format!("cannot register an eventfd: {e}")),
-        Err(_) => Err("process workers need a tokio runtime with IO enabled (`Builder::enable_all`, as `#[tokio::main]` does)".into()),
-    }
+    reactor::watch_readable(resp).map_err(|unwatched| match unwatched {
+        Unwatched::Refused(e) => format!("cannot register an eventfd: {e}"),
+        Unwatched::NoIoDriver => "process workers need a tokio runtime with IO enabled (`Builder::enable_all`, as `#[tokio::main]` does)".into(),
+    })
 }
 
 /// Resolves once the executor is closing.
