@@ -141,3 +141,47 @@ async fn a_timeout_too_long_to_reach_means_no_limit() {
     assert_eq!((a.unwrap().id, b.unwrap().id), (13, 23));
     flow.stop(true).await;
 }
+
+#[aqueduct::handler(isolation = "thread", batch_size = 4, batch_timeout_ms = 10)]
+fn in_timed_batches(jobs: &mut [Job]) {
+    jobs.iter_mut().for_each(|job| job.id += 1);
+}
+
+/// A flow whose runtime's clock is paused once it started (as in an application's tests)
+/// keeps to that clock: its batch timeouts and callers' deadlines pass by it, never by
+/// the real clock running ahead of it, and the flow leaves the runtime idle between them,
+/// so that the paused clock still advances on its own. (A flow cannot start on a paused
+/// clock: the clock jumps to the start timeout while the workers run `init`.)
+#[test]
+fn a_flow_on_tokios_paused_clock_keeps_to_that_clock() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let flow = aqueduct::flow!(in_timed_batches).start().await.unwrap();
+            tokio::time::pause();
+            for id in 0..3 {
+                // The real clock runs ahead of the paused one.
+                std::thread::sleep(Duration::from_millis(30));
+                let started = tokio::time::Instant::now();
+                let out = flow.process(Job { id }).await.unwrap();
+                assert_eq!(out.id, id + 1);
+                // A lone task waits out its batch's timeout, on the paused clock.
+                assert!(started.elapsed() >= Duration::from_millis(10));
+            }
+            // The flow's ticker runs while calls are under way; the clock must still
+            // advance through a long sleep at once.
+            let call = flow.process(Job { id: 7 });
+            let (out, ()) = tokio::join!(call, tokio::time::sleep(Duration::from_secs(3600)));
+            assert_eq!(out.unwrap().id, 8);
+            flow.stop(true).await;
+        });
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(LIMIT)
+        .expect("the flow wedged on the paused clock (or a check failed: see its panic)");
+}

@@ -1,6 +1,6 @@
 //! Batch collection: after a batch's first task, take more until the batch is full or its
-//! time is up. Uses tokio's clock (and, kept to the microsecond beside it, a
-//! [`PreciseTimer`]), so tests can drive it with a paused clock.
+//! time is up. Uses the runtime's clock (kept to the microsecond by a [`PreciseTimer`]),
+//! so tests can drive it with a paused clock.
 
 use std::time::Duration;
 
@@ -98,7 +98,7 @@ mod tests {
     async fn waits_for_the_timeout_then_flushes_a_partial_batch() {
         let (tx, rx) = queue::bounded(1, 16);
         tx.send(0, 2).await.unwrap();
-        let mut timer = PreciseTimer::tokio_only();
+        let mut timer = PreciseTimer::new();
         let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(50), &mut timer));
         assert!(
             poll_once(batch.as_mut()).is_pending(),
@@ -121,7 +121,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn flushes_as_soon_as_the_batch_is_full() {
         let (tx, rx) = queue::bounded(1, 16);
-        let mut timer = PreciseTimer::tokio_only();
+        let mut timer = PreciseTimer::new();
         let mut batch = pin!(collect(&rx, 1, 3, Duration::from_secs(3600), &mut timer));
         assert!(poll_once(batch.as_mut()).is_pending());
         tx.send(0, 2).await.unwrap();
@@ -145,7 +145,7 @@ mod tests {
     async fn zero_timeout_takes_only_what_is_queued() {
         let (tx, rx) = queue::bounded(1, 16);
         tx.send(0, 2).await.unwrap();
-        let mut timer = PreciseTimer::tokio_only();
+        let mut timer = PreciseTimer::new();
         let mut batch = pin!(collect(&rx, 1, 8, Duration::ZERO, &mut timer));
         assert_eq!(
             poll_once(batch.as_mut()),
@@ -158,7 +158,7 @@ mod tests {
     async fn timer_counts_from_the_first_task_not_from_idle_time() {
         let (tx, rx) = queue::bounded(1, 16);
         tokio::time::advance(Duration::from_secs(10)).await;
-        let mut timer = PreciseTimer::tokio_only();
+        let mut timer = PreciseTimer::new();
         let mut batch = pin!(collect(&rx, 1, 4, Duration::from_millis(20), &mut timer));
         assert!(
             poll_once(batch.as_mut()).is_pending(),

@@ -5,9 +5,10 @@
 //! on those ticks: a lone task in a stage with `batch_timeout_ms = 1` waited 2.1 ms, and
 //! every batch timeout came 1-1.4 ms late; a call with a 1 ms timeout failed after 2.1 ms
 //! (3.2 ms at worst). A timerfd, watched by the runtime's reactor, fires on time. tokio's
-//! timer still runs beside it, so a runtime on tokio's paused clock (tests) keeps its
-//! clock as before, and a runtime without an IO driver, where no descriptor can be
-//! watched, keeps tokio's timer alone.
+//! timer still runs beside it, and a firing ends a wait only once the runtime's clock has
+//! reached the deadline, so a runtime on tokio's paused clock (tests) keeps to that clock.
+//! A runtime without an IO driver, where no descriptor can be watched, keeps tokio's timer
+//! alone.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -21,13 +22,15 @@ use crate::platform::{clock, timerfd};
 /// One timer, re-armed for each deadline (a stage runner's batch that has to wait for
 /// more tasks; the deadline ticker's next tick), then awaited, as often as needed, until
 /// the deadline.
+///
+/// The deadline is on the runtime's clock, which on tokio's paused clock (tests) is not
+/// the real one: the timerfd is armed for the time left by the runtime's clock, and its
+/// firing ends a wait only once the runtime's clock has reached the deadline.
 #[derive(Debug)]
 pub(crate) struct PreciseTimer {
     precise: Precise,
-    /// The armed deadline, on tokio's clock.
+    /// The armed deadline, on the runtime's clock.
     deadline: Instant,
-    /// The same, as `CLOCK_MONOTONIC` nanoseconds (for the timerfd).
-    deadline_ns: u64,
 }
 
 #[derive(Debug)]
@@ -42,20 +45,9 @@ enum Precise {
 impl PreciseTimer {
     /// A timer kept to the microsecond where the runtime can watch a timerfd.
     pub(crate) fn new() -> Self {
-        Self::with(Precise::Unmade)
-    }
-
-    /// tokio's timer alone (for tests on the paused clock, which no timerfd follows).
-    #[cfg(test)]
-    pub(crate) fn tokio_only() -> Self {
-        Self::with(Precise::Off)
-    }
-
-    fn with(precise: Precise) -> Self {
         Self {
-            precise,
+            precise: Precise::Unmade,
             deadline: Instant::now(),
-            deadline_ns: 0,
         }
     }
 
@@ -69,8 +61,9 @@ impl PreciseTimer {
             };
         }
         if let Precise::Made(fd) = &self.precise {
-            self.deadline_ns = clock::monotonic_ns_at(deadline.into_std());
-            if timerfd::fire_at(fd.get_ref(), self.deadline_ns).is_err() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let at_ns = clock::monotonic_ns().saturating_add(clock::nanos(left));
+            if timerfd::fire_at(fd.get_ref(), at_ns).is_err() {
                 self.precise = Precise::Off;
             }
         }
@@ -83,22 +76,23 @@ impl PreciseTimer {
         };
         tokio::select! {
             () = sleep_until(self.deadline) => {}
-            () = fired(fd, self.deadline_ns) => {}
+            () = fired(fd, self.deadline) => {}
         }
     }
 }
 
-/// Resolves once `fd` fired for a deadline at or after `at_ns`; never, if the timerfd
-/// fails (tokio's timer then ends the wait).
-async fn fired(fd: &AsyncFd<OwnedFd>, at_ns: u64) {
+/// Resolves once `fd` fired and the runtime's clock has reached `deadline`; never, if
+/// the timerfd fails or the runtime's clock lags (tokio's timer then ends the wait).
+async fn fired(fd: &AsyncFd<OwnedFd>, deadline: Instant) {
     loop {
         let Ok(mut ready) = fd.readable().await else {
             return std::future::pending().await;
         };
         match timerfd::take(fd.get_ref()) {
-            // Only a firing for this deadline ends the wait. (Re-arming the timer clears
-            // an unread firing for an earlier one on Linux, which no manual promises.)
-            Ok(_) if clock::monotonic_ns() >= at_ns => return,
+            // Only a firing for this deadline ends the wait (re-arming the timer clears
+            // an unread firing for an earlier one on Linux, which no manual promises),
+            // and only by the runtime's clock (a paused clock lags the real one).
+            Ok(_) if Instant::now() >= deadline => return,
             Ok(_) => {}
             // Readiness left from a firing already read.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
@@ -129,6 +123,25 @@ mod tests {
             let started = Instant::now();
             timer.arm(started + wait);
             timer.elapsed().await;
+            assert!(started.elapsed() >= wait, "ended before its deadline");
+        }
+    }
+
+    /// On tokio's paused clock, real time runs ahead of the runtime's: a deadline on the
+    /// runtime's clock may lie in the real past, and must still wait for the runtime's.
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_on_the_paused_clock_waits_for_that_clock() {
+        let mut timer = PreciseTimer::new();
+        for wait in [10, 1, 10] {
+            std::thread::sleep(Duration::from_millis(30));
+            let wait = Duration::from_millis(wait);
+            let started = Instant::now();
+            timer.arm(started + wait);
+            timer.elapsed().await;
+            assert!(
+                matches!(timer.precise, Precise::Made(_)),
+                "a timerfd is used"
+            );
             assert!(started.elapsed() >= wait, "ended before its deadline");
         }
     }

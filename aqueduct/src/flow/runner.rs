@@ -148,7 +148,7 @@ where
             }
         }
         let retries = &self.retries;
-        let mut precise_timer = PreciseTimer::new();
+        let mut fill_timer = PreciseTimer::new();
         let mut parked: Vec<Seat> = Vec::new();
         let mut input_open = true;
         loop {
@@ -208,7 +208,7 @@ where
                             first,
                             self.dispatch_size(ahead),
                             stage.config.batch_timeout,
-                            &mut precise_timer,
+                            &mut fill_timer,
                         )
                         .await;
                         if let Some(filling) = filling {
