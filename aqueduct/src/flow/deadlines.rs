@@ -8,8 +8,8 @@
 //! entry, on a shard of its thread's own), and one ticker task per flow wakes each
 //! millisecond's callers as it passes: the same one-millisecond resolution as tokio's
 //! timer, but on time (see [`PreciseTimer`]): a call's timeout ends it up to about a
-//! millisecond late (its tick). The halt wakes them all, so a call waits on one notification, not
-//! two.
+//! millisecond late (its tick). The halt wakes them all, so a call waits on one
+//! notification, not two.
 //!
 //! The ticker runs while calls are under way and sleeps once the flow has been idle for a
 //! while; the first call after that wakes it.

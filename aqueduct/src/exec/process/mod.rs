@@ -281,9 +281,9 @@ const COPY_INLINE_MAX: u64 = 1 << 20;
 /// the worker made, the answer is read on tokio's blocking pool, so that copying them
 /// never holds up the runtime's other tasks. Measured with 10 MiB blocks, 16 calls in
 /// flight (W3 `made_in_worker`): how long a `yield_now` took to come back, p99, went from
-/// 0.9-28 ms to 13-23 us (13 us on the idle runtime), for 11% less throughput (the two
-/// hops per answer). `block_in_place` kept the throughput with a p99 of 36-157 us, but
-/// it panics on a current-thread runtime and is unsupported in a `LocalSet`'s task
+/// 0.9-28 ms to 23-27 us (14-21 us on the idle runtime), for 11% less throughput (the
+/// two hops per answer). `block_in_place` kept the throughput with a p99 of 36-157 us,
+/// but it panics on a current-thread runtime and is unsupported in a `LocalSet`'s task
 /// (tokio-rs/tokio#7368: worker threads can be lost), neither of which can be told from
 /// here. The batch comes back with the results; `None` if the runtime shut down before
 /// the blocking pool ran the read (the batch is dropped).
