@@ -11,17 +11,20 @@ use std::time::{Duration, Instant};
 /// One active wait: call [`SpinWait::pause`] between polls until it returns `false`.
 #[derive(Debug)]
 pub(crate) struct SpinWait {
-    started: Instant,
+    /// Read at the first pause: a wait with no budget, and a poll that succeeds at
+    /// once, read no clock (tens of nanoseconds a reading on a virtual machine).
+    started: Option<Instant>,
     budget: Duration,
     spin_for: Duration,
 }
 
 impl SpinWait {
     /// A wait of at most `budget`, pure spinning during its first `spin_for` (all of it if
-    /// `spin_for >= budget`), yielding the core after that.
+    /// `spin_for >= budget`), yielding the core after that. Its clock starts at the
+    /// first pause.
     pub(crate) fn new(budget: Duration, spin_for: Duration) -> Self {
         Self {
-            started: Instant::now(),
+            started: None,
             budget,
             spin_for,
         }
@@ -30,7 +33,16 @@ impl SpinWait {
     /// Pauses before the next poll; `false` once the budget is spent (then do not poll
     /// again: stop waiting actively).
     pub(crate) fn pause(&mut self) -> bool {
-        let waited = self.started.elapsed();
+        if self.budget.is_zero() {
+            return false;
+        }
+        let waited = match self.started {
+            Some(started) => started.elapsed(),
+            None => {
+                self.started = Some(Instant::now());
+                Duration::ZERO
+            }
+        };
         if waited >= self.budget {
             return false;
         }

@@ -143,19 +143,15 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
 /// Calls the handler on the tasks a worker thread received, one call per `batch_size`
 /// tasks (the runner may send several single-task batches in one hand-off), each call
 /// through the handler boundary [`owned::call_handler`]: outputs come back owning their
-/// references, the inputs' are released.
+/// references, the inputs' are released. The caller times it: its worker reads the clock
+/// twice a batch, and the second reading is also when it answered.
 pub(crate) fn run_batch<S: Stage>(
     state: &mut S::State,
     inputs: Vec<Owned<S::Input>>,
-) -> Timed<S::Output> {
-    let started = std::time::Instant::now();
-    let results = in_batches::<S, _, _>(state, inputs, |state, inputs| {
+) -> BatchResults<Owned<S::Output>> {
+    in_batches::<S, _, _>(state, inputs, |state, inputs| {
         owned::call_handler(inputs, |inputs| call_handler::<S>(state, inputs))
-    });
-    Timed {
-        results,
-        compute: started.elapsed(),
-    }
+    })
 }
 
 /// Splits `inputs` into handler batches of the stage's `batch_size` and concatenates

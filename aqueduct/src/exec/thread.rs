@@ -134,10 +134,15 @@ fn worker_loop<S: Stage>(
             // sleeping worker's wake-up is not the caller's gap).
             next_work.arrived_after(job.sent.saturating_duration_since(answered_at));
         }
-        let timed = job.span.in_scope(|| run_batch::<S>(&mut state, job.inputs));
+        // Two clock readings a job: its handler's time, and (the second) when it was
+        // answered, which the next job's gap is measured from.
+        let started = std::time::Instant::now();
+        let results = job.span.in_scope(|| run_batch::<S>(&mut state, job.inputs));
+        let finished = std::time::Instant::now();
+        let compute = finished - started;
         // If the dispatch is gone, the results are dropped with their memory.
-        let _ = job.reply.send(timed);
-        answered_at = Some(std::time::Instant::now());
+        let _ = job.reply.send(Timed { results, compute });
+        answered_at = Some(finished);
     }
 }
 
