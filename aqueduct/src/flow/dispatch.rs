@@ -71,7 +71,17 @@ where
         if batch.is_empty() {
             return None;
         }
-        let (tasks, routes): (Vec<_>, Vec<_>) = batch.into_iter().map(Envelope::split).unzip();
+        // The tasks are collected in place, into the batch's own allocation: one vector
+        // made per dispatch (the routes'), not two.
+        let mut routes = Vec::with_capacity(batch.len());
+        let tasks: Vec<_> = batch
+            .into_iter()
+            .map(|envelope| {
+                let (task, route) = envelope.split();
+                routes.push(route);
+                task
+            })
+            .collect();
         let span = observe::dispatch(&routes, worker, &self.counters, flush, now);
         self.counters
             .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
