@@ -192,13 +192,9 @@ fn watch_parent(parent_pid: u32) {
     }
 }
 
-/// Spins up to `budget` for a request newer than `seen`.
+/// Spins up to `budget` for a request newer than `seen`. With no budget (one core, or
+/// a poll that recently caught nothing) it reads no clock (see [`SpinWait`]).
 fn spin_until_request(ctl: &Region, seen: u64, budget: Duration) -> bool {
-    // No spin (one core, or a poll that recently caught nothing): no clock readings
-    // either, two per request otherwise.
-    if budget.is_zero() {
-        return false;
-    }
     let mut wait = SpinWait::new(budget, budget);
     while wait.pause() {
         let header = ctl.header();
