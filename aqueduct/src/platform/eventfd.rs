@@ -24,7 +24,5 @@ pub(crate) fn add(fd: impl AsFd, n: u64) -> io::Result<()> {
 
 /// Takes the counter's value, leaving it at zero.
 pub(crate) fn take(fd: impl AsFd) -> io::Result<u64> {
-    let mut value = [0u8; 8];
-    rustix::io::read(fd, &mut value)?;
-    Ok(u64::from_ne_bytes(value))
+    super::fd::read_counter(fd)
 }

@@ -1,4 +1,5 @@
-//! Descriptor flags, and read-only probes of descriptor numbers.
+//! Descriptor flags, the 8-byte counters that eventfds and timerfds hand out, and
+//! read-only probes of descriptor numbers.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
@@ -15,6 +16,14 @@ pub(crate) fn set_close_on_exec(fd: impl AsFd, close: bool) -> io::Result<()> {
         flags - FdFlags::CLOEXEC
     };
     Ok(rustix::io::fcntl_setfd(&fd, flags)?)
+}
+
+/// Reads the 8-byte native-endian counter an eventfd or a timerfd hands out on a read
+/// (which resets it); `WouldBlock` from a non-blocking one whose counter is zero.
+pub(crate) fn read_counter(fd: impl AsFd) -> io::Result<u64> {
+    let mut value = [0u8; 8];
+    rustix::io::read(fd, &mut value)?;
+    Ok(u64::from_ne_bytes(value))
 }
 
 /// [`set_close_on_exec`] on a descriptor number. Async-signal-safe.

@@ -3,8 +3,9 @@
 //! interface, so what the runtime asks of the kernel, and what it assumes about it, can
 //! be read here.
 //!
-//! * [`fd`]: descriptor flags, and probes of descriptor numbers that are not known to be
-//!   ours (a worker's marker names one).
+//! * [`fd`]: descriptor flags, the counters eventfds and timerfds are read as, and
+//!   probes of descriptor numbers that are not known to be ours (a worker's marker names
+//!   one).
 //! * [`memfd`]: anonymous memory files and their seals.
 //! * [`eventfd`]: the counters the parent and a worker wake each other with.
 //! * [`timerfd`]: timers the runtime's reactor can watch, for deadlines kept to the

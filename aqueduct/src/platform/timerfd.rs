@@ -39,7 +39,5 @@ pub(crate) fn fire_at(fd: impl AsFd, at_ns: u64) -> io::Result<()> {
 
 /// How many times `fd` fired since it was last read; `WouldBlock` if it has not.
 pub(crate) fn take(fd: impl AsFd) -> io::Result<u64> {
-    let mut count = [0u8; 8];
-    rustix::io::read(fd, &mut count)?;
-    Ok(u64::from_ne_bytes(count))
+    super::fd::read_counter(fd)
 }
