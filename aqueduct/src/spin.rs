@@ -82,6 +82,34 @@ pub(crate) const AUTO_GAP: Duration = Duration::from_micros(10);
 /// busy; a later poll tries again.
 pub(crate) const AUTO_COOLDOWN: u32 = 16;
 
+/// How long a worker polls, yielding its core between polls, for a request its caller
+/// expects within microseconds (the stage before runs a lone task and is fast: see
+/// [`crate::exec::Executor::expect`]). It covers the previous stage's handler and the
+/// hand-over; a request that comes later finds the worker asleep, as it would anyway.
+pub(crate) const EXPECTED_POLL: Duration = Duration::from_micros(50);
+
+/// A poll for an expected request paid only if it saw the request within this of its
+/// publication. Later, another thread held the worker's core meanwhile (a busy machine:
+/// a yielding poll then waits out the other thread's time slice, milliseconds, where a
+/// sleeping worker would have been woken at once).
+pub(crate) const EXPECTED_LATE: Duration = Duration::from_micros(10);
+
+/// The fewest and the most tasks a worker takes without polling for expected ones
+/// after a poll that did not pay (see [`Expectations`]).
+const EXPECTED_MIN_SKIP: u32 = 4;
+const EXPECTED_MAX_SKIP: u32 = 4096;
+/// The fewest after a poll that saw its task late: a busy machine, where each such poll
+/// may have cost a time slice (milliseconds), so they must stay rarer than one call in
+/// a hundred.
+const EXPECTED_LATE_SKIP: u32 = 256;
+
+/// Whether this machine has more than one core for us: where it does not, every poll
+/// only delays whoever it waits for. Read once.
+pub(crate) fn multicore() -> bool {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) > 1
+}
+
 /// One worker's idle poll: how long to poll now, from its policy and what it saw.
 #[derive(Debug)]
 pub(crate) struct NextWork {
@@ -90,21 +118,67 @@ pub(crate) struct NextWork {
     last_gap: Duration,
     /// Tasks still to wait for without polling (see [`AUTO_COOLDOWN`]).
     cooldown: u32,
+    expectations: Expectations,
+}
+
+/// How a worker's polls for expected requests went, and so whether to make the next.
+/// After a poll whose task did not come within its budget, the worker declines
+/// expectations for its next [`EXPECTED_MIN_SKIP`] tasks; after one that saw its task
+/// late (see [`EXPECTED_LATE`]), for at least [`EXPECTED_LATE_SKIP`]; twice as many
+/// after each further such poll (up to [`EXPECTED_MAX_SKIP`]), and half as many again
+/// after each poll that paid. It says so to its sender, which then neither sets the
+/// expectation nor wakes it for one: on a busy machine the polls, and the wake-ups
+/// ahead of time, soon become rare, and the worker sleeps until its task comes, to be
+/// woken with priority, as without them.
+#[derive(Debug, Default)]
+struct Expectations {
+    /// Tasks still to take before polling for an expected one again.
+    skip: u32,
+    /// How many the next poll that does not pay makes skipped.
+    backoff: u32,
+    /// A poll caught its task, which is still to be judged by its lateness.
+    caught: bool,
+}
+
+/// What came of one poll for an expected task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polled {
+    /// It saw its task in time.
+    Paid,
+    /// Its budget ran out first.
+    Missed,
+    /// It saw its task late: another thread held the core meanwhile.
+    Late,
+}
+
+impl Expectations {
+    fn polled(&mut self, polled: Polled) {
+        let least = match polled {
+            Polled::Paid => {
+                self.backoff /= 2;
+                return;
+            }
+            Polled::Missed => EXPECTED_MIN_SKIP,
+            Polled::Late => EXPECTED_LATE_SKIP,
+        };
+        self.backoff = (self.backoff * 2).clamp(least, EXPECTED_MAX_SKIP);
+        self.skip = self.backoff;
+    }
 }
 
 impl NextWork {
     /// `policy`, or no polling at all on a single core, where polling would only delay
     /// whoever sends the next task.
     pub(crate) fn new(policy: IdleSpin) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
-            policy: if cores < 2 {
+            policy: if !multicore() {
                 IdleSpin::Fixed(Duration::ZERO)
             } else {
                 policy
             },
             last_gap: Duration::ZERO,
             cooldown: 0,
+            expectations: Expectations::default(),
         }
     }
 
@@ -130,6 +204,50 @@ impl NextWork {
         self.last_gap = gap;
         self.cooldown = self.cooldown.saturating_sub(1);
     }
+
+    /// A task was taken (whether or not it was expected).
+    pub(crate) fn took_task(&mut self) {
+        self.expectations.skip = self.expectations.skip.saturating_sub(1);
+    }
+
+    /// The sender expects a task within microseconds: whether to poll for it (for
+    /// [`EXPECTED_POLL`], yielding the core between polls). Only where polls are the
+    /// policy's choice ([`IdleSpin::Auto`], more than one core), and not while earlier
+    /// such polls did not pay (see [`Expectations`]).
+    pub(crate) fn poll_expected(&self) -> bool {
+        !self.declines_expected()
+    }
+
+    /// Whether the worker declines expectations now: its sender should neither set one
+    /// nor wake it for one.
+    pub(crate) fn declines_expected(&self) -> bool {
+        self.policy != IdleSpin::Auto || self.expectations.skip > 0
+    }
+
+    /// The poll for an expected task ended: `caught` it, or its budget ran out.
+    pub(crate) fn expected_poll_ended(&mut self, caught: bool) {
+        if caught {
+            self.expectations.caught = true;
+        } else {
+            self.expectations.polled(Polled::Missed);
+        }
+    }
+
+    /// Whether the task just taken was caught by a poll for an expected one, which
+    /// [`NextWork::caught_after`] is then to judge (a clock reading only then).
+    pub(crate) fn judges_catch(&self) -> bool {
+        self.expectations.caught
+    }
+
+    /// The task caught by a poll for an expected one was seen `after` its sending.
+    pub(crate) fn caught_after(&mut self, after: Duration) {
+        self.expectations.caught = false;
+        self.expectations.polled(if after <= EXPECTED_LATE {
+            Polled::Paid
+        } else {
+            Polled::Late
+        });
+    }
 }
 
 #[cfg(test)]
@@ -152,11 +270,7 @@ mod tests {
 
     #[test]
     fn auto_polls_only_while_tasks_arrive_back_to_back() {
-        let mut next = NextWork {
-            policy: IdleSpin::Auto,
-            last_gap: Duration::ZERO,
-            cooldown: 0,
-        };
+        let mut next = auto();
         assert_eq!(next.budget(), AUTO_BUDGET, "polls first, to learn");
         next.arrived_after(Duration::from_micros(30));
         assert_eq!(
@@ -177,6 +291,7 @@ mod tests {
             policy: IdleSpin::Fixed(Duration::from_micros(20)),
             last_gap: Duration::from_secs(1),
             cooldown: 0,
+            expectations: Expectations::default(),
         };
         fixed.missed();
         assert_eq!(
@@ -184,5 +299,76 @@ mod tests {
             Duration::from_micros(20),
             "a fixed poll stays"
         );
+    }
+
+    /// An `Auto` worker's poll, on any machine.
+    fn auto() -> NextWork {
+        NextWork {
+            policy: IdleSpin::Auto,
+            last_gap: Duration::ZERO,
+            cooldown: 0,
+            expectations: Expectations::default(),
+        }
+    }
+
+    /// Takes `count` tasks, checking each time that expectations are declined.
+    fn declines_for(next: &mut NextWork, count: u32) {
+        for taken in 0..count {
+            assert!(next.declines_expected(), "declined after {taken} tasks");
+            assert!(!next.poll_expected());
+            next.took_task();
+        }
+        assert!(!next.declines_expected(), "taken up again after {count}");
+    }
+
+    #[test]
+    fn polls_for_expected_tasks_stop_for_longer_the_less_they_pay() {
+        let mut next = auto();
+        assert!(
+            next.poll_expected(),
+            "an Auto worker polls for what is expected"
+        );
+        next.expected_poll_ended(false);
+        declines_for(&mut next, EXPECTED_MIN_SKIP);
+        next.expected_poll_ended(false);
+        declines_for(&mut next, 2 * EXPECTED_MIN_SKIP);
+        // Caught in time: paid, no task declined.
+        next.expected_poll_ended(true);
+        assert!(next.judges_catch(), "a catch is judged by its lateness");
+        next.took_task();
+        next.caught_after(EXPECTED_LATE / 2);
+        assert!(!next.judges_catch());
+        assert!(!next.declines_expected());
+        // Caught late (a busy machine): declined for long.
+        next.expected_poll_ended(true);
+        next.took_task();
+        next.caught_after(EXPECTED_LATE * 3);
+        declines_for(&mut next, EXPECTED_LATE_SKIP);
+        next.expected_poll_ended(true);
+        next.took_task();
+        next.caught_after(EXPECTED_LATE * 3);
+        declines_for(&mut next, 2 * EXPECTED_LATE_SKIP);
+        for _ in 0..64 {
+            next.expected_poll_ended(false);
+            next.took_task();
+            while next.declines_expected() {
+                next.took_task();
+            }
+        }
+        assert_eq!(next.expectations.backoff, EXPECTED_MAX_SKIP, "bounded");
+    }
+
+    #[test]
+    fn a_worker_with_a_fixed_poll_or_none_declines_every_expectation() {
+        for budget in [Duration::ZERO, Duration::from_micros(20)] {
+            let next = NextWork {
+                policy: IdleSpin::Fixed(budget),
+                last_gap: Duration::ZERO,
+                cooldown: 0,
+                expectations: Expectations::default(),
+            };
+            assert!(next.declines_expected());
+            assert!(!next.poll_expected());
+        }
     }
 }

@@ -123,6 +123,14 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
         sent: tokio::time::Instant,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static;
 
+    /// Tells `worker` that a dispatch is expected within microseconds (the stage before
+    /// runs a lone task, and fast: see `Downstream::expect_next`). A sleeping
+    /// worker is woken now and polls for it, so that its wake-up, the larger part of a
+    /// lone task's trip through a stage, overlaps the work of the stage before instead of
+    /// following it. Only ever a hint: a dispatch that comes later, or never, is served
+    /// as any other.
+    fn expect(&self, _worker: usize) {}
+
     /// Whether `worker` can take a dispatch now (a worker process may be restarting).
     fn is_up(&self, _worker: usize) -> bool {
         true

@@ -34,6 +34,9 @@ pub(super) struct Call<'a, Out: Task> {
     pub timeout: Duration,
     /// Counts the call as under way until the call ends (answered, or dropped).
     pub _in_flight: Counted<'a>,
+    /// For a call that was the flow's only one as it began: when, and whether its stages
+    /// told the next ahead (see `expecting`), which its latency is measured for.
+    pub lone: Option<(Instant, bool)>,
 }
 
 /// A task on its way into the first stage's queue (see `Flow::enter`).
@@ -114,13 +117,19 @@ impl<Out: Task> Future for Answer<'_, Out> {
         let mut this = self.project();
         let outcome = match this.state {
             State::Sent(call) => {
-                ready!(poll_call(
+                let outcome = ready!(poll_call(
                     call,
                     this.watch.as_mut(),
                     this.tick,
                     this.control,
                     cx
-                ))
+                ));
+                if let (Some((began, expecting)), Ok(_)) = (call.lone, &outcome) {
+                    this.control
+                        .expecting()
+                        .lone_call_took(expecting, began.elapsed());
+                }
+                outcome
             }
             State::Refused(_) | State::Done => match std::mem::replace(this.state, State::Done) {
                 State::Refused(error) => Err(error),

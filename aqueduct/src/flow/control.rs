@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use super::deadlines::Deadlines;
+use super::expecting::Expecting;
 use crate::sync::{Counted, Padded};
 
 /// Where a flow is in its life.
@@ -27,6 +28,8 @@ pub(crate) struct Control {
     /// Wakes the callers waiting for an answer when their deadline passes or the flow
     /// halts.
     deadlines: Deadlines,
+    /// Whether lone calls tell each next stage ahead, as measured.
+    expecting: Expecting,
 }
 
 impl Control {
@@ -36,7 +39,13 @@ impl Control {
             in_flight: Padded(AtomicUsize::new(0)),
             halted: AtomicBool::new(false),
             deadlines: Deadlines::new(),
+            expecting: Expecting::new(),
         }
+    }
+
+    /// Whether lone calls tell each next stage ahead (see `expecting`).
+    pub(crate) fn expecting(&self) -> &Expecting {
+        &self.expecting
     }
 
     /// Counts a `process` call until the returned guard drops.

@@ -39,6 +39,10 @@ pub(crate) trait DirectEntry<T: TaskField, R: TaskField>: Send + Sync {
     /// queued; gives the envelope back otherwise. `now` is a clock reading the caller
     /// has just taken (see [`Dispatcher::dispatch`]).
     fn try_run(&self, envelope: Envelope<T, R>, now: Instant) -> Result<Running, Envelope<T, R>>;
+
+    /// Tells the worker of the stage's idle seat, if it has one, that a lone task is
+    /// expected within microseconds (see [`Executor::expect`]).
+    fn expect(&self);
 }
 
 /// A stage's dispatcher and the seat its runner lends.
@@ -126,6 +130,16 @@ where
             next: Running::finished(),
         });
         Ok(Running(Some((job, self.runtime.clone()))))
+    }
+
+    fn expect(&self) {
+        if !self.idle.is_offered() {
+            return;
+        }
+        let (Some(worker), Some(stage)) = (self.idle.offered_worker(), self.stage.upgrade()) else {
+            return;
+        };
+        stage.executor.expect(worker);
     }
 }
 

@@ -23,6 +23,11 @@ use crate::{Stage, StageConfig, Task};
 /// (see [`Dispatcher::is_quiet`]).
 const QUIET_MAX_PACE: Duration = Duration::from_micros(100);
 
+/// The slowest pace at which a stage serving a single request tells the next stage's
+/// worker that the task is coming (see [`Dispatcher::dispatch`]): the worker then polls
+/// for up to [`crate::spin::EXPECTED_POLL`], which must cover this stage's answer.
+const EXPECT_MAX_PACE: Duration = Duration::from_micros(25);
+
 /// The executor's answer for one dispatch, awaited by its job.
 pub(super) trait Outcome<S: Stage>:
     Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static
@@ -90,6 +95,13 @@ where
         // Handed to the worker here, before any task is spawned, so that one worker
         // sees dispatches in the order they were made.
         let outcome = self.executor.run(worker, tasks, quiet, span, now);
+        // A lone request in a fast stage: the next stage's worker, if it sleeps, is woken
+        // now, while this stage's worker runs the task, rather than when the task
+        // reaches it. On a 2-core VM waking a sleeping worker is most of a stage's share
+        // of a lone request's latency.
+        if quiet && self.expects_next() {
+            self.delivery.downstream.expect_next();
+        }
         Some(Job::new(
             worker,
             count,
@@ -105,6 +117,15 @@ where
     /// load this is false, so no thread is spent spinning while there is other work.
     pub(super) fn is_quiet(&self) -> bool {
         self.control.in_flight() <= 1 && self.counters.queued() == 0 && self.is_fast()
+    }
+
+    /// The flow measured that telling the next stage ahead pays (see `expecting`), the
+    /// stage answers a lone task fast enough for the next stage's worker to poll for it
+    /// (see [`EXPECT_MAX_PACE`]), and the machine has a core for the poll.
+    fn expects_next(&self) -> bool {
+        self.control.expecting().on()
+            && self.pace.per_task_ns() <= EXPECT_MAX_PACE.as_nanos() as u64
+            && crate::spin::multicore()
     }
 
     /// The stage is measured to take under 100 us a task.

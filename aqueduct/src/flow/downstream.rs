@@ -46,6 +46,12 @@ pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static 
         let this = self.clone();
         Pushed::Waiting(Box::pin(async move { this.push(envelope).await }))
     }
+
+    /// A lone task is expected here within microseconds (the stage before has just
+    /// dispatched it, and is fast): the next stage's idle worker, if it has one, is told
+    /// now, so that it is awake when the task comes (see
+    /// [`crate::exec::Executor::expect`]). Nothing for the caller's answer.
+    fn expect_next(&self) {}
 }
 
 /// How outputs were passed on: a lone task's (see [`Downstream::push_alone`]), or a
@@ -114,6 +120,12 @@ where
         self.queue
             .send_all(envelopes.map(linked), Envelope::route_priority)
             .await;
+    }
+
+    fn expect_next(&self) {
+        if let Some(next) = &self.direct {
+            next.expect();
+        }
     }
 
     fn push_alone(&self, envelope: Envelope<Out, R>, now: Instant) -> Pushed {

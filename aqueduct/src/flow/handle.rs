@@ -232,6 +232,8 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         }
         ownership::validate(&*task)?;
         let in_flight = inner.control.enter();
+        let lone = (inner.control.in_flight() == 1)
+            .then(|| (now.into_std(), inner.control.expecting().on()));
         // If the caller stops waiting (timeout, halt, or this future is dropped), the
         // receiver is dropped: the runner sees the task abandoned, and a result that
         // arrives anyway is dropped with the channel.
@@ -276,6 +278,7 @@ impl<In: Task, Out: Task> Flow<In, Out> {
             deadline,
             timeout,
             _in_flight: in_flight,
+            lone,
         })
     }
 

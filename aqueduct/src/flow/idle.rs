@@ -55,6 +55,15 @@ impl IdleSeat {
         self.offered.load(Ordering::Relaxed)
     }
 
+    /// The worker of the seat on offer, if one is: the worker a lone task reaching the
+    /// stage now would go to.
+    pub(super) fn offered_worker(&self) -> Option<usize> {
+        match *lock(&self.at) {
+            Where::Offered(seat) => Some(seat.worker),
+            Where::Runner | Where::Lent { .. } => None,
+        }
+    }
+
     /// Runner: offers `seat` while it waits for work. Given back if a seat is already
     /// out (lent to a caller, not yet returned).
     pub(super) fn offer(&self, seat: Seat) -> Result<(), Seat> {

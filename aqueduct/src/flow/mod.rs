@@ -8,7 +8,8 @@
 //! While a stage is idle (nothing queued, its runner waiting with a free seat), a lone
 //! task skips the queue and the runner: its caller (first stage) or the previous stage's
 //! job takes the seat and dispatches it, with the same admission and delivery
-//! ([`direct`], [`idle`], [`dispatch`]).
+//! ([`direct`], [`idle`], [`dispatch`]), and may tell the next stage's worker ahead
+//! where the flow measures that it pays ([`expecting`]).
 
 mod admission;
 mod answer;
@@ -22,6 +23,7 @@ mod direct;
 mod dispatch;
 mod downstream;
 mod envelope;
+mod expecting;
 mod handle;
 mod idle;
 mod job;

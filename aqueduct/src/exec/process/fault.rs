@@ -40,7 +40,7 @@ pub fn running_request() -> u64 {
 
 /// Writes `value` into the control-region word named `word` of this worker process:
 /// `req_seq`, `taken_seq`, `resp_seq`, `worker_waiting`, `state`, `closing`,
-/// `parent_waiting`, or a field
+/// `parent_waiting`, `expected`, `declining`, or a field
 /// of the running request's lane (`tag`, `check`, `taken_tag`, `answer_tag`, `count`,
 /// `resp_count`), or of the other lane (the same names prefixed `other.`), or of the
 /// running lane's first response slot (`slot.stamp`, `slot.check`, `slot.status`,
@@ -69,6 +69,8 @@ pub fn corrupt_control(word: &str, value: u64) -> bool {
         "state" => header.state.store(narrow, Ordering::SeqCst),
         "closing" => header.closing.store(narrow, Ordering::SeqCst),
         "parent_waiting" => header.parent_waiting.store(narrow, Ordering::SeqCst),
+        "expected" => header.expected.store(narrow, Ordering::SeqCst),
+        "declining" => header.declining.store(narrow, Ordering::SeqCst),
         "tag" => head.tag.store(value, Ordering::SeqCst),
         "check" => head.check.store(value, Ordering::SeqCst),
         "taken_tag" => head.taken_tag.store(value, Ordering::SeqCst),

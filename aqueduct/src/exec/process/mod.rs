@@ -244,6 +244,15 @@ where
         dispatch::<S>(shared, batch, quiet, published)
     }
 
+    fn expect(&self, worker: usize) {
+        let conn = self.shared.slots[worker].current.borrow().clone();
+        if let Some(conn) = conn {
+            if wire::expect_request(&conn.ctl) {
+                conn.req.notify();
+            }
+        }
+    }
+
     fn is_up(&self, worker: usize) -> bool {
         self.shared.slots[worker].current.borrow().is_some()
     }

@@ -311,3 +311,36 @@ fn a_scratch_block_is_copied_into_the_arena() {
         "the scratch bytes, copied"
     );
 }
+
+#[test]
+fn an_expected_request_wakes_a_sleeping_worker_unless_the_worker_declines() {
+    let fixture = Fixture::new();
+    let (ctl, header) = (&fixture.ctl, fixture.ctl.header());
+    assert!(!wire::request_expected(ctl), "nothing expected yet");
+    // Awake: told, not woken.
+    assert!(!wire::expect_request(ctl));
+    assert!(
+        wire::request_expected(ctl),
+        "the expectation is there to take"
+    );
+    assert!(!wire::request_expected(ctl), "and taken once");
+    // Asleep: told and woken, its announcement taken.
+    header.worker_waiting.store(1, Ordering::SeqCst);
+    assert!(wire::expect_request(ctl), "a sleeping worker is woken");
+    assert_eq!(header.worker_waiting.load(Ordering::SeqCst), 0);
+    assert!(wire::request_expected(ctl));
+    // Declining: neither told nor woken, whatever else its words say.
+    wire::decline_expected(ctl, true);
+    header.worker_waiting.store(1, Ordering::SeqCst);
+    assert!(!wire::expect_request(ctl));
+    assert!(!wire::request_expected(ctl));
+    assert_eq!(
+        header.worker_waiting.load(Ordering::SeqCst),
+        1,
+        "left asleep"
+    );
+    header.declining.store(u32::MAX, Ordering::SeqCst);
+    assert!(!wire::expect_request(ctl), "any value but 0 declines");
+    wire::decline_expected(ctl, false);
+    assert!(wire::expect_request(ctl));
+}

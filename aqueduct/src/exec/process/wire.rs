@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! Header      magic, req_seq (parent), taken_seq, resp_seq, worker_waiting, state,
-//!             message (worker), closing, parent_waiting (parent); one cache line per word
+//!             message, declining (worker), closing, parent_waiting, expected (parent);
+//!             one cache line per word
 //! lane 0      LaneHeader: tag, check, count, published_ns (parent); taken_tag, answer_tag,
 //!             resp_count, compute_ns, log_lines (worker)
 //!             request slots:  batch_cap × input size        (the tasks' `#[task]` bytes)
@@ -92,6 +93,11 @@ pub(crate) struct Header {
     pub closing: Line<AtomicU32>,
     /// Parent: "about to sleep until an answer"; the worker clears it when it signals.
     pub parent_waiting: Line<AtomicU32>,
+    /// Parent: "a request is expected within microseconds" (see [`expect_request`]);
+    /// the worker clears it when it starts polling for the request.
+    pub expected: Line<AtomicU32>,
+    /// Worker: "do not expect requests for now" (see [`decline_expected`]).
+    pub declining: Line<AtomicU32>,
     /// Worker: the length of `message`.
     pub message_len: Line<AtomicU32>,
     /// Worker: its init error or refusal text.
@@ -486,6 +492,40 @@ pub(crate) fn read_report(ctl: &Region, geometry: &Geometry, lane: usize) -> Rep
 pub(crate) fn announce_parent_sleep(ctl: &Region) {
     ctl.header().parent_waiting.store(1, Ordering::SeqCst);
     fence(Ordering::SeqCst);
+}
+
+/// Parent: tells the worker that a request is expected within microseconds (the stage
+/// before runs a lone task, and fast), so that a worker about to sleep polls for it
+/// instead and a sleeping one wakes now, while the stage before still works. Whether
+/// the worker had announced its sleep, and so needs the eventfd written (the
+/// announcement is taken, as [`publish_answer`]'s counterpart in the request direction
+/// takes it).
+///
+/// Nothing is set, and `false` returned, while the worker declines expectations (its
+/// polls for them did not pay: a busy machine). That word is the worker's and only a
+/// hint: whatever it holds, at worst a request is not announced ahead.
+pub(crate) fn expect_request(ctl: &Region) -> bool {
+    let header = ctl.header();
+    if header.declining.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    header.expected.store(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    header.worker_waiting.swap(0, Ordering::SeqCst) != 0
+}
+
+/// Worker: whether the parent expects a request within microseconds (the expectation
+/// is taken). Only ever a reason to poll a while longer: a request is still seen by
+/// its number alone.
+pub(crate) fn request_expected(ctl: &Region) -> bool {
+    ctl.header().expected.swap(0, Ordering::SeqCst) != 0
+}
+
+/// Worker: whether it declines expectations for now (see [`expect_request`]).
+pub(crate) fn decline_expected(ctl: &Region, declining: bool) {
+    ctl.header()
+        .declining
+        .store(u32::from(declining), Ordering::Relaxed);
 }
 
 /// Worker, after [`publish_answer`]: whether the parent announced that it sleeps, and so

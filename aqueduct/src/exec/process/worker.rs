@@ -13,7 +13,7 @@ use super::wire::{self, BadRequest, Outcome, Report, WorkerState};
 use crate::platform::{clock, process};
 use crate::shapes::catch;
 use crate::shm::arena;
-use crate::spin::{NextWork, SpinWait};
+use crate::spin::{NextWork, SpinWait, EXPECTED_POLL};
 use crate::Stage;
 
 /// How often the worker's watch thread checks that its parent is still alive (a backstop
@@ -51,6 +51,7 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     boot.resp.notify();
 
     let mut next_work = NextWork::new(boot.spec.idle_spin());
+    wire::decline_expected(ctl, next_work.declines_expected());
     // When the worker last answered (`CLOCK_MONOTONIC` ns, comparable with the parent's
     // publication times).
     let mut answered_ns: Option<u64> = None;
@@ -73,10 +74,16 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
                 return exit::PROTOCOL;
             }
         };
+        let published = wire::published_ns(ctl, &geometry, lane);
         if let Some(answered_ns) = answered_ns {
-            let published = wire::published_ns(ctl, &geometry, lane);
             next_work.arrived_after(Duration::from_nanos(published.saturating_sub(answered_ns)));
         }
+        next_work.took_task();
+        if next_work.judges_catch() {
+            let seen = clock::monotonic_ns().saturating_sub(published);
+            next_work.caught_after(Duration::from_nanos(seen));
+        }
+        wire::decline_expected(ctl, next_work.declines_expected());
         wire::take(ctl, &geometry, lane, seq);
         super::fault::running(lane, seq);
         arena::reset_worker_scratch(geometry.scratch_window(boot.spec.scratch_len, lane));
@@ -149,19 +156,29 @@ fn next_request(boot: &Boot, seen: u64, next_work: &mut NextWork) -> Option<u64>
         // Just answered a batch: the next request often follows within microseconds, and
         // catching it here saves a sleep and a wake-up (~10 us each on small VMs). The
         // spin is short and bounded, and happens only right after work.
-        if spin_until_request(ctl, seen, spin) {
+        if spin_until_request(ctl, seen, spin, spin) {
             continue;
         }
         if !spin.is_zero() {
             next_work.missed();
         }
         spin = Duration::ZERO;
-        // Event count: announce the sleep, then re-check, so a request published in
-        // between is either seen here or followed by a wake-up.
+        // The parent expects a request within microseconds (the stage before runs a lone
+        // task): poll for it rather than sleep, yielding the core, which the worker of
+        // the stage before may share.
+        if wire::request_expected(ctl) && next_work.poll_expected() {
+            let caught = spin_until_request(ctl, seen, EXPECTED_POLL, Duration::ZERO);
+            next_work.expected_poll_ended(caught);
+            wire::decline_expected(ctl, next_work.declines_expected());
+            continue;
+        }
+        // Event count: announce the sleep, then re-check, so a request published (or
+        // expected) in between is either seen here or followed by a wake-up.
         header.worker_waiting.store(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if header.req_seq.load(Ordering::SeqCst) > seen
             || header.closing.load(Ordering::SeqCst) != 0
+            || header.expected.load(Ordering::SeqCst) != 0
         {
             header.worker_waiting.store(0, Ordering::SeqCst);
             continue;
@@ -192,10 +209,11 @@ fn watch_parent(parent_pid: u32) {
     }
 }
 
-/// Spins up to `budget` for a request newer than `seen`. With no budget (one core, or
-/// a poll that recently caught nothing) it reads no clock (see [`SpinWait`]).
-fn spin_until_request(ctl: &Region, seen: u64, budget: Duration) -> bool {
-    let mut wait = SpinWait::new(budget, budget);
+/// Polls up to `budget` for a request newer than `seen`, spinning for the first
+/// `spin_for` of it and yielding the core between polls after that. With no budget (one
+/// core, or a poll that recently caught nothing) it reads no clock (see [`SpinWait`]).
+fn spin_until_request(ctl: &Region, seen: u64, budget: Duration, spin_for: Duration) -> bool {
+    let mut wait = SpinWait::new(budget, spin_for);
     while wait.pause() {
         let header = ctl.header();
         if header.req_seq.load(Ordering::Acquire) > seen
