@@ -119,13 +119,13 @@ where
         self.control.in_flight() <= 1 && self.counters.queued() == 0 && self.is_fast()
     }
 
-    /// The flow measured that telling the next stage ahead pays (see `expecting`), the
-    /// stage answers a lone task fast enough for the next stage's worker to poll for it
-    /// (see [`EXPECT_MAX_PACE`]), and the machine has a core for the poll.
+    /// The flow measured that telling the next stage ahead pays (see `expecting`: it
+    /// measures only where there are several stages and cores), and the stage answers a
+    /// lone task fast enough for the next stage's worker to poll for it (see
+    /// [`EXPECT_MAX_PACE`]).
     fn expects_next(&self) -> bool {
         self.control.expecting().on()
             && self.pace.per_task_ns() <= EXPECT_MAX_PACE.as_nanos() as u64
-            && crate::spin::multicore()
     }
 
     /// The stage is measured to take under 100 us a task.

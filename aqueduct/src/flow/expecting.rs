@@ -27,6 +27,9 @@ const EXPLORE_CALLS: usize = 16;
 
 /// A flow's choice, and the measurements it rests on.
 pub(crate) struct Expecting {
+    /// Whether the flow's lone calls are measured: only where telling ahead can happen
+    /// (see [`Expecting::measure`]).
+    measuring: AtomicBool,
     /// Whether lone calls now tell the next stage ahead (read at every lone dispatch).
     on: AtomicBool,
     epochs: Mutex<Epochs>,
@@ -47,6 +50,7 @@ impl Expecting {
     /// Starts without telling ahead: the way that costs nothing where it does not pay.
     pub(crate) fn new() -> Self {
         Self {
+            measuring: AtomicBool::new(false),
             on: AtomicBool::new(false),
             epochs: Mutex::new(Epochs {
                 exploring: false,
@@ -55,6 +59,19 @@ impl Expecting {
                 means: [None; 2],
             }),
         }
+    }
+
+    /// Measures the flow's lone calls from now on: for a flow of several stages on a
+    /// machine of several cores. A lone stage has no next stage to tell, and on one core
+    /// a poll only delays whoever it waits for, so there nothing is measured, and a lone
+    /// call pays no clock reading or lock for it.
+    pub(crate) fn measure(&self) {
+        self.measuring.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether lone calls are to be measured (see [`Expecting::measure`]).
+    pub(crate) fn measuring(&self) -> bool {
+        self.measuring.load(Ordering::Relaxed)
     }
 
     /// Whether a lone call tells each next stage ahead now.

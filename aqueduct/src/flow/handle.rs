@@ -98,6 +98,9 @@ impl<In: Task, Out: Task> Line for Inner<In, Out> {
 impl<In: Task, Out: Task> Flow<In, Out> {
     pub(crate) fn new(parts: FlowParts<In, Out>) -> Self {
         let name = flow_name(&parts.counters);
+        if parts.counters.len() > 1 && crate::spin::multicore() {
+            parts.control.expecting().measure();
+        }
         let inner = Inner {
             input: parts.input,
             name,
@@ -232,8 +235,9 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         }
         ownership::validate(&*task)?;
         let in_flight = inner.control.enter();
-        let lone = (inner.control.in_flight() == 1)
-            .then(|| (now.into_std(), inner.control.expecting().on()));
+        let expecting = inner.control.expecting();
+        let lone = (expecting.measuring() && inner.control.in_flight() == 1)
+            .then(|| (now.into_std(), expecting.on()));
         // If the caller stops waiting (timeout, halt, or this future is dropped), the
         // receiver is dropped: the runner sees the task abandoned, and a result that
         // arrives anyway is dropped with the channel.
