@@ -356,6 +356,19 @@ mod tests {
         result.unwrap().n
     }
 
+    /// Asserts that each worker thread ends (the executor is gone) within [`LOST`].
+    fn all_end(threads: Vec<JoinHandle<()>>) {
+        for thread in threads {
+            let (ended, joined) = std::sync::mpsc::channel();
+            std::thread::spawn(move || ended.send(thread.join().is_ok()));
+            assert_eq!(
+                joined.recv_timeout(LOST),
+                Ok(true),
+                "the worker thread never ended"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_worker_told_to_expect_a_job_takes_it_whether_it_comes_at_once_late_or_never() {
         let (executor, started) = ThreadExecutor::<Double>::spawn(1).unwrap();
@@ -378,15 +391,7 @@ mod tests {
             assert_eq!(doubled(&executor, n).await, 2 * n);
         }
         drop(executor);
-        for thread in started.threads {
-            let (ended, joined) = std::sync::mpsc::channel();
-            std::thread::spawn(move || ended.send(thread.join().is_ok()));
-            assert_eq!(
-                joined.recv_timeout(LOST),
-                Ok(true),
-                "the worker never ended"
-            );
-        }
+        all_end(started.threads);
     }
 
     #[tokio::test]
@@ -406,12 +411,7 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
         drop(executor);
-        for thread in started.threads {
-            // Parked when the executor went: it must see its channel closed and end.
-            let (ended, joined) = std::sync::mpsc::channel();
-            std::thread::spawn(move || ended.send(thread.join().is_ok()));
-            let ended = joined.recv_timeout(LOST);
-            assert_eq!(ended, Ok(true), "the worker thread never ended");
-        }
+        // Parked when the executor went: each must see its channel closed and end.
+        all_end(started.threads);
     }
 }
