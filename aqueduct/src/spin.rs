@@ -210,16 +210,12 @@ impl NextWork {
         self.expectations.skip = self.expectations.skip.saturating_sub(1);
     }
 
-    /// The sender expects a task within microseconds: whether to poll for it (for
-    /// [`EXPECTED_POLL`], yielding the core between polls). Only where polls are the
-    /// policy's choice ([`IdleSpin::Auto`], more than one core), and not while earlier
-    /// such polls did not pay (see [`Expectations`]).
-    pub(crate) fn poll_expected(&self) -> bool {
-        !self.declines_expected()
-    }
-
     /// Whether the worker declines expectations now: its sender should neither set one
-    /// nor wake it for one.
+    /// nor wake it for one, and one set all the same is not polled for. Otherwise a
+    /// task its sender expects within microseconds is polled for (for
+    /// [`EXPECTED_POLL`], yielding the core between polls). Polls are only where they
+    /// are the policy's choice ([`IdleSpin::Auto`], more than one core), and not while
+    /// earlier such polls did not pay (see [`Expectations`]).
     pub(crate) fn declines_expected(&self) -> bool {
         self.policy != IdleSpin::Auto || self.expectations.skip > 0
     }
@@ -315,7 +311,6 @@ mod tests {
     fn declines_for(next: &mut NextWork, count: u32) {
         for taken in 0..count {
             assert!(next.declines_expected(), "declined after {taken} tasks");
-            assert!(!next.poll_expected());
             next.took_task();
         }
         assert!(!next.declines_expected(), "taken up again after {count}");
@@ -325,7 +320,7 @@ mod tests {
     fn polls_for_expected_tasks_stop_for_longer_the_less_they_pay() {
         let mut next = auto();
         assert!(
-            next.poll_expected(),
+            !next.declines_expected(),
             "an Auto worker polls for what is expected"
         );
         next.expected_poll_ended(false);
@@ -368,7 +363,6 @@ mod tests {
                 expectations: Expectations::default(),
             };
             assert!(next.declines_expected());
-            assert!(!next.poll_expected());
         }
     }
 }

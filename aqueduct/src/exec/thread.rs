@@ -54,6 +54,14 @@ struct Bell {
     declining: AtomicBool,
 }
 
+impl Bell {
+    /// Worker: says whether it declines expectations now (see [`NextWork`]).
+    fn say_declining(&self, next_work: &NextWork) {
+        self.declining
+            .store(next_work.declines_expected(), Ordering::Relaxed);
+    }
+}
+
 impl<S: Stage> Worker<S> {
     /// Sends `job`, waking the worker if it sleeps; the job back if the worker is gone.
     fn send(&self, job: Job<S>) -> Result<(), Job<S>> {
@@ -149,8 +157,7 @@ fn worker_loop<S: Stage>(
     };
     let _ = ready.send(Ok(()));
     let mut next_work = NextWork::new(spin);
-    bell.declining
-        .store(next_work.declines_expected(), Ordering::Relaxed);
+    bell.say_declining(&next_work);
     let mut answered_at: Option<std::time::Instant> = None;
     while let Some(job) = next_job(&jobs, bell, &mut next_work) {
         if let Some(answered_at) = answered_at {
@@ -162,8 +169,7 @@ fn worker_loop<S: Stage>(
         if next_work.judges_catch() {
             next_work.caught_after(job.sent.elapsed());
         }
-        bell.declining
-            .store(next_work.declines_expected(), Ordering::Relaxed);
+        bell.say_declining(&next_work);
         // Two clock readings a job: its handler's time, and (the second) when it was
         // answered, which the next job's gap is measured from.
         let started = std::time::Instant::now();
@@ -213,14 +219,13 @@ fn next_job<S: Stage>(
                     Looking::AfterWork if !spin.is_zero() => next_work.missed(),
                     Looking::Expected => {
                         next_work.expected_poll_ended(false);
-                        bell.declining
-                            .store(next_work.declines_expected(), Ordering::Relaxed);
+                        bell.say_declining(next_work);
                     }
                     Looking::AfterWork | Looking::Asleep => {}
                 }
                 // A job is expected within microseconds: poll for it, yielding the core
                 // (the thread that will send it may be queued on this one).
-                if bell.expected.swap(false, Ordering::SeqCst) && next_work.poll_expected() {
+                if bell.expected.swap(false, Ordering::SeqCst) && !next_work.declines_expected() {
                     bell.sleeping.store(false, Ordering::Relaxed);
                     wait = SpinWait::new(EXPECTED_POLL, Duration::ZERO);
                     looking = Looking::Expected;
@@ -356,6 +361,15 @@ mod tests {
         result.unwrap().n
     }
 
+    /// An executor of one worker thread whose `init` has run, and the thread.
+    async fn one_worker() -> (ThreadExecutor<Double>, Vec<JoinHandle<()>>) {
+        let (executor, started) = ThreadExecutor::<Double>::spawn(1).unwrap();
+        for ready in started.ready {
+            ready.await.unwrap().unwrap();
+        }
+        (executor, started.threads)
+    }
+
     /// Asserts that each worker thread ends (the executor is gone) within [`LOST`].
     fn all_end(threads: Vec<JoinHandle<()>>) {
         for thread in threads {
@@ -371,10 +385,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_worker_told_to_expect_a_job_takes_it_whether_it_comes_at_once_late_or_never() {
-        let (executor, started) = ThreadExecutor::<Double>::spawn(1).unwrap();
-        for ready in started.ready {
-            ready.await.unwrap().unwrap();
-        }
+        let (executor, threads) = one_worker().await;
         for n in 1..=300 {
             executor.expect(0);
             match n % 3 {
@@ -391,15 +402,12 @@ mod tests {
             assert_eq!(doubled(&executor, n).await, 2 * n);
         }
         drop(executor);
-        all_end(started.threads);
+        all_end(threads);
     }
 
     #[tokio::test]
     async fn a_sleeping_worker_wakes_for_each_job_and_ends_when_the_executor_goes() {
-        let (executor, started) = ThreadExecutor::<Double>::spawn(1).unwrap();
-        for ready in started.ready {
-            ready.await.unwrap().unwrap();
-        }
+        let (executor, threads) = one_worker().await;
         for n in 1..=20 {
             assert_eq!(doubled(&executor, n).await, 2 * n);
             // Long past any idle poll: the next job finds the worker parked.
@@ -412,6 +420,6 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2)).await;
         drop(executor);
         // Parked when the executor went: each must see its channel closed and end.
-        all_end(started.threads);
+        all_end(threads);
     }
 }

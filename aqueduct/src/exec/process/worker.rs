@@ -166,7 +166,7 @@ fn next_request(boot: &Boot, seen: u64, next_work: &mut NextWork) -> Option<u64>
         // The parent expects a request within microseconds (the stage before runs a lone
         // task): poll for it rather than sleep, yielding the core, which the worker of
         // the stage before may share.
-        if wire::request_expected(ctl) && next_work.poll_expected() {
+        if wire::request_expected(ctl) && !next_work.declines_expected() {
             let caught = spin_until_request(ctl, seen, EXPECTED_POLL, Duration::ZERO);
             next_work.expected_poll_ended(caught);
             wire::decline_expected(ctl, next_work.declines_expected());
