@@ -329,6 +329,10 @@ async fn metrics_count_every_request_and_batch() {
     // Each dispatch's round trip, split into the handler's time (measured in the
     // worker) and the rest; the statistics hold the same sums.
     assert!(dispatches >= 1.0 && dispatches <= stats.batches as f64);
+    assert_eq!(
+        stats.dispatches as f64, dispatches,
+        "every dispatch was answered"
+    );
     assert!(stats.compute_ns > 0 && stats.transfer_ns > 0, "{stats:?}");
     let close = |seconds: f64, nanos: u64| (seconds - nanos as f64 / 1e9).abs() < 1e-6;
     assert!(close(

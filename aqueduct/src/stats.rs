@@ -19,6 +19,10 @@ pub struct StageStats {
     pub batches: u64,
     /// Tasks dispatched to the handler so far.
     pub tasks: u64,
+    /// Hand-overs to a worker so far: each carries one batch, or, for a fast stage of
+    /// single-task batches, a run of queued tasks. Over `tasks`, how many tasks a worker
+    /// gets per hand-over (and at most per wake-up).
+    pub dispatches: u64,
     /// Tasks the handler failed (error or panic).
     pub failed: u64,
     /// Tasks dropped before dispatch because their deadline passed or their caller left.
@@ -66,6 +70,7 @@ pub(crate) struct StageCounters {
     queued: Box<dyn Fn() -> usize + Send + Sync>,
     batches: AtomicU64,
     tasks: AtomicU64,
+    dispatches: AtomicU64,
     failed: AtomicU64,
     abandoned: AtomicU64,
     retried: AtomicU64,
@@ -93,6 +98,7 @@ impl StageCounters {
             queued: Box::new(queued),
             batches: AtomicU64::new(0),
             tasks: AtomicU64::new(0),
+            dispatches: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             retried: AtomicU64::new(0),
@@ -158,8 +164,10 @@ impl StageCounters {
         }
     }
 
-    /// Records `tasks` tasks sent to a worker, to be run as `batches` handler calls.
+    /// Records one dispatch: `tasks` tasks sent to a worker, to be run as `batches`
+    /// handler calls.
     pub(crate) fn dispatched(&self, batches: usize, tasks: usize) {
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
         self.batches.fetch_add(batches as u64, Ordering::Relaxed);
         self.tasks.fetch_add(tasks as u64, Ordering::Relaxed);
     }
@@ -201,6 +209,7 @@ impl StageCounters {
             workers: self.workers,
             queued: (self.queued)(),
             batches: self.batches.load(Ordering::Relaxed),
+            dispatches: self.dispatches.load(Ordering::Relaxed),
             tasks: self.tasks.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             abandoned: self.abandoned.load(Ordering::Relaxed),

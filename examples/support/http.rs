@@ -382,6 +382,7 @@ async fn stats(State(app): State<Arc<App>>) -> Response {
                 "workers": s.workers,
                 "queued": s.queued,
                 "batches": s.batches,
+                "dispatches": s.dispatches,
                 "tasks": s.tasks,
                 "mean_batch_size": s.mean_batch_size(),
                 "failed": s.failed,

@@ -20,6 +20,7 @@ use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::batcher::Flush;
+use super::control::Control;
 use super::dispatch::Dispatcher;
 use super::downstream::Downstream;
 use super::envelope::Envelope;
@@ -50,6 +51,8 @@ pub(crate) struct Direct<S: Stage, R: Task, D, E> {
     /// Weak: once the runner is done (the flow stopped), the stage's executor and the
     /// next stage's queue must go with it, though the flow's handle lives on.
     stage: Weak<Dispatcher<S, R, D, E>>,
+    /// The flow's calls in flight.
+    control: Arc<Control>,
     idle: Arc<IdleSeat>,
     home: Arc<Home>,
     /// The flow's runtime, where a job dropped unfinished goes on.
@@ -65,6 +68,7 @@ impl<S: Stage, R: Task, D, E> Direct<S, R, D, E> {
     ) -> Self {
         Self {
             stage: Arc::downgrade(stage),
+            control: stage.control.clone(),
             idle,
             home,
             runtime: Handle::current(),
@@ -86,7 +90,11 @@ where
     ) -> Result<Running, Envelope<S::Input, R>> {
         // Under load the seat is not on offer: to the queue, without writing anything
         // shared (the upgrade below is two atomic writes other threads contend for).
-        if !self.idle.is_offered() {
+        // Nor is it taken while other calls are in flight: through the queue, the
+        // runner dispatches the task with those that come with it (see
+        // `StageRunner::let_arrivals_in`), one dispatch and one wake-up of the worker for
+        // many tasks, where each caller here would make its own.
+        if !self.idle.is_offered() || self.control.in_flight() > 1 {
             return Err(envelope);
         }
         // The job waits on the worker with tokio's timers: a caller polled by another
