@@ -1,9 +1,11 @@
 //! The way straight to a stage's worker: when the stage is idle (its runner waits for
-//! work with a seat on offer, nothing is queued), `process` dispatches its own task on
-//! the first stage's seat and runs the job itself, as the runner would have, saving the
-//! queue and the two task switches through the runner (see [`super::idle`]). A job
-//! delivering a lone task does the same at the next stage, so a lone request goes
-//! through a quiet pipeline in its caller's task, without waking any runner.
+//! work with a seat on offer, nothing is queued) and the call is the flow's only one,
+//! `process` dispatches its own task on the first stage's seat and runs the job itself,
+//! as the runner would have, saving the queue and the two task switches through the
+//! runner (see [`super::idle`]). A job delivering a lone task does the same at the next
+//! stage, so a lone request goes through a quiet pipeline in its caller's task, without
+//! waking any runner. With other calls in flight, tasks go through the queue, where the
+//! runner hands them over together (a dispatch per task would wake the worker for each).
 //!
 //! Nothing else changes: the same admission, executor, job and delivery (see
 //! [`Dispatcher`]), so deadlines, crash retries and results behave as through the queue.

@@ -426,7 +426,6 @@ async fn a_caller_takes_the_idle_seat_only_when_its_call_is_the_only_one_in_flig
     harness.warm_up().await;
     let mut lone = 0;
     for others in [0, 1, 5, 0] {
-        // Until the runner waits for work again with its seat on offer.
         let mut tries = 0;
         let (envelope, answer) = envelope();
         let _calls: Vec<_> = (0..=others).map(|_| harness.control.enter()).collect();
@@ -438,6 +437,8 @@ async fn a_caller_takes_the_idle_seat_only_when_its_call_is_the_only_one_in_flig
                     running.await;
                     lone += 1;
                 }
+                // Alone, but the runner has not yet come back to wait for work with its
+                // seat on offer: again, after it runs.
                 Err(back) if others == 0 && tries < 100 => {
                     tries += 1;
                     tokio::task::yield_now().await;
