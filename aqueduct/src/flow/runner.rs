@@ -356,11 +356,12 @@ where
     /// dispatches a worker holds, so every task starts within about `RUN_BUDGET` of its
     /// admission check; runs are also split fairly across workers.
     fn dispatch_size(&self, ahead: usize) -> usize {
+        let cap = self.dispatch_cap(ahead);
         if !self.stage.config.pipelined() {
-            return self.stage.config.batch_size;
+            return cap;
         }
         let fair_share = (self.input.len() + 1).div_ceil(self.stage.config.nprocs * ahead);
-        self.dispatch_cap(ahead).min(fair_share)
+        cap.min(fair_share)
     }
 
     /// The most tasks one dispatch may take, before the fair share among workers: one
