@@ -1,11 +1,9 @@
 //! The way straight to a stage's worker: when the stage is idle (its runner waits for
-//! work with a seat on offer, nothing is queued) and the call is the flow's only one,
-//! `process` dispatches its own task on the first stage's seat and runs the job itself,
-//! as the runner would have, saving the queue and the two task switches through the
-//! runner (see [`super::idle`]). A job delivering a lone task does the same at the next
-//! stage, so a lone request goes through a quiet pipeline in its caller's task, without
-//! waking any runner. With other calls in flight, tasks go through the queue, where the
-//! runner hands them over together (a dispatch per task would wake the worker for each).
+//! work with a seat on offer, nothing is queued), `process` dispatches its own task on
+//! the first stage's seat and runs the job itself, as the runner would have, saving the
+//! queue and the two task switches through the runner (see [`super::idle`]). A job
+//! delivering a lone task does the same at the next stage, so a lone request goes
+//! through a quiet pipeline in its caller's task, without waking any runner.
 //!
 //! Nothing else changes: the same admission, executor, job and delivery (see
 //! [`Dispatcher`]), so deadlines, crash retries and results behave as through the queue.
@@ -22,7 +20,6 @@ use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::batcher::Flush;
-use super::control::Control;
 use super::dispatch::Dispatcher;
 use super::downstream::Downstream;
 use super::envelope::Envelope;
@@ -53,8 +50,6 @@ pub(crate) struct Direct<S: Stage, R: Task, D, E> {
     /// Weak: once the runner is done (the flow stopped), the stage's executor and the
     /// next stage's queue must go with it, though the flow's handle lives on.
     stage: Weak<Dispatcher<S, R, D, E>>,
-    /// The flow's calls in flight.
-    control: Arc<Control>,
     idle: Arc<IdleSeat>,
     home: Arc<Home>,
     /// The flow's runtime, where a job dropped unfinished goes on.
@@ -70,7 +65,6 @@ impl<S: Stage, R: Task, D, E> Direct<S, R, D, E> {
     ) -> Self {
         Self {
             stage: Arc::downgrade(stage),
-            control: stage.control.clone(),
             idle,
             home,
             runtime: Handle::current(),
@@ -92,11 +86,7 @@ where
     ) -> Result<Running, Envelope<S::Input, R>> {
         // Under load the seat is not on offer: to the queue, without writing anything
         // shared (the upgrade below is two atomic writes other threads contend for).
-        // Nor is it taken while other calls are in flight: through the queue, the
-        // runner dispatches the task with those that come with it (see
-        // `StageRunner::let_arrivals_in`), one dispatch and one wake-up of the worker for
-        // many tasks, where each caller here would make its own.
-        if !self.idle.is_offered() || self.control.in_flight() > 1 {
+        if !self.idle.is_offered() {
             return Err(envelope);
         }
         // The job waits on the worker with tokio's timers: a caller polled by another

@@ -1,6 +1,6 @@
 //! A stage's idle seat, lent: while the stage's runner holds a free seat and nothing is
-//! queued, a lone `process` call (the flow's only one in flight; at the first stage) or
-//! its job at the stage before (at the others) takes the seat itself and hands its task straight to the worker (see
+//! queued, a `process` call (at the first stage) or the previous stage's job (at the
+//! others) takes the seat itself and hands its task straight to the worker (see
 //! [`super::direct`]), instead of queueing it for the runner to wake up, dispatch, and
 //! wake the next one again. Two task switches and a queue fewer per stage, on the path
 //! a lone request takes.

@@ -194,9 +194,6 @@ where
             } else {
                 seat
             };
-            if retry.is_none() {
-                self.let_arrivals_in(ahead).await;
-            }
             let (batch, flush) = match retry {
                 Some(retry) => (retry, None),
                 None => match self.input.recv().await {
@@ -325,29 +322,6 @@ where
             && dispatch <= RUN_BUDGET.as_nanos() as u64 / depth as u64
     }
 
-    /// Under load, before cutting a dispatch shorter than the worker could take, lets
-    /// the tasks already runnable on this runtime thread run first: they are often the
-    /// callers (or deliveries) bringing the rest. The runner was woken by the first
-    /// task of such a burst, and tokio runs a woken task next, so it would otherwise
-    /// dispatch that task alone and the rest a round trip later, each dispatch waking
-    /// the worker (several microseconds of the parent's time on a busy machine). One
-    /// yield: tokio resumes a yielded task once its thread has run what was runnable.
-    /// Only while calls are in flight beyond those queued here (more may come): a lone
-    /// request is dispatched at once.
-    async fn let_arrivals_in(&self, ahead: usize) {
-        if !self.stage.config.batch_timeout.is_zero() {
-            return;
-        }
-        let queued = self.input.len();
-        if queued == 0
-            || queued >= self.stage.control.in_flight()
-            || queued >= self.dispatch_cap(ahead)
-        {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-
     /// How many tasks to hand a worker at once. Normally one batch. For a fast stage of
     /// single-task batches without a batch timeout, a run of queued tasks travels together
     /// (each is still its own handler call), so a busy worker gets many tasks per wake-up
@@ -356,25 +330,17 @@ where
     /// dispatches a worker holds, so every task starts within about `RUN_BUDGET` of its
     /// admission check; runs are also split fairly across workers.
     fn dispatch_size(&self, ahead: usize) -> usize {
-        let cap = self.dispatch_cap(ahead);
-        if !self.stage.config.pipelined() {
-            return cap;
-        }
-        let fair_share = (self.input.len() + 1).div_ceil(self.stage.config.nprocs * ahead);
-        cap.min(fair_share)
-    }
-
-    /// The most tasks one dispatch may take, before the fair share among workers: one
-    /// batch; for a fast stage of single-task batches, the run its measured pace
-    /// affords within its share of `RUN_BUDGET` (a stage not yet measured: one task).
-    fn dispatch_cap(&self, ahead: usize) -> usize {
         let pace = self.stage.pace.per_task_ns();
         if !self.stage.config.pipelined() || pace == 0 {
             return self.stage.config.batch_size;
         }
         let budget = RUN_BUDGET.as_nanos() as u64 / ahead as u64;
         let affordable = (budget / pace).clamp(1, self.stage.config.dispatch_cap() as u64) as usize;
-        affordable.min(self.stage.executor.max_dispatch()).max(1)
+        let fair_share = (self.input.len() + 1).div_ceil(self.stage.config.nprocs * ahead);
+        affordable
+            .min(fair_share)
+            .min(self.stage.executor.max_dispatch())
+            .max(1)
     }
 }
 

@@ -12,7 +12,6 @@ use tokio::time::Instant;
 use super::StageRunner;
 use crate::exec::{Dispatched, Executor};
 use crate::flow::control::Control;
-use crate::flow::direct::DirectEntry;
 use crate::flow::downstream::Deliver;
 use crate::flow::envelope::Envelope;
 use crate::flow::pace::Pace;
@@ -154,26 +153,15 @@ struct Harness {
     control: Arc<Control>,
     book: Arc<Mutex<Book>>,
     runner: tokio::task::JoinHandle<()>,
-    /// The way to the stage's idle seat (see [`Harness::start_lending`]).
-    direct: Option<Arc<dyn DirectEntry<Item, Item>>>,
 }
 
 impl Harness {
     fn start<S: Stage<Input = Item, Output = Item>>(fake: Fake) -> Self {
-        Self::start_with::<S>(fake, false)
-    }
-
-    /// A runner that lends its seat while it waits for work, as a flow's do.
-    fn start_lending<S: Stage<Input = Item, Output = Item>>(fake: Fake) -> Self {
-        Self::start_with::<S>(fake, true)
-    }
-
-    fn start_with<S: Stage<Input = Item, Output = Item>>(fake: Fake, lending: bool) -> Self {
         let (input, queue) = crate::flow::queue::bounded(1, 1024);
         let control = Arc::new(Control::new());
         let book = fake.book.clone();
         let probe = queue.counter();
-        let mut runner = StageRunner::<S, Item, Deliver, Fake>::new(
+        let runner = StageRunner::<S, Item, Deliver, Fake>::new(
             queue,
             Deliver,
             fake,
@@ -183,24 +171,32 @@ impl Harness {
             Arc::new(Pace::new(S::CONFIG.nprocs)),
             Arc::default(),
         );
-        let direct = lending.then(|| {
-            let direct: Arc<dyn DirectEntry<Item, Item>> = runner
-                .direct()
-                .expect("a stage without a batch timeout lends its seat");
-            direct
-        });
         Self {
             input,
             control,
             book,
             runner: tokio::spawn(runner.run()),
-            direct,
         }
     }
 
     /// Queues `count` tasks at once (the runner sees them all when it next runs).
     fn submit(&self, count: usize) -> Vec<Answer> {
-        (0..count).map(|_| queue_one(&self.input)).collect()
+        (0..count)
+            .map(|n| {
+                let (reply, answer) = oneshot::channel();
+                let task = Owned::new(Item { n: n as u64 });
+                let envelope = Envelope::new(
+                    task,
+                    reply,
+                    Duration::from_secs(60),
+                    0,
+                    tracing::Span::none(),
+                    tokio::time::Instant::now(),
+                );
+                self.input.try_send(0, envelope).unwrap();
+                answer
+            })
+            .collect()
     }
 
     /// Runs one task through, so that the stage's pace is measured.
@@ -217,27 +213,6 @@ impl Harness {
         drop(self.input);
         self.runner.await.unwrap();
     }
-}
-
-/// A task, as a caller makes it; its answer.
-fn envelope() -> (Envelope<Item, Item>, Answer) {
-    let (reply, answer) = oneshot::channel();
-    let envelope = Envelope::new(
-        Owned::new(Item { n: 0 }),
-        reply,
-        Duration::from_secs(60),
-        0,
-        tracing::Span::none(),
-        tokio::time::Instant::now(),
-    );
-    (envelope, answer)
-}
-
-/// Queues one task; its answer.
-fn queue_one(input: &QueueTx<Envelope<Item, Item>>) -> Answer {
-    let (envelope, answer) = envelope();
-    input.try_send(0, envelope).unwrap();
-    answer
 }
 
 async fn wait(answers: Vec<Answer>) {
@@ -377,81 +352,4 @@ async fn a_lone_request_to_a_fast_stage_is_waited_for_actively() {
         assert!(!loaded.quiet, "{loaded:?}");
         harness.stop().await;
     }
-}
-
-/// Queues one task, which wakes the runner, then starts `more` tasks that each queue one
-/// (callers the runtime runs after the runner has been woken); every answer.
-async fn a_burst(harness: &Harness, more: usize) -> Vec<Answer> {
-    let mut answers = vec![harness.submit(1).remove(0)];
-    let callers: Vec<_> = (0..more)
-        .map(|_| {
-            let input = harness.input.clone();
-            // (In a vector: the answer is itself a future, not the task's outcome.)
-            tokio::spawn(async move { vec![queue_one(&input)] })
-        })
-        .collect();
-    for caller in callers {
-        answers.extend(caller.await.unwrap());
-    }
-    answers
-}
-
-#[tokio::test(start_paused = true)]
-async fn under_load_a_woken_runner_lets_the_rest_of_a_burst_in_before_it_dispatches() {
-    let harness = Harness::start::<OneWorker>(Fake::new(Duration::from_micros(10), 1));
-    harness.warm_up().await;
-    harness.calls();
-    // Calls in flight elsewhere in the flow: more tasks may be on their way.
-    let in_flight: Vec<_> = (0..20).map(|_| harness.control.enter()).collect();
-    wait(a_burst(&harness, 10).await).await;
-    assert_eq!(sizes(&harness.calls()), [11], "one dispatch for the burst");
-    // A lone request (the only call in flight) is dispatched at once.
-    drop(in_flight);
-    {
-        let _lone = harness.control.enter();
-        wait(a_burst(&harness, 10).await).await;
-    }
-    assert_eq!(
-        sizes(&harness.calls())[0],
-        1,
-        "the first task alone, at once"
-    );
-    harness.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_caller_takes_the_idle_seat_only_when_its_call_is_the_only_one_in_flight() {
-    let harness = Harness::start_lending::<OneWorker>(Fake::new(Duration::from_micros(10), 1));
-    let direct = harness.direct.clone().unwrap();
-    harness.warm_up().await;
-    let mut lone = 0;
-    for others in [0, 1, 5, 0] {
-        let mut tries = 0;
-        let (envelope, answer) = envelope();
-        let _calls: Vec<_> = (0..=others).map(|_| harness.control.enter()).collect();
-        let mut envelope = Some(envelope);
-        while let Some(waiting) = envelope.take() {
-            match direct.try_run(waiting, Instant::now()) {
-                Ok(running) => {
-                    assert_eq!(others, 0, "taken with {others} other calls in flight");
-                    running.await;
-                    lone += 1;
-                }
-                // Alone, but the runner has not yet come back to wait for work with its
-                // seat on offer: again, after it runs.
-                Err(back) if others == 0 && tries < 100 => {
-                    tries += 1;
-                    tokio::task::yield_now().await;
-                    envelope = Some(back);
-                }
-                Err(back) => {
-                    // Through the queue instead, as `process` does.
-                    harness.input.try_send(0, back).unwrap();
-                }
-            }
-        }
-        answer.await.unwrap().unwrap();
-    }
-    assert_eq!(lone, 2, "the lone calls took the seat");
-    harness.stop().await;
 }
