@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn auto_polls_only_while_tasks_arrive_back_to_back() {
-        let mut next = auto();
+        let mut next = with(IdleSpin::Auto);
         assert_eq!(next.budget(), AUTO_BUDGET, "polls first, to learn");
         next.arrived_after(Duration::from_micros(30));
         assert_eq!(
@@ -283,12 +283,8 @@ mod tests {
             next.arrived_after(Duration::from_micros(1));
         }
         assert_eq!(next.budget(), AUTO_BUDGET);
-        let mut fixed = NextWork {
-            policy: IdleSpin::Fixed(Duration::from_micros(20)),
-            last_gap: Duration::from_secs(1),
-            cooldown: 0,
-            expectations: Expectations::default(),
-        };
+        let mut fixed = with(IdleSpin::Fixed(Duration::from_micros(20)));
+        fixed.last_gap = Duration::from_secs(1);
         fixed.missed();
         assert_eq!(
             fixed.budget(),
@@ -297,10 +293,11 @@ mod tests {
         );
     }
 
-    /// An `Auto` worker's poll, on any machine.
-    fn auto() -> NextWork {
+    /// A worker's poll under `policy`, on any machine (`NextWork::new` turns every
+    /// policy off on one core).
+    fn with(policy: IdleSpin) -> NextWork {
         NextWork {
-            policy: IdleSpin::Auto,
+            policy,
             last_gap: Duration::ZERO,
             cooldown: 0,
             expectations: Expectations::default(),
@@ -318,7 +315,7 @@ mod tests {
 
     #[test]
     fn polls_for_expected_tasks_stop_for_longer_the_less_they_pay() {
-        let mut next = auto();
+        let mut next = with(IdleSpin::Auto);
         assert!(
             !next.declines_expected(),
             "an Auto worker polls for what is expected"
@@ -356,12 +353,7 @@ mod tests {
     #[test]
     fn a_worker_with_a_fixed_poll_or_none_declines_every_expectation() {
         for budget in [Duration::ZERO, Duration::from_micros(20)] {
-            let next = NextWork {
-                policy: IdleSpin::Fixed(budget),
-                last_gap: Duration::ZERO,
-                cooldown: 0,
-                expectations: Expectations::default(),
-            };
+            let next = with(IdleSpin::Fixed(budget));
             assert!(next.declines_expected());
         }
     }

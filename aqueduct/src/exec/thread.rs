@@ -66,13 +66,19 @@ impl<S: Stage> Worker<S> {
     /// Sends `job`, waking the worker if it sleeps; the job back if the worker is gone.
     fn send(&self, job: Job<S>) -> Result<(), Job<S>> {
         self.jobs.send(job).map_err(|mpsc::SendError(job)| job)?;
-        // Paired with the worker's fence between its announcement and its last look:
-        // either it sees this job, or this sees its announcement.
+        self.wake_if_asleep();
+        Ok(())
+    }
+
+    /// After something for the worker to see (a job, an expectation) was made visible:
+    /// wakes it if it announced its sleep. Paired with the worker's fence between its
+    /// announcement and its last look: either it sees what was made visible, or this
+    /// sees its announcement.
+    fn wake_if_asleep(&self) {
         fence(Ordering::SeqCst);
         if self.bell.sleeping.swap(false, Ordering::SeqCst) {
             self.thread.unpark();
         }
-        Ok(())
     }
 
     /// Tells the worker a job is expected within microseconds, waking it if it sleeps.
@@ -81,12 +87,7 @@ impl<S: Stage> Worker<S> {
             return;
         }
         self.bell.expected.store(true, Ordering::SeqCst);
-        // Paired as in `send`: either the worker sees the expectation before it parks,
-        // or this sees its announcement.
-        fence(Ordering::SeqCst);
-        if self.bell.sleeping.swap(false, Ordering::SeqCst) {
-            self.thread.unpark();
-        }
+        self.wake_if_asleep();
     }
 }
 

@@ -133,9 +133,6 @@ where
     }
 
     fn expect(&self) {
-        if !self.idle.is_offered() {
-            return;
-        }
         let (Some(worker), Some(stage)) = (self.idle.offered_worker(), self.stage.upgrade()) else {
             return;
         };

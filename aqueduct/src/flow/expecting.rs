@@ -46,6 +46,17 @@ struct Epochs {
     means: [Option<u64>; 2],
 }
 
+impl Epochs {
+    /// How many lone calls the epoch under way takes.
+    fn length(&self) -> usize {
+        if self.exploring {
+            EXPLORE_CALLS
+        } else {
+            EXPLOIT_CALLS
+        }
+    }
+}
+
 impl Expecting {
     /// Starts without telling ahead: the way that costs nothing where it does not pay.
     pub(crate) fn new() -> Self {
@@ -87,12 +98,7 @@ impl Expecting {
             return;
         }
         epochs.latencies.push(clock::nanos(took));
-        let length = if epochs.exploring {
-            EXPLORE_CALLS
-        } else {
-            EXPLOIT_CALLS
-        };
-        if epochs.latencies.len() < length {
+        if epochs.latencies.len() < epochs.length() {
             return;
         }
         let mean = epochs.latencies.iter().sum::<u64>() / epochs.latencies.len() as u64;
@@ -125,11 +131,7 @@ mod tests {
     /// Runs one epoch of lone calls, taking `with` microseconds told ahead and `without`
     /// not.
     fn epoch(expecting: &Expecting, with: u64, without: u64) {
-        let length = if lock(&expecting.epochs).exploring {
-            EXPLORE_CALLS
-        } else {
-            EXPLOIT_CALLS
-        };
+        let length = lock(&expecting.epochs).length();
         for _ in 0..length {
             let on = expecting.on();
             let us = if on { with } else { without };

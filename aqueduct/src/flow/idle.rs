@@ -56,8 +56,11 @@ impl IdleSeat {
     }
 
     /// The worker of the seat on offer, if one is: the worker a lone task reaching the
-    /// stage now would go to.
+    /// stage now would go to. No lock is taken while nothing is on offer (a busy stage).
     pub(super) fn offered_worker(&self) -> Option<usize> {
+        if !self.is_offered() {
+            return None;
+        }
         match *lock(&self.at) {
             Where::Offered(seat) => Some(seat.worker),
             Where::Runner | Where::Lent { .. } => None,
