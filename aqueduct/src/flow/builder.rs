@@ -190,8 +190,16 @@ impl<In: Task, Out: Task, C: Chain<In, Out = Out>> FlowBuilder<In, Out, C> {
             )));
         }
         let mut ctx = StartCtx::new(self.options);
-        match self.chain.spawn::<Out, Deliver>(&mut ctx, Deliver) {
-            Ok(entry) => ctx.finish(entry).await,
+        let deliver = Deliver::default();
+        let first_stage = deliver.first_stage();
+        match self.chain.spawn::<Out, Deliver>(&mut ctx, deliver) {
+            Ok(entry) => {
+                // The last stage tells the first one of a caller's next lone task.
+                if let Some(first) = entry.direct.clone() {
+                    let _ = first_stage.set(Box::new(move || first.expect()));
+                }
+                ctx.finish(entry).await
+            }
             Err(error) => Err(ctx.abort(error)),
         }
     }

@@ -95,10 +95,11 @@ where
         // Handed to the worker here, before any task is spawned, so that one worker
         // sees dispatches in the order they were made.
         let outcome = self.executor.run(worker, tasks, quiet, span, now);
-        // A lone request in a fast stage: the next stage's worker, if it sleeps, is woken
-        // now, while this stage's worker runs the task, rather than when the task
-        // reaches it. On a 2-core VM waking a sleeping worker is most of a stage's share
-        // of a lone request's latency.
+        // A lone request in a fast stage: the next stage's worker (after the last stage,
+        // the first stage's, for the caller's next request), if it sleeps, is woken now,
+        // while this stage's worker runs the task, rather than when the task reaches it.
+        // On a 2-core VM waking a sleeping worker is most of a stage's share of a lone
+        // request's latency.
         if quiet && self.expects_next() {
             self.delivery.downstream.expect_next();
         }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::time::Instant;
 
@@ -50,7 +50,8 @@ pub trait Downstream<T: TaskField, R: TaskField>: Clone + Send + Sync + 'static 
     /// A lone task is expected here within microseconds (the stage before has just
     /// dispatched it, and is fast): the next stage's idle worker, if it has one, is told
     /// now, so that it is awake when the task comes (see
-    /// [`crate::exec::Executor::expect`]). Nothing for the caller's answer.
+    /// [`crate::exec::Executor::expect`]). After the last stage, the first stage's
+    /// worker is told, for the caller's next task (see [`Deliver`]).
     fn expect_next(&self) {}
 }
 
@@ -157,8 +158,24 @@ fn linked<Out: Task + Link<In>, In: Task, R: Task>(envelope: Envelope<Out, R>) -
 }
 
 /// Answers the caller: the last stage's outputs are the flow's results.
-#[derive(Clone, Copy)]
-pub(crate) struct Deliver;
+#[derive(Clone, Default)]
+pub(crate) struct Deliver {
+    /// The flow's first stage, told of the caller's next task (see
+    /// [`Deliver::expect_next`]); unset where it lends no seat.
+    first: Arc<OnceLock<FirstStage>>,
+}
+
+/// Tells the flow's first stage that a lone task is expected (its
+/// [`DirectEntry::expect`], type-erased over the flow's input).
+pub(crate) type FirstStage = Box<dyn Fn() + Send + Sync>;
+
+impl Deliver {
+    /// Where the flow's first stage is set once it is started: the stages start from
+    /// the last, so it does not exist yet when this one is made.
+    pub(crate) fn first_stage(&self) -> Arc<OnceLock<FirstStage>> {
+        self.first.clone()
+    }
+}
 
 impl<R: Task> Downstream<R, R> for Deliver {
     async fn push(&self, envelope: Envelope<R, R>) {
@@ -170,6 +187,18 @@ impl<R: Task> Downstream<R, R> for Deliver {
         let (task, route) = envelope.split();
         route.deliver(task);
         Pushed::Done(None)
+    }
+
+    /// A lone task's answer is on its way to its caller, and a caller that awaits each
+    /// answer before sending its next task (a client in a loop) sends it within
+    /// microseconds: the first stage's idle worker is told, as a stage tells the next,
+    /// so that its wake-up overlaps the last stage's work instead of starting the next
+    /// call. (Measured with the rest of telling ahead: see `expecting`. A caller that
+    /// sends no next task costs one poll, which the worker then declines for a while.)
+    fn expect_next(&self) {
+        if let Some(first) = self.first.get() {
+            first();
+        }
     }
 }
 
@@ -225,11 +254,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_caller_s_next_task_is_expected_at_the_first_stage_once_it_is_set() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let deliver = Deliver::default();
+        // Before the first stage is started (or where it lends no seat): nothing to tell.
+        Downstream::<Item, Item>::expect_next(&deliver);
+        let told = Arc::new(AtomicUsize::new(0));
+        let counted = told.clone();
+        let set = deliver.first_stage().set(Box::new(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }));
+        assert!(set.is_ok());
+        // The flow's clones of the last stage's downstream share the slot.
+        Downstream::<Item, Item>::expect_next(&deliver.clone());
+        assert_eq!(told.load(Ordering::Relaxed), 1);
+    }
+
     #[tokio::test]
     async fn a_lone_last_output_is_answered_at_once() {
         let (last, answer) = envelope(3);
         assert!(matches!(
-            Deliver.push_alone(last, Instant::now()),
+            Deliver::default().push_alone(last, Instant::now()),
             Pushed::Done(None)
         ));
         assert_eq!(answer.await.unwrap().map(|out| out.n), Ok(3));

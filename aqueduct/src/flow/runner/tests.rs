@@ -163,7 +163,7 @@ impl Harness {
         let probe = queue.counter();
         let runner = StageRunner::<S, Item, Deliver, Fake>::new(
             queue,
-            Deliver,
+            Deliver::default(),
             fake,
             S::CONFIG,
             control.clone(),
