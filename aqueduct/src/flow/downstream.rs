@@ -255,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn the_caller_s_next_task_is_expected_at_the_first_stage_once_it_is_set() {
+    fn a_lone_answer_tells_the_first_stage_once_it_is_set() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let deliver = Deliver::default();
         // Before the first stage is started (or where it lends no seat): nothing to tell.

@@ -5,12 +5,13 @@
 //! Told ahead, a sleeping worker wakes while the stage before still works, and polls for
 //! its task: on a 2-core VM with a core to spare, three process stages answered a lone
 //! call in 10-11 us instead of 15 (the wake-up of a sleeping worker is most of a stage's
-//! share); telling the first stage too, for a caller that sends its next task as soon as
-//! it has an answer, took a median of 12 us instead of 24 on a VM whose wake-ups had
-//! become dearer. On a busy machine (two other busy threads) the same polls took cores from the
-//! threads doing the work: 18-20 us instead of 10-12, and stalls of milliseconds (a poll
-//! that yields its core to a busy thread waits out that thread's time slice). No cheap
-//! signal tells the two apart beforehand (the workers' own view of their polls said
+//! share); later, when wake-ups had become dearer, telling the first stage too (for a
+//! caller that sends its next task as soon as it has an answer) and counting a poll as
+//! late only past its own budget (see [`crate::spin::EXPECTED_LATE`]) took the median
+//! from 32 us to 15. On a busy machine (two other busy threads) the same polls took cores
+//! from the threads doing the work: 18-20 us instead of 10-12, and stalls of milliseconds
+//! (a poll that yields its core to a busy thread waits out that thread's time slice). No
+//! cheap signal tells the two apart beforehand (the workers' own view of their polls said
 //! they paid in both), so the flow measures: its lone calls run in epochs, most of
 //! [`EXPLOIT_CALLS`] calls the way that was faster, the others of [`EXPLORE_CALLS`] the
 //! other way, and each epoch's mean latency (which a few stalls of milliseconds raise,
