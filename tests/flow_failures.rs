@@ -100,6 +100,63 @@ async fn a_panic_fails_its_batch_and_the_worker_carries_on() {
     }
 }
 
+#[aqueduct::handler]
+fn explode_alone_on_13(job: &mut Job) {
+    assert_ne!(job.id, 13, "cannot handle 13");
+    job.out = job.id + 1;
+}
+
+#[aqueduct::handler(isolation = "thread")]
+fn explode_alone_on_13_in_a_thread(job: &mut Job) {
+    assert_ne!(job.id, 13, "cannot handle 13");
+    job.out = job.id + 1;
+}
+
+#[test]
+fn a_handler_of_one_task_is_called_with_runs_of_tasks_and_a_batch_handler_is_not() {
+    use aqueduct::Stage;
+    let each_on_its_own = [
+        <explode_alone_on_13 as Stage>::EACH_ON_ITS_OWN,
+        <halve as Stage>::EACH_ON_ITS_OWN,
+        <explode_on_13 as Stage>::EACH_ON_ITS_OWN,
+    ];
+    assert_eq!(each_on_its_own, [true, true, false]);
+}
+
+/// A handler that takes one task gets runs of them in one call of the stage (several
+/// callers at once: the runner hands a worker runs); a panic still fails only its task.
+#[tokio::test]
+async fn a_panic_in_a_handler_of_one_task_fails_only_that_task() {
+    let flows = [
+        aqueduct::flow!(explode_alone_on_13).start().await.unwrap(),
+        aqueduct::flow!(explode_alone_on_13_in_a_thread)
+            .start()
+            .await
+            .unwrap(),
+    ];
+    for flow in flows {
+        let calls: Vec<_> = (0..64)
+            .map(|id| {
+                let flow = flow.clone();
+                tokio::spawn(async move { flow.process(job(id)).await.map(|j| j.out) })
+            })
+            .collect();
+        for (id, call) in calls.into_iter().enumerate() {
+            let id = id as u64;
+            match call.await.unwrap() {
+                Ok(out) => assert_eq!(out, id + 1),
+                Err(Error::Handler { message, .. }) => {
+                    assert_eq!(id, 13, "only task 13 fails");
+                    assert!(message.contains("cannot handle 13"), "{message}");
+                }
+                Err(other) => panic!("task {id}: {other}"),
+            }
+        }
+        assert_eq!(flow.stats()[0].failed, 1);
+        flow.stop(true).await;
+    }
+}
+
 fn refuse_to_start() -> Result<u64, String> {
     Err("model file missing".into())
 }

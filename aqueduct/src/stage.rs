@@ -152,6 +152,13 @@ pub trait Stage: 'static {
     /// Batching, workers and limits.
     const CONFIG: StageConfig;
 
+    /// Whether [`Stage::handle`] treats each input on its own, as a handler that takes
+    /// one task does (`fn(&mut T)`, `fn(T) -> U`): one call may then take a whole run of
+    /// tasks, whatever `batch_size` says, rather than one (two vectors fewer a task).
+    /// Set by `#[aqueduct::handler]`.
+    #[doc(hidden)]
+    const EACH_ON_ITS_OWN: bool = false;
+
     /// Runs once in each worker before it takes work.
     fn init() -> Result<Self::State, String>;
 

@@ -95,6 +95,7 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
             quote!(#private::transform_batch_each(#inputs, |#items: #private::Vec<#input>| #private::task_errors(#run, #display)))
         }
     };
+    let each_on_its_own = matches!(sig.shape, Shape::InPlaceEach | Shape::TransformEach);
     let state_param = if sig.state.is_some() {
         quote!(#state_var)
     } else {
@@ -174,6 +175,7 @@ pub fn expand(def: &HandlerDef) -> TokenStream {
                 #output_decl
                 type State = #state;
                 const NAME: &'static str = #name_str;
+                const EACH_ON_ITS_OWN: bool = #each_on_its_own;
                 const CONFIG: #private::StageConfig = #private::StageConfig {
                     #(#config)*
                     ..#private::StageConfig::DEFAULT

@@ -2,8 +2,11 @@
 //! deadlines, delivery) only sees the [`Executor`] trait, so worker threads and worker
 //! processes are interchangeable behind it.
 
+mod calls;
 pub(crate) mod process;
 mod thread;
+
+pub(crate) use calls::{call_handler, for_each_call, run_batch};
 
 /// The table of stages worker processes can run (named by generated code).
 pub(crate) use process::registry;
@@ -13,8 +16,7 @@ pub(crate) use thread::ThreadExecutor;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::shapes::catch;
-use crate::shm::{owned, Owned};
+use crate::shm::Owned;
 use crate::spin::SpinWait;
 use crate::task::TaskField;
 use crate::{Error, Stage};
@@ -145,74 +147,5 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     /// waits for them (worker processes exit; threads end when the executor drops).
     fn shutdown(&self) -> impl Future<Output = ()> + Send {
         async {}
-    }
-}
-
-/// Calls the handler on the tasks a worker thread received, one call per `batch_size`
-/// tasks (the runner may send several single-task batches in one hand-off), each call
-/// through the handler boundary [`owned::call_handler`]: outputs come back owning their
-/// references, the inputs' are released. The caller times it: its worker reads the clock
-/// twice a batch, and the second reading is also when it answered.
-pub(crate) fn run_batch<S: Stage>(
-    state: &mut S::State,
-    inputs: Vec<Owned<S::Input>>,
-) -> BatchResults<Owned<S::Output>> {
-    in_batches::<S, _, _>(state, inputs, |state, inputs| {
-        owned::call_handler(inputs, |inputs| call_handler::<S>(state, inputs))
-    })
-}
-
-/// Splits `inputs` into handler batches of the stage's `batch_size` and concatenates
-/// what `call` returns for each.
-pub(crate) fn in_batches<S: Stage, I, O>(
-    state: &mut S::State,
-    inputs: Vec<I>,
-    mut call: impl FnMut(&mut S::State, Vec<I>) -> BatchResults<O>,
-) -> BatchResults<O> {
-    // One call: its inputs and results as they are, with no vector made again.
-    if inputs.len() <= S::CONFIG.batch_size.max(1) {
-        return call(state, inputs);
-    }
-    let mut results = Vec::with_capacity(inputs.len());
-    for_each_call::<S, _, _>(state, inputs.into_iter(), call, |result| {
-        results.push(result)
-    });
-    results
-}
-
-/// Calls `call` on `inputs`, `batch_size` of them at a time, and hands each result to
-/// `each` as it comes, in order.
-pub(crate) fn for_each_call<S: Stage, I, O>(
-    state: &mut S::State,
-    mut inputs: impl Iterator<Item = I>,
-    mut call: impl FnMut(&mut S::State, Vec<I>) -> BatchResults<O>,
-    mut each: impl FnMut(Result<O, String>),
-) {
-    let batch_size = S::CONFIG.batch_size.max(1);
-    loop {
-        let batch: Vec<I> = inputs.by_ref().take(batch_size).collect();
-        if batch.is_empty() {
-            return;
-        }
-        call(state, batch).into_iter().for_each(&mut each);
-    }
-}
-
-/// One handler call; a panic or a wrong number of results fails every task of the call.
-pub(crate) fn call_handler<S: Stage>(
-    state: &mut S::State,
-    inputs: Vec<S::Input>,
-) -> BatchResults<S::Output> {
-    let count = inputs.len();
-    match catch(|| S::handle(state, inputs)) {
-        Ok(results) if results.len() == count => results,
-        Ok(results) => {
-            let message = format!(
-                "handler returned {} results for {count} tasks",
-                results.len()
-            );
-            (0..count).map(|_| Err(message.clone())).collect()
-        }
-        Err(panic) => (0..count).map(|_| Err(panic.clone())).collect(),
     }
 }
