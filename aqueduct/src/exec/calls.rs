@@ -8,10 +8,12 @@ use crate::shm::{owned, Owned};
 use crate::Stage;
 
 /// Calls the handler on the tasks a worker thread received, in calls of
-/// [`tasks_per_call`] (the runner may send several single-task batches in one hand-off),
-/// each call through the handler boundary [`owned::call_handler`]: outputs come back owning their
-/// references, the inputs' are released. The caller times it: its worker reads the clock
-/// twice a batch, and the second reading is also when it answered.
+/// [`tasks_per_call`] (the runner may send several single-task batches in one
+/// hand-off), each call through the handler boundary [`owned::call_handler`]: outputs
+/// come back owning their references, the inputs' are released, and so are the blocks
+/// the call allocated and did not keep (for a run of tasks, after its last). The caller
+/// times it: its worker reads the clock twice a batch, and the second reading is also
+/// when it answered.
 pub(crate) fn run_batch<S: Stage>(
     state: &mut S::State,
     inputs: Vec<Owned<S::Input>>,
