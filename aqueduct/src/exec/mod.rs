@@ -26,6 +26,49 @@ use crate::{Error, Stage};
 /// answers within this budget.
 pub(crate) const QUIET_SPIN: Duration = Duration::from_micros(25);
 
+/// How long a dispatch of a fast stage under load looks for its worker's answer between
+/// the runtime's other tasks before it sleeps (see [`Wait::Look`]): a handful of the
+/// runtime's rounds while it is busy, a few microseconds of checks where it is idle.
+pub(crate) const LOOK_BUDGET: Duration = Duration::from_micros(40);
+
+/// At most this many looks within [`LOOK_BUDGET`]: where the runtime has nothing else to
+/// run, each look comes back at once (its cost is the runtime's check for I/O), and the
+/// answer is then worth a sleep.
+pub(crate) const LOOKS: usize = 64;
+
+/// How a dispatch waits for its worker's answer, as the flow judges from what it has
+/// measured of the stage and what else is waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// A fast stage and nothing else waiting: poll actively for up to [`QUIET_SPIN`],
+    /// since the wake-up would cost more than the wait and the thread has nothing else
+    /// to do.
+    Spin,
+    /// A fast stage with other work waiting (a loaded flow): look for the answer between
+    /// the runtime's other tasks for up to [`LOOK_BUDGET`], then sleep. A fast worker's
+    /// answer usually comes within it, and is then taken without the worker signalling
+    /// it, the parent reading the signal, or a timer armed for the sleep.
+    Look,
+    /// A slow stage, or one not measured yet: sleep until the answer is signalled.
+    Sleep,
+}
+
+/// Looks up to [`LOOKS`] times, within [`LOOK_BUDGET`], for `answered` to hold, letting
+/// the runtime run its other tasks before each look; whether it held.
+pub(crate) async fn look_between_tasks(mut answered: impl FnMut() -> bool) -> bool {
+    let started = tokio::time::Instant::now();
+    for _ in 0..LOOKS {
+        tokio::task::yield_now().await;
+        if answered() {
+            return true;
+        }
+        if started.elapsed() > LOOK_BUDGET {
+            break;
+        }
+    }
+    false
+}
+
 /// Polls `answer` for up to `budget` and returns the first answer it gives. The first
 /// microseconds spin (a worker already running answers that fast); after that each poll
 /// yields the core, because on a small machine the woken worker may be queued on this
@@ -107,9 +150,8 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     /// busy with an earlier one: this one then waits behind it). The batch passes into
     /// the executor's custody; see [`Dispatched`] for how it comes back.
     ///
-    /// `quiet` says nothing else is waiting for this stage and its handler is fast: an
-    /// executor may then wait for the answer actively rather than sleep, since the wake-up
-    /// would cost more than the wait and there is no other work for the thread.
+    /// `wait` says how to wait for the answer (see [`Wait`]); an executor whose answer
+    /// comes without a system call may treat [`Wait::Look`] as [`Wait::Sleep`].
     ///
     /// `span` is the batch's span (disabled when nobody observes the batch): what the
     /// handler logs while it runs the batch belongs to it, in a worker thread or process.
@@ -120,7 +162,7 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
         &self,
         worker: usize,
         batch: Vec<Owned<S::Input>>,
-        quiet: bool,
+        wait: Wait,
         span: tracing::Span,
         sent: tokio::time::Instant,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static;
@@ -147,5 +189,40 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     /// waits for them (worker processes exit; threads end when the executor drops).
     fn shutdown(&self) -> impl Future<Output = ()> + Send {
         async {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    // The clock is paused in both: only the count of looks can end them.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_look_finds_an_answer_given_by_another_task_meanwhile() {
+        let given = Arc::new(AtomicBool::new(false));
+        let giver = given.clone();
+        // On one thread, the other task runs only when the look lets the runtime run it.
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            giver.store(true, Ordering::SeqCst);
+        });
+        assert!(look_between_tasks(|| given.load(Ordering::SeqCst)).await);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_look_that_finds_nothing_ends_after_its_looks() {
+        let mut looks = 0;
+        let found = look_between_tasks(|| {
+            looks += 1;
+            false
+        })
+        .await;
+        assert!(!found);
+        assert_eq!(looks, LOOKS);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{poll_within, run_batch, Dispatched, Executor, Timed, QUIET_SPIN};
+use super::{poll_within, run_batch, Dispatched, Executor, Timed, Wait, QUIET_SPIN};
 use crate::shapes::catch;
 use crate::shm::Owned;
 use crate::spin::{IdleSpin, NextWork, SpinWait, EXPECTED_POLL};
@@ -269,7 +269,7 @@ where
         &self,
         worker: usize,
         batch: Vec<Owned<S::Input>>,
-        quiet: bool,
+        wait: Wait,
         span: tracing::Span,
         sent: tokio::time::Instant,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static {
@@ -290,7 +290,7 @@ where
             }
             // The worker always answers unless its thread is gone (it exited after a
             // failed `init`, which `start()` reports before any batch is sent).
-            if quiet {
+            if wait == Wait::Spin {
                 let early = poll_within(QUIET_SPIN, || match results.try_recv() {
                     Err(oneshot::error::TryRecvError::Empty) => None,
                     outcome => Some(outcome.map_err(|_| Error::Stopped)),
@@ -348,7 +348,7 @@ mod tests {
         let run = executor.run(
             0,
             vec![Owned::new(Item { n })],
-            false,
+            Wait::Sleep,
             tracing::Span::none(),
             tokio::time::Instant::now(),
         );

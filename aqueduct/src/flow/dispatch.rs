@@ -15,7 +15,7 @@ use super::envelope::{Envelope, Unfit};
 use super::job::{Delivery, Job};
 use super::observe;
 use super::pace::Pace;
-use crate::exec::{Dispatched, Executor};
+use crate::exec::{Dispatched, Executor, Wait};
 use crate::stats::StageCounters;
 use crate::{Stage, StageConfig, Task};
 
@@ -90,17 +90,17 @@ where
         let span = observe::dispatch(&routes, worker, &self.counters, flush, now);
         self.counters
             .dispatched(tasks.len().div_ceil(self.config.batch_size), tasks.len());
-        let quiet = self.is_quiet();
+        let wait = self.wait();
         let count = tasks.len() as u64;
         // Handed to the worker here, before any task is spawned, so that one worker
         // sees dispatches in the order they were made.
-        let outcome = self.executor.run(worker, tasks, quiet, span, now);
+        let outcome = self.executor.run(worker, tasks, wait, span, now);
         // A lone request in a fast stage: the next stage's worker (after the last stage,
         // the first stage's, for the caller's next request), if it sleeps, is woken now,
         // while this stage's worker runs the task, rather than when the task reaches it.
         // On a 2-core VM waking a sleeping worker is most of a stage's share of a lone
         // request's latency.
-        if quiet && self.expects_next() {
+        if wait == Wait::Spin && self.expects_next() {
             self.delivery.downstream.expect_next();
         }
         Some(Job::new(
@@ -118,6 +118,19 @@ where
     /// load this is false, so no thread is spent spinning while there is other work.
     pub(super) fn is_quiet(&self) -> bool {
         self.control.in_flight() <= 1 && self.counters.queued() == 0 && self.is_fast()
+    }
+
+    /// How this dispatch waits for its answer: actively in the latency regime
+    /// ([`Self::is_quiet`]), looking between other tasks for a fast stage under load, and
+    /// asleep for a slow stage (or one not measured yet), whose answer is worth a wake-up.
+    fn wait(&self) -> Wait {
+        if self.is_quiet() {
+            Wait::Spin
+        } else if self.is_fast() {
+            Wait::Look
+        } else {
+            Wait::Sleep
+        }
     }
 
     /// The flow measured that telling the next stage ahead pays (see `expecting`: it

@@ -16,7 +16,7 @@ use tokio::time::{sleep_until, Instant};
 use super::supervisor::{exited, kill_and_wait};
 use super::wire::{self, Geometry, Taken, MAX_LANES};
 use super::{Conn, Exit, Shared};
-use crate::exec::{poll_within, QUIET_SPIN};
+use crate::exec::{look_between_tasks, poll_within, Wait, QUIET_SPIN};
 use crate::metrics::RestartCause;
 use crate::platform::clock;
 use crate::sync::{lock, Counted};
@@ -94,15 +94,17 @@ impl Ticket {
 }
 
 /// Waits until the worker says it answered the ticket's request (which the caller then
-/// validates), or fails.
-pub(super) async fn answer(shared: &Shared, ticket: &Ticket, quiet: bool) -> Result<(), Failure> {
+/// validates), or fails. Looks first as `wait` says; while the parent looks it has not
+/// announced a sleep, so a worker that answers meanwhile signals nothing.
+pub(super) async fn answer(shared: &Shared, ticket: &Ticket, wait: Wait) -> Result<(), Failure> {
     let (ctl, geometry) = (&ticket.conn.ctl, &shared.geometry);
-    if quiet
-        && poll_within(QUIET_SPIN, || {
-            wire::answered(ctl, geometry, ticket.lane, ticket.seq).then_some(())
-        })
-        .is_some()
-    {
+    let answered = || wire::answered(ctl, geometry, ticket.lane, ticket.seq);
+    let early = match wait {
+        Wait::Spin => poll_within(QUIET_SPIN, || answered().then_some(())).is_some(),
+        Wait::Look => answered() || look_between_tasks(answered).await,
+        Wait::Sleep => false,
+    };
+    if early {
         return Ok(());
     }
     // Boxed: the sleeping wait holds many futures at once, and every dispatch's future

@@ -47,7 +47,7 @@ use self::exchange::{answer, publish, Failure, Lanes, Ticket};
 use self::results::{claimed_copy_bytes, handle_offsets, take_results, Answer};
 use self::supervisor::{closed, kill_and_wait, live, supervise};
 use self::wire::{read_report, Geometry, MAX_LANES};
-use super::{BatchResults, Dispatched, Executor};
+use super::{BatchResults, Dispatched, Executor, Wait};
 use crate::metrics::RestartCause;
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
@@ -228,7 +228,7 @@ where
         &self,
         worker: usize,
         batch: Vec<Owned<S::Input>>,
-        quiet: bool,
+        wait: Wait,
         span: tracing::Span,
         sent: tokio::time::Instant,
     ) -> impl Future<Output = Dispatched<S::Input, S::Output>> + Send + 'static {
@@ -241,7 +241,7 @@ where
             let ticket = publish(shared.geometry, &conn, Owned::as_tasks(&batch), span, sent);
             (conn, ticket)
         });
-        dispatch::<S>(shared, batch, quiet, published)
+        dispatch::<S>(shared, batch, wait, published)
     }
 
     fn expect(&self, worker: usize) {
@@ -344,7 +344,7 @@ fn answer_to<'a>(shared: &'a Shared, conn: &'a Conn, lane: usize, seq: u64) -> A
 async fn dispatch<S: Stage>(
     shared: Arc<Shared>,
     mut batch: Vec<Owned<S::Input>>,
-    quiet: bool,
+    wait: Wait,
     published: Option<Published>,
 ) -> Dispatched<S::Input, S::Output> {
     let Some((conn, ticket)) = published else {
@@ -354,7 +354,7 @@ async fn dispatch<S: Stage>(
         return Dispatched::Unrun(batch);
     };
     let failure = match ticket {
-        Ok(ticket) => match answer(&shared, &ticket, quiet).await {
+        Ok(ticket) => match answer(&shared, &ticket, wait).await {
             Ok(()) => {
                 let taken = match read_answer::<S>(&shared, &conn, &ticket, batch).await {
                     Some((taken, back)) => {

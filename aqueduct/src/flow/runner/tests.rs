@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::StageRunner;
-use crate::exec::{Dispatched, Executor};
+use crate::exec::{Dispatched, Executor, Wait};
 use crate::flow::control::Control;
 use crate::flow::downstream::Deliver;
 use crate::flow::envelope::Envelope;
@@ -67,7 +67,7 @@ stage!(BatchesOfFour, nprocs = 1, batch_size = 4);
 struct Call {
     worker: usize,
     tasks: usize,
-    quiet: bool,
+    wait: Wait,
     /// Dispatches the worker held, this one included.
     held: usize,
 }
@@ -108,7 +108,7 @@ impl<S: Stage<Input = Item, Output = Item>> Executor<S> for Fake {
         &self,
         worker: usize,
         batch: Vec<Owned<Item>>,
-        quiet: bool,
+        wait: Wait,
         _span: tracing::Span,
         _sent: tokio::time::Instant,
     ) -> impl Future<Output = Dispatched<Item, Item>> + Send + 'static {
@@ -121,7 +121,7 @@ impl<S: Stage<Input = Item, Output = Item>> Executor<S> for Fake {
         book.calls.push(Call {
             worker,
             tasks: batch.len(),
-            quiet,
+            wait,
             held,
         });
         let now = Instant::now();
@@ -326,10 +326,10 @@ async fn a_batching_stage_queues_only_a_full_batch_behind_another() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_lone_request_to_a_fast_stage_is_waited_for_actively() {
-    for (per_task, quiet) in [
-        (Duration::from_micros(10), true),
-        (Duration::from_micros(500), false),
+async fn a_fast_stage_is_waited_for_actively_when_alone_and_looked_for_under_load() {
+    for (per_task, alone, loaded) in [
+        (Duration::from_micros(10), Wait::Spin, Wait::Look),
+        (Duration::from_micros(500), Wait::Sleep, Wait::Sleep),
     ] {
         let harness = Harness::start::<OneWorker>(Fake::new(per_task, 1));
         for _ in 0..3 {
@@ -337,19 +337,22 @@ async fn a_lone_request_to_a_fast_stage_is_waited_for_actively() {
             harness.warm_up().await;
         }
         let calls = harness.calls();
-        assert!(!calls[0].quiet, "nothing measured yet: not quiet");
+        assert_eq!(calls[0].wait, Wait::Sleep, "nothing measured yet: asleep");
         assert!(
-            calls[1..].iter().all(|call| call.quiet == quiet),
+            calls[1..].iter().all(|call| call.wait == alone),
             "{per_task:?} a task: {calls:?}"
         );
-        // Under load (two requests in flight), never.
-        let loaded = {
+        // Under load (two requests in flight), never actively.
+        let under_load = {
             let _first = harness.control.enter();
             let _second = harness.control.enter();
             harness.warm_up().await;
             harness.calls()[0]
         };
-        assert!(!loaded.quiet, "{loaded:?}");
+        assert_eq!(
+            under_load.wait, loaded,
+            "{per_task:?} a task: {under_load:?}"
+        );
         harness.stop().await;
     }
 }
