@@ -29,12 +29,12 @@ pub(crate) const QUIET_SPIN: Duration = Duration::from_micros(25);
 /// How long a dispatch of a fast stage under load looks for its worker's answer between
 /// the runtime's other tasks before it sleeps (see [`Wait::Look`]): a handful of the
 /// runtime's rounds while it is busy, a few microseconds of checks where it is idle.
-pub(crate) const LOOK_BUDGET: Duration = Duration::from_micros(40);
+const LOOK_BUDGET: Duration = Duration::from_micros(40);
 
 /// At most this many looks within [`LOOK_BUDGET`]: where the runtime has nothing else to
 /// run, each look comes back at once (its cost is the runtime's check for I/O), and the
 /// answer is then worth a sleep.
-pub(crate) const LOOKS: usize = 64;
+const LOOKS: usize = 64;
 
 /// How a dispatch waits for its worker's answer, as the flow judges from what it has
 /// measured of the stage and what else is waiting.
