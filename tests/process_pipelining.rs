@@ -294,13 +294,26 @@ async fn wide_round_trips(flow: &aqueduct::Flow<Wide, Wide>) -> usize {
     per_request.into_values().max().unwrap_or(0)
 }
 
+/// Rounds of [`wide_round_trips`] within which at least one request must carry a run.
+const ROUNDS_FOR_A_RUN: usize = 4;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_tasks_in_runs_of_calls_come_back_whole_each_with_its_own_result() {
     let each = aqueduct::flow!(fill_each).start().await.unwrap();
-    let largest_run = wide_round_trips(&each).await;
+    // How many of these tasks a request carries depends on the stage's measured pace
+    // (a run must fit the run budget), which a slow moment of the machine inflates: 2-3
+    // on the 2-core VM, now and then 1. Every round checks every result; more rounds
+    // only make sure a run of calls was among them.
+    let mut largest_run = 0;
+    for _ in 0..ROUNDS_FOR_A_RUN {
+        largest_run = largest_run.max(wide_round_trips(&each).await);
+        if largest_run > 1 {
+            break;
+        }
+    }
     assert!(
         largest_run > 1,
-        "every request ran one task: no run of calls was exercised"
+        "every request ran one task in {ROUNDS_FOR_A_RUN} rounds: no run of calls was exercised"
     );
     each.stop(true).await;
     let by_three = aqueduct::flow!(fill_by_three).start().await.unwrap();
