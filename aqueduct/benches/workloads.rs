@@ -49,6 +49,9 @@
 //! (started before the rounds, stopped after), so the loaded case (a busy service host) is
 //! measured on purpose; those lines then say `load=N`:
 //! `cargo bench -p aqueduct --bench workloads -- W1 W6 --load 2`.
+//!
+//! `-- probe --shape=...` runs one of W1's shapes alone, round after round, for a
+//! profiler (see the `probe` module); only when named.
 
 use std::future::Future;
 use std::os::fd::OwnedFd;
@@ -62,6 +65,9 @@ use rustix::event::{eventfd, EventfdFlags};
 use rustix::fs::{memfd_create, MemfdFlags};
 use rustix::process::{set_parent_process_death_signal, waitpid, Pid, Signal, WaitOptions};
 use tokio::sync::Semaphore;
+
+#[path = "workloads/probe.rs"]
+mod probe;
 
 const ROUNDS: usize = 5;
 const LONG: Duration = Duration::from_secs(120);
@@ -102,6 +108,11 @@ no_op_stages!("process": proc_a sets a = 1, proc_b sets b = 2, proc_c sets c = 3
 #[aqueduct::handler]
 fn proc_abc(task: &mut Small) {
     (task.a, task.b, task.c) = (1, 2, 3);
+}
+
+/// W1's three stages' work as plain functions, for the hand-rolled pipeline.
+fn w1_stages() -> Vec<fn(&mut Small)> {
+    vec![|t| t.a = 1, |t| t.b = 2, |t| t.c = 3]
 }
 
 // ---------------------------------------------------------------- W2 batching
@@ -360,8 +371,7 @@ async fn w1(load: usize) {
         .await
         .unwrap();
     let one_stage = aqueduct::flow!(proc_abc).start().await.unwrap();
-    let stages: Vec<fn(&mut Small)> = vec![|t| t.a = 1, |t| t.b = 2, |t| t.c = 3];
-    let hand_rolled = HandRolled::start(stages);
+    let hand_rolled = HandRolled::start(w1_stages());
     for i in 0..2000 {
         thread.call(small(i)).await;
         process.call(small(i)).await;
@@ -1564,8 +1574,8 @@ fn main() {
             filters.push(arg);
         }
     }
-    let wanted =
-        |name: &str| filters.is_empty() || filters.iter().any(|f| f.eq_ignore_ascii_case(name));
+    let named = |name: &str| filters.iter().any(|f| f.eq_ignore_ascii_case(name));
+    let wanted = |name: &str| filters.is_empty() || named(name);
     // First of all, while this process has one thread: W6's floor forks its worker.
     let floor = wanted("W6").then(|| Arc::new(PingPong::fork()));
     // `--metrics` (with `--features metrics`): a Prometheus recorder receives the
@@ -1588,6 +1598,9 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
+        if named("probe") {
+            probe::run(&flags, load).await;
+        }
         if wanted("W1") {
             w1(load).await;
         }
