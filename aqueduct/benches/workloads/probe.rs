@@ -18,18 +18,16 @@
 //!
 //! `--load N` runs the rounds with N busy threads, as for the workloads.
 
-use std::time::Instant;
-
 use rustix::time::{clock_gettime, ClockId};
 
 use aqueduct::Flow;
 
 use super::{
-    percentile, proc_a, proc_abc, proc_b, proc_c, set_a, set_b, set_c, small, throughput,
-    w1_stages, Call, HandRolled, Load, Small,
+    proc_a, proc_abc, proc_b, proc_c, sequential_latency, set_a, set_b, set_c, small, throughput,
+    w1_stages, Call, Caller, HandRolled, Load, Small,
 };
 
-/// The calls made one after another in a burst of `lone3` before its lone calls.
+/// The calls of the burst of load `lone3` makes before its lone calls (W1's).
 const BURST: usize = 50_000;
 /// W1's calls in flight.
 const IN_FLIGHT: usize = 256;
@@ -151,7 +149,8 @@ async fn lone_after_bursts<C: Call<Small>>(target: &C, settings: &Settings, load
         while left > 0 {
             let count = left.min(settings.chunk);
             left -= count;
-            p50s.push(format!("{:.1}", lone_p50(target, count).await));
+            let (p50, _) = sequential_latency(target, count as u64, Caller::Task, small).await;
+            p50s.push(format!("{p50:.1}"));
         }
         println!(
             "PROBE shape={} round={round} burst_tasks_per_s={rate:.0} chunk={} chunk_p50s_us={} load={load}",
@@ -160,23 +159,6 @@ async fn lone_after_bursts<C: Call<Small>>(target: &C, settings: &Settings, load
             p50s.join(",")
         );
     }
-}
-
-/// The p50, in microseconds, of `count` calls made one after another from a task.
-async fn lone_p50<C: Call<Small>>(target: &C, count: usize) -> f64 {
-    let target = target.clone();
-    tokio::spawn(async move {
-        let mut latencies = Vec::with_capacity(count);
-        for i in 0..count {
-            let started = Instant::now();
-            drop(target.call(small(i as u64)).await);
-            latencies.push(started.elapsed().as_secs_f64() * 1e6);
-        }
-        latencies.sort_by(f64::total_cmp);
-        percentile(&latencies, 0.5)
-    })
-    .await
-    .expect("lone calls failed")
 }
 
 async fn warm_up<C: Call<Small>>(target: &C) {
