@@ -50,6 +50,8 @@
 //! measured on purpose; those lines then say `load=N`:
 //! `cargo bench -p aqueduct --bench workloads -- W1 W6 --load 2`.
 //!
+//! `--runtime-threads=N` gives the bench's tokio runtime N worker threads instead of 2.
+//!
 //! `-- probe --shape=...` runs one of W1's shapes alone, round after round, for a
 //! profiler (see the `probe` module); only when named.
 
@@ -1592,8 +1594,14 @@ fn main() {
     if flags.iter().any(|flag| flag == "--uninterested-subscriber") {
         tracing::subscriber::set_global_default(Uninterested).unwrap();
     }
+    // `--runtime-threads=N`: the runtime's worker threads (2, as many as this machine's
+    // cores, unless told).
+    let runtime_threads = flags
+        .iter()
+        .find_map(|flag| flag.strip_prefix("--runtime-threads="))
+        .map_or(2, |n| n.parse().expect("--runtime-threads takes a number"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(runtime_threads)
         .enable_all()
         .build()
         .unwrap();

@@ -8,15 +8,19 @@
 //! - `process3`, `thread3`: W1's three no-op stages on worker processes or threads;
 //!   `process1`: W1's bound, one process stage doing all three; `hand3`: W1's hand-rolled
 //!   pipeline. A round is `--calls` calls (200 000) with `--in-flight` (256) outstanding,
-//!   driven as W1 drives them; it prints tasks/s and this process's CPU time per task
+//!   driven as W1 drives them; it prints tasks/s, this process's CPU time per task
 //!   (the flow's parent side: worker processes are not counted, the hand-rolled
-//!   pipeline's threads are).
+//!   pipeline's threads are) and the whole machine's (every CPU's busy time in
+//!   `/proc/stat`, in its 10 ms ticks: the workers, the kernel's work for them, and any
+//!   other program running meanwhile, such as `--load`'s threads).
 //! - `lone3`: a burst of W1's load (50 000 calls, 256 in flight) through the three process
 //!   stages, then `--lone` calls (20 000) one after another, in chunks of `--chunk`
 //!   (1000); it prints each chunk's p50, so how a lone call fares after a burst, and how
 //!   that moves from chunk to chunk, can be seen.
 //!
 //! `--load N` runs the rounds with N busy threads, as for the workloads.
+//! `--runtime-threads=N` gives the bench's tokio runtime N worker threads instead of 2
+//! (for every workload named with it: the driver and the flows run on that runtime).
 
 use rustix::time::{clock_gettime, ClockId};
 
@@ -102,12 +106,13 @@ async fn rounds<C: Call<Small>>(
     warm_up(target).await;
     let _busy = Load::start(load);
     for round in 1..=settings.rounds {
-        let (cpu, before) = (process_cpu_seconds(), dispatched());
+        let (cpu, machine, before) = (process_cpu_seconds(), machine_busy_seconds(), dispatched());
         let rate = throughput(target, settings.calls, settings.in_flight, |i| {
             std::future::ready(small(i as u64))
         })
         .await;
         let cpu_us = (process_cpu_seconds() - cpu) / settings.calls as f64 * 1e6;
+        let machine_us = (machine_busy_seconds() - machine) / settings.calls as f64 * 1e6;
         let per_dispatch: Vec<_> = dispatched()
             .iter()
             .zip(&before)
@@ -119,7 +124,7 @@ async fn rounds<C: Call<Small>>(
             )
             .collect();
         println!(
-            "PROBE shape={} round={round} tasks_per_s={rate:.0} cpu_us_per_task={cpu_us:.2} tasks_per_dispatch={} in_flight={} load={load}",
+            "PROBE shape={} round={round} tasks_per_s={rate:.0} cpu_us_per_task={cpu_us:.2} machine_cpu_us_per_task={machine_us:.2} tasks_per_dispatch={} in_flight={} load={load}",
             settings.shape,
             if per_dispatch.is_empty() { "-".to_owned() } else { per_dispatch.join("/") },
             settings.in_flight
@@ -171,4 +176,27 @@ async fn warm_up<C: Call<Small>>(target: &C) {
 fn process_cpu_seconds() -> f64 {
     let spent = clock_gettime(ClockId::ProcessCPUTime);
     spent.tv_sec as f64 + spent.tv_nsec as f64 * 1e-9
+}
+
+/// Busy time of all the machine's CPUs so far, in seconds: the user, nice, system, irq and
+/// softirq columns of `/proc/stat`'s first line, in `USER_HZ` ticks (100 a second on
+/// Linux). Not idle, I/O wait, or steal (time the hypervisor gave another guest).
+fn machine_busy_seconds() -> f64 {
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat is readable");
+    let cpu = stat.lines().next().expect("/proc/stat has a first line");
+    // user nice system idle iowait irq softirq (guest time is within user).
+    let busy: u64 = cpu
+        .split_whitespace()
+        .skip(1)
+        .take(7)
+        .enumerate()
+        .filter(|&(column, _)| column != 3 && column != 4)
+        .map(|(_, ticks)| {
+            ticks
+                .parse::<u64>()
+                .expect("/proc/stat's columns are numbers")
+        })
+        .sum();
+    busy as f64 / TICKS_PER_SECOND
 }
