@@ -18,9 +18,7 @@
 //!   (1000); it prints each chunk's p50, so how a lone call fares after a burst, and how
 //!   that moves from chunk to chunk, can be seen.
 //!
-//! `--load N` runs the rounds with N busy threads, as for the workloads.
-//! `--runtime-threads=N` gives the bench's tokio runtime N worker threads instead of 2
-//! (for every workload named with it: the driver and the flows run on that runtime).
+//! `--load N` and `--runtime-threads=N` work as for the workloads (see the bench's doc).
 
 use rustix::time::{clock_gettime, ClockId};
 
@@ -179,10 +177,9 @@ fn process_cpu_seconds() -> f64 {
 }
 
 /// Busy time of all the machine's CPUs so far, in seconds: the user, nice, system, irq and
-/// softirq columns of `/proc/stat`'s first line, in `USER_HZ` ticks (100 a second on
-/// Linux). Not idle, I/O wait, or steal (time the hypervisor gave another guest).
+/// softirq columns of `/proc/stat`'s first line, in clock ticks (`USER_HZ`). Not idle, I/O
+/// wait, or steal (time the hypervisor gave another guest).
 fn machine_busy_seconds() -> f64 {
-    const TICKS_PER_SECOND: f64 = 100.0;
     let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat is readable");
     let cpu = stat.lines().next().expect("/proc/stat has a first line");
     // user nice system idle iowait irq softirq (guest time is within user).
@@ -198,5 +195,5 @@ fn machine_busy_seconds() -> f64 {
                 .expect("/proc/stat's columns are numbers")
         })
         .sum();
-    busy as f64 / TICKS_PER_SECOND
+    busy as f64 / rustix::param::clock_ticks_per_second() as f64
 }
