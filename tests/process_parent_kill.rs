@@ -6,8 +6,11 @@
 //! and waits on pidfds for the workers to be gone.
 
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
+
+mod worker_exit;
+use worker_exit::{exits_within, pidfd};
 
 const ROLE_ENV: &str = "AQUEDUCT_TEST_PARENT_ROLE";
 
@@ -56,29 +59,6 @@ fn shm_files() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn pidfd(pid: u32) -> OwnedFd {
-    // SAFETY: pidfd_open takes a pid and flags; it returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    assert!(
-        fd >= 0,
-        "pidfd_open({pid}): {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-    unsafe { OwnedFd::from_raw_fd(fd as i32) }
-}
-
-/// Waits up to `timeout_ms` for the process behind `fd` to exit.
-fn exits_within(fd: &OwnedFd, timeout_ms: i32) -> bool {
-    let mut poll = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut poll, 1, timeout_ms) == 1 }
 }
 
 #[test]

@@ -190,6 +190,20 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
     fn shutdown(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// The flow halted (`stop(false)`): every caller has been answered, so no batch in
+    /// flight is awaited by anyone. Ends the workers now instead of when the runner is
+    /// done, which a batch that never finishes would put off for ever: a worker process
+    /// still running one is killed after its close grace, and the batch fails with
+    /// [`Error::Stopped`]. (A thread cannot be killed: a thread executor lets its
+    /// handlers finish, as before.)
+    fn halt(&self) {}
+
+    /// Whether the executor was halted or shut down: none of its workers will be up
+    /// again.
+    fn is_closed(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
+use tokio::sync::Notify;
+
 use super::deadlines::Deadlines;
 use super::expecting::Expecting;
 use crate::sync::{Counted, Padded};
@@ -25,6 +27,8 @@ pub(crate) struct Control {
     in_flight: Padded<AtomicUsize>,
     /// Set when the flow halts without finishing its tasks; runners look at it.
     halted: AtomicBool,
+    /// Wakes whoever awaits the halt (see [`Control::halted`]).
+    halt: Notify,
     /// Wakes the callers waiting for an answer when their deadline passes or the flow
     /// halts.
     deadlines: Deadlines,
@@ -38,6 +42,7 @@ impl Control {
             state: AtomicU8::new(FlowState::Running as u8),
             in_flight: Padded(AtomicUsize::new(0)),
             halted: AtomicBool::new(false),
+            halt: Notify::new(),
             deadlines: Deadlines::new(),
             expecting: Expecting::new(),
         }
@@ -104,10 +109,21 @@ impl Control {
 
     pub(crate) fn halt(&self) {
         self.halted.store(true, Ordering::Release);
+        self.halt.notify_waiters();
         self.deadlines.wake_all();
     }
 
     pub(crate) fn is_halted(&self) -> bool {
         self.halted.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the flow has halted.
+    pub(crate) async fn halted(&self) {
+        let mut halt = std::pin::pin!(self.halt.notified());
+        // Registered before the look: a halt after it wakes this one.
+        halt.as_mut().enable();
+        if !self.is_halted() {
+            halt.await;
+        }
     }
 }

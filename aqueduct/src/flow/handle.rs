@@ -326,10 +326,20 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// Graceful: every task already accepted runs to completion and is delivered, then
     /// the workers exit and this returns. Not graceful: every waiting caller gets
     /// [`Error::Stopped`] at once, queued tasks are dropped unrun, and this returns
-    /// without waiting for batches that are mid-handler (their results are discarded).
+    /// without waiting for batches that are mid-handler (their results are discarded);
+    /// the worker processes are asked to exit, and one still running a batch 2 s later
+    /// (a handler stuck, with no `exec_timeout_ms`) is killed. Worker threads cannot be
+    /// killed: they finish their batches.
+    ///
+    /// A stop that does not wait also cuts short a graceful one under way (one waiting on
+    /// a stuck handler, say), which then returns too: the usual shutdown is a graceful
+    /// stop within a time limit, then one that does not wait.
     pub async fn stop(&self, graceful: bool) {
         let inner = &*self.inner;
         if !inner.control.begin_stop() {
+            if !graceful {
+                inner.control.halt();
+            }
             return;
         }
         // A task still standing in line for room was not accepted.
@@ -429,9 +439,13 @@ impl<In: Task, Out: Task> Flow<In, Out> {
 
 impl<In: Task, Out: Task> Drop for Inner<In, Out> {
     fn drop(&mut self) {
-        // Stages drain what they accepted and exit; worker threads end with them. (No
-        // task stands in line: its caller would hold the flow.)
+        // No caller is left (each holds the flow while it waits), so nothing that is
+        // still queued or running is awaited: the flow halts, as `stop(false)` would, and
+        // its stages end; a worker process stuck in a batch is killed after its close
+        // grace rather than kept for the program's life. Worker threads end with their
+        // stages. (No task stands in line: its caller would hold the flow.)
         drop(self.input.close());
+        self.control.halt();
         self.control.close();
     }
 }

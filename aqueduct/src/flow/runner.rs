@@ -138,6 +138,7 @@ where
         // dispatches it on the seat; the runner takes it back when work reaches it, or
         // waits for it if it is out. Work is awaited without taking a task, so that a
         // task arriving while the seat is out stays queued, as any other.
+        let halt = self.end_workers_on_halt();
         let seats = &self.seats;
         let stage = &*self.stage;
         let workers = stage.config.nprocs;
@@ -250,7 +251,25 @@ where
                 });
             }
         }
+        halt.abort();
         stage.executor.shutdown().await;
+    }
+
+    /// Watches for the flow's halt (`stop(false)`, or a start that failed) and then ends
+    /// the stage's workers at once (see [`Executor::halt`]): a batch that never finishes
+    /// (a handler stuck, no execution timeout) would otherwise hold its seat, and so this
+    /// runner and every worker, for ever. Once the executor is closed the runner takes
+    /// no seat again (see [`StageRunner::up_seat`]), so it ends as soon as its batches in
+    /// flight come back.
+    fn end_workers_on_halt(&self) -> tokio::task::JoinHandle<()> {
+        let stage = Arc::downgrade(&self.stage);
+        let control = self.stage.control.clone();
+        tokio::spawn(async move {
+            control.halted().await;
+            if let Some(stage) = stage.upgrade() {
+                stage.executor.halt();
+            }
+        })
     }
 
     /// Offers `seat` to callers while the runner waits for work, if this stage lends
@@ -280,11 +299,15 @@ where
     }
 
     /// The next free seat whose worker is up; a seat whose worker is down goes back to
-    /// the pool only once the worker is up again. `None` if the pool is gone.
+    /// the pool only once the worker is up again. `None` if the pool is gone, or the
+    /// executor was closed (halted): no worker will be up again.
     async fn up_seat(&self) -> Option<Seat> {
         let executor = &self.stage.executor;
         loop {
             let seat = self.seats.take().await?;
+            if executor.is_closed() {
+                return None;
+            }
             if executor.is_up(seat.worker) {
                 return Some(seat);
             }

@@ -275,6 +275,16 @@ where
             let _ = supervisor.await;
         }
     }
+
+    fn halt(&self) {
+        // The supervisors ask each worker to close and kill it after the close grace if
+        // it does not (one stuck in a batch); none restarts.
+        self.shared.close();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
 }
 
 /// A batch published to a worker (or the reason it could not be).
@@ -381,6 +391,12 @@ async fn dispatch<S: Stage>(
         },
         Err(failure) => failure,
     };
+    // Halted meanwhile (see `Executor::halt`): the worker was ended on purpose and the
+    // batch's callers were answered; not a crash to report, nor tasks to send again.
+    // (The worker is gone, so nothing reads the batch's blocks any more.)
+    if shared.is_closed() && matches!(failure, Failure::Died(_) | Failure::NotTaken) {
+        return Dispatched::Failed(Error::Stopped);
+    }
     let error = match failure {
         Failure::NotTaken => return Dispatched::Unrun(batch),
         Failure::Died(exit) => Error::WorkerCrashed {

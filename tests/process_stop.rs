@@ -1,0 +1,95 @@
+//! A stop that does not wait ends the workers, even one stuck in its handler: its
+//! callers were answered, so nothing waits for that batch any more. It can cut short a
+//! graceful stop that waits on such a worker (the usual shutdown: graceful within a time
+//! limit, then not). And a flow dropped without a stop ends such a worker too.
+
+use std::time::Duration;
+
+use aqueduct::{Error, FlowState};
+
+mod worker_exit;
+use worker_exit::{exits_within, pidfd};
+
+#[aqueduct::task]
+struct Job {
+    id: u64,
+}
+
+/// Task 0 never finishes (no `exec_timeout_ms`: nothing ends it but the stop).
+#[aqueduct::handler]
+fn stuck_on_zero(job: &mut Job) {
+    if job.id == 0 {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+/// Longer than the close grace the stop gives a worker before it kills it (2 s).
+const WORKER_GONE_MS: i32 = 10_000;
+
+/// Starts the flow, gets its one worker stuck on task 0, and returns the flow with that
+/// worker's pidfd.
+async fn flow_with_a_stuck_worker() -> (aqueduct::Flow<Job, Job>, std::os::fd::OwnedFd) {
+    let flow = aqueduct::flow!(stuck_on_zero).start().await.unwrap();
+    assert_eq!(flow.process(Job { id: 1 }).await.unwrap().id, 1);
+    let worker = pidfd(flow.stats()[0].worker_pids[0]);
+    let short = Duration::from_millis(200);
+    assert!(matches!(
+        flow.process_timeout(Job { id: 0 }, short).await,
+        Err(Error::Timeout { .. })
+    ));
+    // The stage's only worker does not answer another task: it is stuck on task 0.
+    assert!(matches!(
+        flow.process_timeout(Job { id: 2 }, short).await,
+        Err(Error::Timeout { .. })
+    ));
+    assert!(!exits_within(&worker, 0), "the worker is alive");
+    (flow, worker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_does_not_wait_ends_a_worker_stuck_in_its_handler() {
+    let (flow, worker) = flow_with_a_stuck_worker().await;
+    flow.stop(false).await;
+    assert!(
+        exits_within(&worker, WORKER_GONE_MS),
+        "the stuck worker outlived the stop"
+    );
+    assert!(matches!(
+        flow.process(Job { id: 3 }).await,
+        Err(Error::NotRunning)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_does_not_wait_cuts_short_a_graceful_one() {
+    let (flow, worker) = flow_with_a_stuck_worker().await;
+    let graceful = tokio::spawn({
+        let flow = flow.clone();
+        async move { flow.stop(true).await }
+    });
+    while flow.state() == FlowState::Running {
+        tokio::task::yield_now().await;
+    }
+    flow.stop(false).await;
+    tokio::time::timeout(Duration::from_millis(WORKER_GONE_MS as u64), graceful)
+        .await
+        .expect("the graceful stop still waits on the stuck worker")
+        .unwrap();
+    assert_eq!(flow.state(), FlowState::Stopped);
+    assert!(
+        exits_within(&worker, WORKER_GONE_MS),
+        "the stuck worker outlived the stop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_dropped_without_a_stop_ends_a_worker_stuck_in_its_handler() {
+    let (flow, worker) = flow_with_a_stuck_worker().await;
+    drop(flow);
+    assert!(
+        exits_within(&worker, WORKER_GONE_MS),
+        "the stuck worker outlived its flow"
+    );
+}
