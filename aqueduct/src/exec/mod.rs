@@ -191,7 +191,7 @@ pub(crate) trait Executor<S: Stage>: Send + Sync + 'static {
         async {}
     }
 
-    /// The flow halted (`stop(false)`): every caller has been answered, so no batch in
+    /// The flow halted (`stop(false)`, or dropped): no caller waits, so no batch in
     /// flight is awaited by anyone. Ends the workers now instead of when the runner is
     /// done, which a batch that never finishes would put off for ever: a worker process
     /// still running one is killed after its close grace, and the batch fails with

@@ -29,7 +29,7 @@ pub(super) struct Delivery<S: Stage, R: Task, D> {
     pub downstream: D,
     pub counters: Arc<StageCounters>,
     pub pace: Arc<Pace>,
-    /// Where batches to run again go (see [`StageRunner::run`]).
+    /// Where batches to run again go (see [`super::runner::StageRunner::run`]).
     pub retries: async_channel::Sender<Vec<Envelope<S::Input, R>>>,
     /// The stage's `crash_retry` setting.
     pub crash_retry: bool,

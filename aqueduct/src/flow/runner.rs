@@ -255,12 +255,12 @@ where
         stage.executor.shutdown().await;
     }
 
-    /// Watches for the flow's halt (`stop(false)`, or a start that failed) and then ends
-    /// the stage's workers at once (see [`Executor::halt`]): a batch that never finishes
-    /// (a handler stuck, no execution timeout) would otherwise hold its seat, and so this
-    /// runner and every worker, for ever. Once the executor is closed the runner takes
-    /// no seat again (see [`StageRunner::up_seat`]), so it ends as soon as its batches in
-    /// flight come back.
+    /// Watches for the flow's halt (`stop(false)`, its last handle dropped, or a start
+    /// that failed) and then ends the stage's workers at once (see [`Executor::halt`]):
+    /// a batch that never finishes (a handler stuck, no execution timeout) would
+    /// otherwise hold its seat, and so this runner and every worker, for ever. Once the
+    /// executor is closed the runner takes no seat again (see [`StageRunner::up_seat`]),
+    /// so it ends as soon as its batches in flight come back.
     fn end_workers_on_halt(&self) -> tokio::task::JoinHandle<()> {
         let stage = Arc::downgrade(&self.stage);
         let control = self.stage.control.clone();
