@@ -93,3 +93,22 @@ async fn a_flow_dropped_without_a_stop_ends_a_worker_stuck_in_its_handler() {
         "the stuck worker outlived its flow"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_does_not_wait_after_a_graceful_one_given_up_stops_the_flow() {
+    let (flow, worker) = flow_with_a_stuck_worker().await;
+    // Given up on: the stuck worker holds it, and its future is dropped.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), flow.stop(true))
+            .await
+            .is_err(),
+        "the graceful stop waits on the stuck worker"
+    );
+    assert_eq!(flow.state(), FlowState::Stopping);
+    flow.stop(false).await;
+    assert_eq!(flow.state(), FlowState::Stopped);
+    assert!(
+        exits_within(&worker, WORKER_GONE_MS),
+        "the stuck worker outlived the stop"
+    );
+}

@@ -338,7 +338,10 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         let inner = &*self.inner;
         if !inner.control.begin_stop() {
             if !graceful {
+                // Stopped as a stop that does not wait leaves it, even if the graceful
+                // stop under way was given up on (its future dropped).
                 inner.control.halt();
+                inner.control.set_stopped();
             }
             return;
         }
