@@ -3,6 +3,7 @@
 //! graceful stop that waits on such a worker (the usual shutdown: graceful within a time
 //! limit, then not). And a flow dropped without a stop ends such a worker too.
 
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use aqueduct::{Error, FlowState};
@@ -111,4 +112,46 @@ async fn a_stop_that_does_not_wait_after_a_graceful_one_given_up_stops_the_flow(
         exits_within(&worker, WORKER_GONE_MS),
         "the stuck worker outlived the stop"
     );
+}
+
+/// Whether the thread stage's task 0 may finish; it waits for the test to say so.
+static RELEASED: Mutex<bool> = Mutex::new(false);
+static RELEASE: Condvar = Condvar::new();
+
+/// Task 0 waits until the test releases it: a worker thread stuck in a batch (threads
+/// cannot be killed), released only so that the test's runtime can end.
+#[aqueduct::handler(isolation = "thread")]
+fn thread_stuck_on_zero(job: &mut Job) {
+    if job.id == 0 {
+        let mut released = RELEASED.lock().unwrap();
+        while !*released {
+            released = RELEASE.wait(released).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_does_not_wait_cuts_short_a_graceful_one_held_by_a_worker_thread() {
+    let flow = aqueduct::flow!(thread_stuck_on_zero).start().await.unwrap();
+    let short = Duration::from_millis(200);
+    assert!(matches!(
+        flow.process_timeout(Job { id: 0 }, short).await,
+        Err(Error::Timeout { .. })
+    ));
+    let graceful = tokio::spawn({
+        let flow = flow.clone();
+        async move { flow.stop(true).await }
+    });
+    while flow.state() == FlowState::Running {
+        tokio::task::yield_now().await;
+    }
+    flow.stop(false).await;
+    let cut_short =
+        tokio::time::timeout(Duration::from_millis(WORKER_GONE_MS as u64), graceful).await;
+    *RELEASED.lock().unwrap() = true;
+    RELEASE.notify_all();
+    cut_short
+        .expect("the graceful stop still waits on the stuck worker thread")
+        .unwrap();
+    assert_eq!(flow.state(), FlowState::Stopped);
 }

@@ -353,14 +353,23 @@ impl<In: Task, Out: Task> Flow<In, Out> {
         inner.load.room.notify_waiters();
         if graceful {
             let runners = std::mem::take(&mut *lock(&inner.runners));
-            for runner in runners {
-                let _ = runner.await;
-            }
             let threads = std::mem::take(&mut *lock(&inner.threads));
-            let _ = tokio::task::spawn_blocking(move || {
-                threads.into_iter().for_each(|t| drop(t.join()))
-            })
-            .await;
+            let finished = async {
+                for runner in runners {
+                    let _ = runner.await;
+                }
+                let _ = tokio::task::spawn_blocking(move || {
+                    threads.into_iter().for_each(|t| drop(t.join()))
+                })
+                .await;
+            };
+            // A stop that does not wait, meanwhile, cuts this one short: what is left
+            // ends on its own (a worker process within its close grace; a worker thread
+            // stuck in a batch when its handler returns, which no stop can hasten).
+            tokio::select! {
+                () = finished => {}
+                () = inner.control.halted() => {}
+            }
         } else {
             inner.control.halt();
         }
