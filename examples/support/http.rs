@@ -35,6 +35,10 @@ pub const BODY_BYTES: usize = FEATURES * 4;
 pub const RETRY_AFTER_S: u32 = 1;
 /// The inference endpoint.
 pub const CLASSIFY_PATH: &str = "/v1/classify";
+/// How long the shutdown lets the flow finish what it accepted before it stops without
+/// waiting (a handler stuck, with no execution timeout, would hold a graceful stop for
+/// ever, and the service would never exit).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// One request as the flow sees it: the body's bytes in shared memory, and the answer.
 #[aqueduct::task]
@@ -457,7 +461,15 @@ where
         }
     };
     if let Some(flow) = app.flow() {
-        flow.stop(true).await;
+        if tokio::time::timeout(STOP_GRACE, flow.stop(true))
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "http: the flow did not finish within {STOP_GRACE:?}; stopping it without waiting"
+            );
+            flow.stop(false).await;
+        }
         eprintln!("http: flow stopped");
     }
     outcome
