@@ -224,6 +224,42 @@ fn kill_cancels_pending_inputs_and_graceful_stop_finishes_them() {
     assert_eq!(doubler.feed(Num { n: 1 }), Err(Error::NotRunning));
 }
 
+static CUT_GATE: Gate = Gate::new();
+static CUT_ENTERED: Latch = Latch::new();
+
+#[aqueduct::handler(isolation = "thread")]
+fn held_cut(item: &mut Num) {
+    CUT_ENTERED.arrive();
+    CUT_GATE.wait();
+    item.n += 1;
+}
+
+#[test]
+fn kill_cuts_short_a_graceful_stop_under_way() {
+    let held = Processor::of::<held_cut>().start_blocking().unwrap();
+    held.feed_all(nums(0..3)).unwrap();
+    assert!(CUT_ENTERED.wait_for(1));
+    let (stopped_tx, stopped) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            held.stop_blocking(true).unwrap();
+            stopped_tx.send(()).unwrap();
+        });
+        while held.state() == ProcessorState::Running {
+            std::thread::yield_now();
+        }
+        held.stop_blocking(false).unwrap();
+        let cut_short = stopped.recv_timeout(LIMIT);
+        CUT_GATE.open();
+        cut_short.expect("the graceful stop still waits for the held input");
+    });
+    let status = held.status();
+    assert_eq!(
+        (status.state, status.cancelled, status.pending()),
+        (ProcessorState::Stopped, 3, 0)
+    );
+}
+
 static SEQ_ORDER: Record = Record::new();
 static SEQ_ACTIVE: AtomicU64 = AtomicU64::new(0);
 static SEQ_MAX_ACTIVE: AtomicU64 = AtomicU64::new(0);

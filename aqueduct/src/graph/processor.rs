@@ -220,10 +220,14 @@ impl<In: Task, Out: Task> Processor<In, Out> {
 
     /// Stops the processor and its flow; `feed` fails from now on. Graceful: every
     /// pending input finishes first. Not graceful (kill): every pending input is
-    /// cancelled and the flow halted. Results not yet taken stay available.
+    /// cancelled and the flow halted. Results not yet taken stay available. A kill also
+    /// cuts short a graceful stop under way, as for a flow (see [`Flow::stop`]).
+    ///
+    /// [`Flow::stop`]: crate::Flow::stop
     pub async fn stop(&self, graceful: bool) {
         let shared = self.shared();
-        if !shared.begin_stop() {
+        // Another stop under way: a graceful one adds nothing, a kill cuts it short.
+        if !shared.begin_stop() && graceful {
             return;
         }
         if graceful {
@@ -239,7 +243,8 @@ impl<In: Task, Out: Task> Processor<In, Out> {
     pub fn stop_blocking(&self, graceful: bool) -> Result<(), Error> {
         not_in_async()?;
         let shared = self.shared();
-        if !shared.begin_stop() {
+        // Another stop under way: a graceful one adds nothing, a kill cuts it short.
+        if !shared.begin_stop() && graceful {
             return Ok(());
         }
         if graceful {
