@@ -3,12 +3,14 @@
 //! graceful stop that waits on such a worker (the usual shutdown: graceful within a time
 //! limit, then not). And a flow dropped without a stop ends such a worker too.
 
-use std::sync::{Condvar, Mutex};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use aqueduct::{Error, FlowState};
+use aqueduct::{Error, Flow, FlowState};
 
+mod graph_common;
 mod worker_exit;
+use graph_common::Gate;
 use worker_exit::{exits_within, pidfd};
 
 #[aqueduct::task]
@@ -31,7 +33,7 @@ const WORKER_GONE_MS: i32 = 10_000;
 
 /// Starts the flow, gets its one worker stuck on task 0, and returns the flow with that
 /// worker's pidfd.
-async fn flow_with_a_stuck_worker() -> (aqueduct::Flow<Job, Job>, std::os::fd::OwnedFd) {
+async fn flow_with_a_stuck_worker() -> (Flow<Job, Job>, OwnedFd) {
     let flow = aqueduct::flow!(stuck_on_zero).start().await.unwrap();
     assert_eq!(flow.process(Job { id: 1 }).await.unwrap().id, 1);
     let worker = pidfd(flow.stats()[0].worker_pids[0]);
@@ -49,23 +51,17 @@ async fn flow_with_a_stuck_worker() -> (aqueduct::Flow<Job, Job>, std::os::fd::O
     (flow, worker)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_that_does_not_wait_ends_a_worker_stuck_in_its_handler() {
-    let (flow, worker) = flow_with_a_stuck_worker().await;
-    flow.stop(false).await;
+/// Asserts that `worker` exits within [`WORKER_GONE_MS`]; `after` says after what.
+fn assert_gone(worker: &OwnedFd, after: &str) {
     assert!(
-        exits_within(&worker, WORKER_GONE_MS),
-        "the stuck worker outlived the stop"
+        exits_within(worker, WORKER_GONE_MS),
+        "the stuck worker outlived {after}"
     );
-    assert!(matches!(
-        flow.process(Job { id: 3 }).await,
-        Err(Error::NotRunning)
-    ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_that_does_not_wait_cuts_short_a_graceful_one() {
-    let (flow, worker) = flow_with_a_stuck_worker().await;
+/// Starts a graceful stop of `flow`, then, once it is under way, one that does not wait;
+/// whether the graceful stop returned within [`WORKER_GONE_MS`].
+async fn graceful_stop_cut_short(flow: &Flow<Job, Job>) -> bool {
     let graceful = tokio::spawn({
         let flow = flow.clone();
         async move { flow.stop(true).await }
@@ -76,23 +72,36 @@ async fn a_stop_that_does_not_wait_cuts_short_a_graceful_one() {
     flow.stop(false).await;
     tokio::time::timeout(Duration::from_millis(WORKER_GONE_MS as u64), graceful)
         .await
-        .expect("the graceful stop still waits on the stuck worker")
-        .unwrap();
-    assert_eq!(flow.state(), FlowState::Stopped);
+        .is_ok_and(|joined| joined.is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_does_not_wait_ends_a_worker_stuck_in_its_handler() {
+    let (flow, worker) = flow_with_a_stuck_worker().await;
+    flow.stop(false).await;
+    assert_gone(&worker, "the stop");
+    assert!(matches!(
+        flow.process(Job { id: 3 }).await,
+        Err(Error::NotRunning)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_does_not_wait_cuts_short_a_graceful_one() {
+    let (flow, worker) = flow_with_a_stuck_worker().await;
     assert!(
-        exits_within(&worker, WORKER_GONE_MS),
-        "the stuck worker outlived the stop"
+        graceful_stop_cut_short(&flow).await,
+        "the graceful stop still waits on the stuck worker"
     );
+    assert_eq!(flow.state(), FlowState::Stopped);
+    assert_gone(&worker, "the stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_dropped_without_a_stop_ends_a_worker_stuck_in_its_handler() {
     let (flow, worker) = flow_with_a_stuck_worker().await;
     drop(flow);
-    assert!(
-        exits_within(&worker, WORKER_GONE_MS),
-        "the stuck worker outlived its flow"
-    );
+    assert_gone(&worker, "its flow");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,25 +117,18 @@ async fn a_stop_that_does_not_wait_after_a_graceful_one_given_up_stops_the_flow(
     assert_eq!(flow.state(), FlowState::Stopping);
     flow.stop(false).await;
     assert_eq!(flow.state(), FlowState::Stopped);
-    assert!(
-        exits_within(&worker, WORKER_GONE_MS),
-        "the stuck worker outlived the stop"
-    );
+    assert_gone(&worker, "the stop");
 }
 
-/// Whether the thread stage's task 0 may finish; it waits for the test to say so.
-static RELEASED: Mutex<bool> = Mutex::new(false);
-static RELEASE: Condvar = Condvar::new();
+/// Opened by the test once it has asserted: the thread stage's task 0 waits at it.
+static RELEASE: Gate = Gate::new();
 
 /// Task 0 waits until the test releases it: a worker thread stuck in a batch (threads
 /// cannot be killed), released only so that the test's runtime can end.
 #[aqueduct::handler(isolation = "thread")]
 fn thread_stuck_on_zero(job: &mut Job) {
     if job.id == 0 {
-        let mut released = RELEASED.lock().unwrap();
-        while !*released {
-            released = RELEASE.wait(released).unwrap();
-        }
+        RELEASE.wait();
     }
 }
 
@@ -138,20 +140,11 @@ async fn a_stop_that_does_not_wait_cuts_short_a_graceful_one_held_by_a_worker_th
         flow.process_timeout(Job { id: 0 }, short).await,
         Err(Error::Timeout { .. })
     ));
-    let graceful = tokio::spawn({
-        let flow = flow.clone();
-        async move { flow.stop(true).await }
-    });
-    while flow.state() == FlowState::Running {
-        tokio::task::yield_now().await;
-    }
-    flow.stop(false).await;
-    let cut_short =
-        tokio::time::timeout(Duration::from_millis(WORKER_GONE_MS as u64), graceful).await;
-    *RELEASED.lock().unwrap() = true;
-    RELEASE.notify_all();
-    cut_short
-        .expect("the graceful stop still waits on the stuck worker thread")
-        .unwrap();
+    let cut_short = graceful_stop_cut_short(&flow).await;
+    RELEASE.open();
+    assert!(
+        cut_short,
+        "the graceful stop still waits on the stuck worker thread"
+    );
     assert_eq!(flow.state(), FlowState::Stopped);
 }

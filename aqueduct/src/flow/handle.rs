@@ -336,13 +336,10 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// stop within a time limit, then one that does not wait.
     pub async fn stop(&self, graceful: bool) {
         let inner = &*self.inner;
-        if !inner.control.begin_stop() {
-            if !graceful {
-                // Stopped as a stop that does not wait leaves it, even if the graceful
-                // stop under way was given up on (its future dropped).
-                inner.control.halt();
-                inner.control.set_stopped();
-            }
+        // Another stop under way: a graceful one adds nothing; one that does not wait
+        // goes on, cutting it short, and leaves the flow stopped even if the graceful
+        // stop was given up on (its future dropped). Closing the input again is a no-op.
+        if !inner.control.begin_stop() && graceful {
             return;
         }
         // A task still standing in line for room was not accepted.
