@@ -1,7 +1,7 @@
 //! Synchronisation helpers for the graph tests (and `process_stop.rs`'s gate): handlers
 //! on worker threads wait at a [`Gate`] the test opens, and report arrivals on a
-//! [`Latch`] the test waits on, so inputs can be held pending without sleeping. Every wait has a generous safety limit,
-//! so a broken test fails instead of hanging.
+//! [`Latch`] the test waits on, so inputs can be held pending without sleeping. Every
+//! wait has a generous safety limit, so a broken test fails instead of hanging.
 #![allow(dead_code)]
 
 use std::sync::{Condvar, Mutex, MutexGuard};
