@@ -188,15 +188,7 @@ fn cancel_all_cancels_running_and_waiting_inputs() {
     assert_eq!(held.feed(Num { n: 9 }), Err(Error::NotRunning));
 }
 
-static STOP_GATE: Gate = Gate::new();
-static STOP_ENTERED: Latch = Latch::new();
-
-#[aqueduct::handler(isolation = "thread")]
-fn held_stop(item: &mut Num) {
-    STOP_ENTERED.arrive();
-    STOP_GATE.wait();
-    item.n += 1;
-}
+graph_common::held_at_gate!(held_stop, STOP_GATE, STOP_ENTERED);
 
 #[test]
 fn kill_cancels_pending_inputs_and_graceful_stop_finishes_them() {
@@ -224,15 +216,7 @@ fn kill_cancels_pending_inputs_and_graceful_stop_finishes_them() {
     assert_eq!(doubler.feed(Num { n: 1 }), Err(Error::NotRunning));
 }
 
-static CUT_GATE: Gate = Gate::new();
-static CUT_ENTERED: Latch = Latch::new();
-
-#[aqueduct::handler(isolation = "thread")]
-fn held_cut(item: &mut Num) {
-    CUT_ENTERED.arrive();
-    CUT_GATE.wait();
-    item.n += 1;
-}
+graph_common::held_at_gate!(held_cut, CUT_GATE, CUT_ENTERED);
 
 #[test]
 fn kill_cuts_short_a_graceful_stop_under_way() {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use aqueduct::graph::{Graph, Processor, Progress, ResultHandle};
 use aqueduct::Error;
-use graph_common::{Gate, Latch, LIMIT};
+use graph_common::LIMIT;
 
 #[aqueduct::task]
 #[derive(Debug, PartialEq)]
@@ -174,16 +174,7 @@ async fn converters_drop_and_multiply_items() {
     .await;
 }
 
-static GRAPH_GATE: Gate = Gate::new();
-static GRAPH_ENTERED: Latch = Latch::new();
-
-// On a worker thread, so the test can hold it at a gate.
-#[aqueduct::handler(isolation = "thread")]
-fn held(item: &mut Num) {
-    GRAPH_ENTERED.arrive();
-    GRAPH_GATE.wait();
-    item.n += 1;
-}
+graph_common::held_at_gate!(held, GRAPH_GATE, GRAPH_ENTERED);
 
 /// What a converter saw.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

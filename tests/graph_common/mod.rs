@@ -7,6 +7,26 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// Defines `$name`, a stage on a worker thread that reports each task on `$entered`,
+/// then waits at `$gate` before adding one to its `n` (the calling test's `Num`), with
+/// its own gate and latch: tests run in parallel, so each holds its inputs at its own.
+#[allow(unused_macros)]
+macro_rules! held_at_gate {
+    ($name:ident, $gate:ident, $entered:ident) => {
+        static $gate: crate::graph_common::Gate = crate::graph_common::Gate::new();
+        static $entered: crate::graph_common::Latch = crate::graph_common::Latch::new();
+
+        #[aqueduct::handler(isolation = "thread")]
+        fn $name(item: &mut Num) {
+            $entered.arrive();
+            $gate.wait();
+            item.n += 1;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use held_at_gate;
+
 /// How long any wait may take before the test is considered broken.
 pub const LIMIT: Duration = Duration::from_secs(30);
 

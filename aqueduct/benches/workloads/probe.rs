@@ -11,7 +11,7 @@
 //!   driven as W1 drives them; it prints tasks/s, this process's CPU time per task
 //!   (the flow's parent side: worker processes are not counted, the hand-rolled
 //!   pipeline's threads are) and the whole machine's (every CPU's busy time in
-//!   `/proc/stat`, in its 10 ms ticks: the workers, the kernel's work for them, and any
+//!   `/proc/stat`, in clock ticks: the workers, the kernel's work for them, and any
 //!   other program running meanwhile, such as `--load`'s threads).
 //! - `lone3`: a burst of W1's load (50 000 calls, 256 in flight) through the three process
 //!   stages, then `--lone` calls (20 000) one after another, in chunks of `--chunk`

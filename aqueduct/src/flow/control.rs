@@ -102,6 +102,13 @@ impl Control {
             .is_ok()
     }
 
+    /// Starts a stop (see [`Control::begin_stop`]); whether it goes on. With another stop
+    /// under way, a graceful one adds nothing, and one that does not wait goes on,
+    /// cutting it short (or ending a graceful stop whose caller gave up on it).
+    pub(crate) fn stop_goes_on(&self, graceful: bool) -> bool {
+        self.begin_stop() || !graceful
+    }
+
     pub(crate) fn set_stopped(&self) {
         self.state
             .store(FlowState::Stopped as u8, Ordering::Release);

@@ -336,13 +336,11 @@ impl<In: Task, Out: Task> Flow<In, Out> {
     /// stop within a time limit, then one that does not wait.
     pub async fn stop(&self, graceful: bool) {
         let inner = &*self.inner;
-        // Another stop under way: a graceful one adds nothing; one that does not wait
-        // goes on, cutting it short, and leaves the flow stopped even if the graceful
-        // stop was given up on (its future dropped). Closing the input again is a no-op.
-        if !inner.control.begin_stop() && graceful {
+        if !inner.control.stop_goes_on(graceful) {
             return;
         }
-        // A task still standing in line for room was not accepted.
+        // A task still standing in line for room was not accepted. (In a stop that cuts
+        // another short, the input is closed already and this finds none.)
         for refused in inner.input.close() {
             refused.split().1.fail(Error::NotRunning);
         }

@@ -226,8 +226,7 @@ impl<In: Task, Out: Task> Processor<In, Out> {
     /// [`Flow::stop`]: crate::Flow::stop
     pub async fn stop(&self, graceful: bool) {
         let shared = self.shared();
-        // Another stop under way: a graceful one adds nothing, a kill cuts it short.
-        if !shared.begin_stop() && graceful {
+        if !shared.stop_goes_on(graceful) {
             return;
         }
         if graceful {
@@ -243,8 +242,7 @@ impl<In: Task, Out: Task> Processor<In, Out> {
     pub fn stop_blocking(&self, graceful: bool) -> Result<(), Error> {
         not_in_async()?;
         let shared = self.shared();
-        // Another stop under way: a graceful one adds nothing, a kill cuts it short.
-        if !shared.begin_stop() && graceful {
+        if !shared.stop_goes_on(graceful) {
             return Ok(());
         }
         if graceful {

@@ -279,6 +279,12 @@ impl<In: Task, Out: Task> Shared<In, Out> {
         true
     }
 
+    /// Starts a stop (see [`Self::begin_stop`]); whether it goes on. With another stop
+    /// under way, a graceful one adds nothing and a kill goes on, cutting it short.
+    pub(crate) fn stop_goes_on(&self, graceful: bool) -> bool {
+        self.begin_stop() || !graceful
+    }
+
     pub(crate) fn set_stopped(&self) {
         self.lock().state = ProcessorState::Stopped;
         self.wake();
