@@ -26,6 +26,39 @@ pub(crate) fn read_counter(fd: impl AsFd) -> io::Result<u64> {
     Ok(u64::from_ne_bytes(value))
 }
 
+/// Waits until `first` or `second` (if any) is readable (has data, or its other end
+/// closed), at most `timeout` (`None`: as long as it takes); which of the two are. An
+/// interrupted wait says neither, so the caller looks again.
+pub(crate) fn wait_readable(
+    first: BorrowedFd<'_>,
+    second: Option<BorrowedFd<'_>>,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<(bool, bool)> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let flags = PollFlags::IN;
+    let mut both = [
+        PollFd::from_borrowed_fd(first, flags),
+        PollFd::from_borrowed_fd(first, flags),
+    ];
+    if let Some(second) = second {
+        both[1] = PollFd::from_borrowed_fd(second, flags);
+    }
+    let fds = if second.is_some() {
+        &mut both[..]
+    } else {
+        &mut both[..1]
+    };
+    // A wait too long for a `timespec` is a wait without end.
+    let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
+    match rustix::event::poll(fds, timeout.as_ref()) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok((false, false)),
+        Err(error) => return Err(error.into()),
+    }
+    let ready = |fd: Option<&PollFd<'_>>| fd.is_some_and(|fd| !fd.revents().is_empty());
+    Ok((ready(fds.first()), ready(fds.get(1))))
+}
+
 /// [`set_close_on_exec`] on a descriptor number. Async-signal-safe.
 ///
 /// # Safety

@@ -17,18 +17,24 @@
 //! The parent reads until the pipe closes, whatever it carries: bytes that are not UTF-8
 //! are decoded lossily, and a line longer than [`MAX_LINE`] keeps its start and says how
 //! much was dropped. Stopping early would close the pipe, and every later write to
-//! stderr in the worker (an `eprintln!`, a panic message) would then fail or panic.
+//! stderr in the worker (an `eprintln!`, a panic message) would then fail or panic. Only
+//! once the worker is gone does reading end on its own, [`GRACE`] later: the pipe is
+//! then held open by a process the worker started, not by the worker.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, ErrorKind, Write as _};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write as _};
+use std::os::fd::{AsFd, OwnedFd};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
+
+use crate::platform::{eventfd, fd};
 
 /// Starts a line written by the worker's subscriber (ASCII record separator).
 const MARK: char = '\u{1e}';
@@ -187,45 +193,142 @@ impl SpanBook {
     }
 }
 
+/// How long a worker's stderr is still read once the worker is gone, and so how long a
+/// graceful stop waits for the last lines. The pipe ends as the worker exits, unless a
+/// process it started holds its stderr: that one's later output is then dropped, or
+/// every such process would keep a thread and a pipe of the parent's for its lifetime.
+pub(super) const GRACE: Duration = Duration::from_secs(1);
+
 /// Parent side: re-emits what worker `pid` of `stage` writes on `stderr`, until it
-/// closes (the worker exited); lines of a request lent a span in `book` go under it.
+/// closes (the worker exited) or [`GRACE`] after the worker is known to be gone (see
+/// [`Forwarded`]); lines of a request lent a span in `book` go under it.
 pub(crate) fn forward(
     stage: &'static str,
     pid: u32,
     stderr: std::fs::File,
     book: Arc<SpanBook>,
 ) -> Forwarded {
+    let gone = match eventfd::create(true) {
+        Ok(fd) => Some(Arc::new(fd)),
+        Err(e) => {
+            tracing::warn!(
+                stage,
+                pid,
+                "worker logs will be read until their pipe closes: {e}"
+            );
+            None
+        }
+    };
     let (done, forwarded) = tokio::sync::oneshot::channel();
+    let mut reader = UntilGone {
+        stderr,
+        gone: gone.clone(),
+        deadline: None,
+        cut: false,
+    };
     let spawned = std::thread::Builder::new()
         .name(format!("aqueduct-log-{pid}"))
         .spawn(move || {
-            if let Err(e) = for_each_line(BufReader::new(stderr), MAX_LINE, |line| {
+            let read = for_each_line(BufReader::new(&mut reader), MAX_LINE, |line| {
                 emit(stage, pid, line, &book)
-            }) {
+            });
+            if let Err(e) = read {
                 tracing::warn!(stage, pid, "stopped forwarding worker logs: {e}");
+            } else if reader.cut {
+                tracing::warn!(
+                    stage,
+                    pid,
+                    "stopped forwarding worker logs {GRACE:?} after the worker exited: a process it started still holds its stderr, and what it writes there is dropped"
+                );
             }
             drop(done);
         });
     if let Err(e) = spawned {
         tracing::warn!(stage, pid, "cannot forward worker logs: {e}");
     }
-    Forwarded(forwarded)
+    Forwarded {
+        done: forwarded,
+        gone,
+    }
 }
 
-/// Resolves once a worker's log lines have all been forwarded: its stderr reached its
-/// end (the worker and whatever shared its stderr exited), or nothing forwards them.
+/// A worker's stderr, read until it closes or until [`GRACE`] after `gone` is signalled,
+/// whichever comes first; then it reads as ended.
+struct UntilGone {
+    stderr: std::fs::File,
+    /// Signalled once the worker is gone (`None`: read until the pipe closes).
+    gone: Option<Arc<OwnedFd>>,
+    /// When reading stops, once `gone` was seen.
+    deadline: Option<Instant>,
+    /// Whether reading stopped at the deadline rather than at the pipe's end.
+    cut: bool,
+}
+
+impl Read for UntilGone {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let Some(gone) = self.gone.clone() else {
+            return self.stderr.read(out);
+        };
+        loop {
+            let stderr = self.stderr.as_fd();
+            let (data, told) = match self.deadline {
+                None => fd::wait_readable(stderr, Some(gone.as_fd()), None)?,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        self.cut = true;
+                        return Ok(0);
+                    }
+                    fd::wait_readable(stderr, None, Some(left))?
+                }
+            };
+            if data {
+                return self.stderr.read(out);
+            }
+            if told && self.deadline.is_none() {
+                self.deadline = Some(Instant::now() + GRACE);
+            }
+        }
+    }
+}
+
+/// The parent's side of a worker's log forwarding: resolves once the worker's lines
+/// have all been forwarded. Dropped, or [`Forwarded::within`] called, it tells the
+/// forwarding that the worker is gone, so that it ends within [`GRACE`] even if the
+/// pipe stays open.
 #[derive(Debug)]
-pub(crate) struct Forwarded(tokio::sync::oneshot::Receiver<()>);
+pub(crate) struct Forwarded {
+    done: tokio::sync::oneshot::Receiver<()>,
+    gone: Option<Arc<OwnedFd>>,
+}
 
 impl Forwarded {
     /// Nothing to wait for (the worker's stderr was not a pipe).
     pub(crate) fn none() -> Self {
-        Self(tokio::sync::oneshot::channel().1)
+        Self {
+            done: tokio::sync::oneshot::channel().1,
+            gone: None,
+        }
     }
 
-    /// Waits until the worker's lines are forwarded, or `limit` has passed.
-    pub(crate) async fn within(self, limit: std::time::Duration) {
-        let _ = tokio::time::timeout(limit, self.0).await;
+    /// The worker has exited: waits until its lines are forwarded (at most [`GRACE`],
+    /// and then twice that, should the parent's subscriber block the forwarding).
+    pub(crate) async fn within(mut self) {
+        self.tell_gone();
+        let _ = tokio::time::timeout(2 * GRACE, &mut self.done).await;
+    }
+
+    fn tell_gone(&mut self) {
+        if let Some(gone) = self.gone.take() {
+            // A full counter is as good as told; nothing else can fail here.
+            let _ = eventfd::add(&*gone, 1);
+        }
+    }
+}
+
+impl Drop for Forwarded {
+    fn drop(&mut self) {
+        self.tell_gone();
     }
 }
 

@@ -36,10 +36,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const STABLE_AFTER: Duration = Duration::from_secs(1);
 /// How long a worker asked to close may take before it is killed.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Longest a closing worker's log lines are waited for once it has exited, so that a
-/// graceful stop returns with everything its workers wrote forwarded. (The pipe ends at
-/// once unless the worker left a process holding its stderr.)
-const LOGS_GRACE: Duration = Duration::from_secs(1);
 
 /// A started worker: its process and the sender of its exit.
 struct Started {
@@ -116,7 +112,8 @@ pub(super) async fn supervise<S: Stage>(
                 }
                 let _ = started.exit.send(Some(Exit { signal }));
                 if !restart {
-                    started.logs.within(LOGS_GRACE).await;
+                    // So that a graceful stop returns with everything its workers wrote forwarded.
+                    started.logs.within().await;
                     return;
                 }
                 if started_at.elapsed() >= STABLE_AFTER || conn.served.load(Ordering::Relaxed) {
