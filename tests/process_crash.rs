@@ -1,5 +1,5 @@
 //! Worker processes that die mid-batch, in stages with `crash_retry = false`: the batch
-//! they were executing fails with `Error::WorkerCrashed`, tasks queued behind it run on
+//! call they were executing fails with `Error::WorkerCrashed`, tasks queued behind it run on
 //! the restarted worker, later tasks succeed, and the restart is counted. A worker past
 //! the execution timeout is killed the same way. (With `crash_retry` on, the default,
 //! see `process_poison.rs`.)
@@ -38,10 +38,14 @@ fn hang_if_asked(job: &Job) -> Result<(), aqueduct::Error> {
     Ok(())
 }
 
+/// A batch handler: one call for the whole batch, which a lost worker loses whole. (A
+/// per-task handler loses only the task it was running: see `process_lost_runs.rs`.)
 #[aqueduct::handler(batch_size = 4, batch_timeout_ms = 60000, crash_retry = false)]
-fn double(job: &mut Job) -> Result<(), aqueduct::Error> {
-    hang_if_asked(job)?;
-    job.doubled = job.n * 2;
+fn double(jobs: &mut [Job]) -> Result<(), aqueduct::Error> {
+    for job in jobs {
+        hang_if_asked(job)?;
+        job.doubled = job.n * 2;
+    }
     Ok(())
 }
 

@@ -19,6 +19,7 @@ pub mod graph;
 mod hash;
 pub mod metrics;
 mod platform;
+mod progress;
 mod shapes;
 mod shm;
 mod spin;

@@ -7,6 +7,8 @@ use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 
+use crate::progress::Claim;
+
 thread_local! {
     /// Whether this thread is inside [`catch`]: a panic here becomes a task's error.
     static CATCHING: Cell<bool> = const { Cell::new(false) };
@@ -59,25 +61,28 @@ pub fn in_place_batch<T>(
     }
 }
 
-/// `fn(&mut T) [-> Result<(), E>]`.
-pub fn in_place_each<T>(
+/// `fn(&mut T) [-> Result<(), E>]`. Each task's start and end are told to the call's
+/// observer, if it has one (see `crate::progress`).
+pub fn in_place_each<T: 'static>(
     items: Vec<T>,
     mut f: impl FnMut(&mut T) -> Result<(), String>,
 ) -> Vec<Result<T, String>> {
+    let claim = Claim::take();
     items
         .into_iter()
-        .map(|mut item| catch(|| f(&mut item)).and_then(|r| r).map(|()| item))
+        .map(|mut item| claim.task(|| catch(|| f(&mut item)).and_then(|r| r).map(|()| item)))
         .collect()
 }
 
-/// `fn(T) -> U` or `-> Result<U, E>`.
-pub fn transform_each<T, U>(
+/// `fn(T) -> U` or `-> Result<U, E>`; observed as [`in_place_each`].
+pub fn transform_each<T, U: 'static>(
     items: Vec<T>,
     mut f: impl FnMut(T) -> Result<U, String>,
 ) -> Vec<Result<U, String>> {
+    let claim = Claim::take();
     items
         .into_iter()
-        .map(|item| catch(|| f(item)).and_then(|r| r))
+        .map(|item| claim.task(|| catch(|| f(item)).and_then(|r| r)))
         .collect()
 }
 

@@ -106,9 +106,17 @@ pub(crate) enum Dispatched<I: TaskField, O: TaskField> {
     /// tasks come back unrun, to be sent elsewhere.
     Unrun(Vec<Owned<I>>),
     /// The worker was lost while it held the batch (it died, ran past a timeout or broke
-    /// the protocol), so the tasks may have partly run. They come back with the error
-    /// that fails them unless the stage retries them.
-    Lost { error: Error, tasks: Vec<Owned<I>> },
+    /// the protocol). The batch's tasks, in order, are in three parts: the first
+    /// `finished.len()` have their results (written before the worker was lost), the
+    /// `running` ones may have partly run, and come back with the error that fails them
+    /// unless the stage retries them, and the `unrun` ones never began and go again.
+    /// (Where the worker's words do not say how far it got, every task is `running`.)
+    Lost {
+        error: Error,
+        finished: BatchResults<Owned<O>>,
+        running: Vec<Owned<I>>,
+        unrun: Vec<Owned<I>>,
+    },
     /// The batch cannot run (the stage is closing); its tasks were dropped.
     Failed(Error),
 }

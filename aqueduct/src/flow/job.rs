@@ -155,11 +155,18 @@ where
                 .map(|(route, task)| route.carry(task));
             let _ = delivery.retries.try_send(batch.collect());
         }
-        Dispatched::Lost { error, tasks } => {
+        Dispatched::Lost {
+            error,
+            finished,
+            running,
+            unrun,
+        } => {
             report_lost(S::NAME, &error);
-            // Each task goes again on its own, so that a poison task can take down
-            // no other task twice; one lost twice is failed (and dropped).
-            for (mut route, task) in routes.into_iter().zip(tasks) {
+            let mut routes = routes.into_iter();
+            let finished_routes: Vec<Route<R>> = routes.by_ref().take(finished.len()).collect();
+            // Each task that may have run goes again on its own, so that a poison task
+            // can take down no other task twice; one lost twice is failed (and dropped).
+            for (task, mut route) in running.into_iter().zip(routes.by_ref()) {
                 if delivery.crash_retry && route.lost() < MAX_LOSSES {
                     delivery.counters.retried();
                     let _ = delivery.retries.try_send(vec![route.carry(task)]);
@@ -167,6 +174,19 @@ where
                     delivery.counters.failed();
                     route.fail(error.clone());
                 }
+            }
+            // The tasks the worker never began go again together, as an unrun batch.
+            let unrun: Vec<_> = unrun
+                .into_iter()
+                .zip(routes)
+                .map(|(task, route)| route.carry(task))
+                .collect();
+            if !unrun.is_empty() {
+                let _ = delivery.retries.try_send(unrun);
+            }
+            // What the worker finished before it was lost is delivered as answered.
+            if !finished.is_empty() {
+                return deliver(finished, finished_routes, delivery, worker, Instant::now());
             }
         }
         Dispatched::Failed(error) => routes

@@ -42,7 +42,7 @@ pub fn running_request() -> u64 {
 /// `req_seq`, `taken_seq`, `resp_seq`, `worker_waiting`, `state`, `closing`,
 /// `parent_waiting`, `expected`, `declining`, or a field
 /// of the running request's lane (`tag`, `check`, `taken_tag`, `answer_tag`, `count`,
-/// `resp_count`), or of the other lane (the same names prefixed `other.`), or of the
+/// `resp_count`, `begun`, `begun_check`), or of the other lane (the same names prefixed `other.`), or of the
 /// running lane's first response slot (`slot.stamp`, `slot.check`, `slot.status`,
 /// `slot.len`). Returns `false` outside a worker process or for an unknown word.
 pub fn corrupt_control(word: &str, value: u64) -> bool {
@@ -77,6 +77,8 @@ pub fn corrupt_control(word: &str, value: u64) -> bool {
         "answer_tag" => head.answer_tag.store(value, Ordering::SeqCst),
         "count" => head.count.store(narrow, Ordering::SeqCst),
         "resp_count" => head.resp_count.store(narrow, Ordering::SeqCst),
+        "begun" => head.begun.store(value, Ordering::SeqCst),
+        "begun_check" => head.begun_check.store(value, Ordering::SeqCst),
         "slot.stamp" => slot.stamp.store(value, Ordering::SeqCst),
         "slot.check" => slot.check.store(value, Ordering::SeqCst),
         "slot.status" => slot.status.store(narrow, Ordering::SeqCst),

@@ -12,8 +12,10 @@
 //!   Every handle in an output must be either such a scratch block or one of the
 //!   handles lent with the batch; anything else is a protocol violation ([`results`]).
 //! * One [`supervisor`] task per worker owns its `Child` and awaits `wait()` (pidfd-based).
-//!   When the worker dies, the batch it was executing fails with
-//!   [`Error::WorkerCrashed`]; a batch it had not yet picked up is sent to its
+//!   When the worker dies, the tasks it was running fail with
+//!   [`Error::WorkerCrashed`] (a batch handler's whole call; of a per-task handler's run,
+//!   the one task: those it finished are delivered, those it had not begun go again,
+//!   see [`request_progress`]); a batch it had not yet picked up is sent to its
 //!   replacement; the worker is restarted with backoff. A worker past the stage's
 //!   execution timeout, or one that answers with invalid data, is killed and goes the
 //!   same way.
@@ -25,6 +27,7 @@ pub(crate) mod fault;
 mod logs;
 mod marker;
 pub(crate) mod registry;
+mod request_progress;
 mod results;
 mod spawn;
 mod spawner;
@@ -44,10 +47,10 @@ use tokio::task::JoinHandle;
 
 use self::channel::{EventFd, Region};
 use self::exchange::{answer, publish, Failure, Lanes, Ticket};
-use self::results::{claimed_copy_bytes, handle_offsets, take_results, Answer};
+use self::results::{claimed_copy_bytes, handle_offsets, take_progress, take_results, Answer};
 use self::supervisor::{closed, kill_and_wait, live, supervise};
 use self::wire::{read_report, Geometry, MAX_LANES};
-use super::{BatchResults, Dispatched, Executor, Wait};
+use super::{Dispatched, Executor, Wait};
 use crate::metrics::RestartCause;
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
@@ -295,35 +298,37 @@ type Published = (Arc<Conn>, Result<Ticket, Failure>);
 /// about what a task may run without yielding.
 const COPY_INLINE_MAX: u64 = 1 << 20;
 
-/// Reads and validates the worker's answer to `ticket`'s request, for `batch` (see
-/// [`take_results`]). If its results claim more than [`COPY_INLINE_MAX`] bytes of blocks
-/// the worker made, the answer is read on tokio's blocking pool, so that copying them
-/// never holds up the runtime's other tasks. Measured with 10 MiB blocks, 16 calls in
-/// flight (W3 `made_in_worker`): how long a `yield_now` took to come back, p99, went from
-/// 0.9-28 ms to 23-27 us (14-21 us on the idle runtime), for 11% less throughput (the
-/// two hops per answer). `block_in_place` kept the throughput with a p99 of 36-157 us,
-/// but it panics on a current-thread runtime and is unsupported in a `LocalSet`'s task
+/// Reads the worker's answer to `ticket`'s request, for `batch`, with `take` (which
+/// validates it: [`take_results`], or [`take_progress`] for a lost worker's). If its
+/// results claim more than [`COPY_INLINE_MAX`] bytes of blocks the worker made, the
+/// answer is read on tokio's blocking pool, so that copying them never holds up the
+/// runtime's other tasks. Measured with 10 MiB blocks, 16 calls in flight (W3
+/// `made_in_worker`): how long a `yield_now` took to come back, p99, went from 0.9-28 ms
+/// to 23-27 us (14-21 us on the idle runtime), for 11% less throughput (the two hops per
+/// answer). `block_in_place` kept the throughput with a p99 of 36-157 us, but it panics
+/// on a current-thread runtime and is unsupported in a `LocalSet`'s task
 /// (tokio-rs/tokio#7368: worker threads can be lost), neither of which can be told from
-/// here. The batch comes back with the results; `None` if the runtime shut down before
-/// the blocking pool ran the read (the batch is dropped).
-async fn read_answer<S: Stage>(
+/// here. The batch comes back with what `take` made of it; `None` if the runtime shut
+/// down before the blocking pool ran the read (the batch is dropped).
+async fn read_answer<S: Stage, T: Send + 'static>(
     shared: &Arc<Shared>,
     conn: &Arc<Conn>,
     ticket: &Ticket,
     batch: Vec<Owned<S::Input>>,
-) -> Option<(TakenResults<S>, Vec<Owned<S::Input>>)> {
+    take: fn(&Answer<'_>, &[S::Input]) -> T,
+) -> Option<(T, Vec<Owned<S::Input>>)> {
     let answer = answer_to(shared, conn, ticket.lane, ticket.seq);
     let heavy = !shared.output_handles.is_empty()
         && tokio::runtime::Handle::try_current().is_ok()
         && claimed_copy_bytes(&answer, batch.len()) > COPY_INLINE_MAX;
     if !heavy {
-        let taken = take_results::<S>(&answer, Owned::as_tasks(&batch));
+        let taken = take(&answer, Owned::as_tasks(&batch));
         return Some((taken, batch));
     }
     let (shared, conn, lane, seq) = (shared.clone(), conn.clone(), ticket.lane, ticket.seq);
     let read = tokio::task::spawn_blocking(move || {
         let answer = answer_to(&shared, &conn, lane, seq);
-        let taken = take_results::<S>(&answer, Owned::as_tasks(&batch));
+        let taken = take(&answer, Owned::as_tasks(&batch));
         (taken, batch)
     });
     match read.await {
@@ -332,9 +337,6 @@ async fn read_answer<S: Stage>(
         Err(_) => None,
     }
 }
-
-/// What [`take_results`] gives for stage `S`.
-type TakenResults<S> = Result<BatchResults<Owned<<S as Stage>::Output>>, String>;
 
 /// Where the answer to request `seq`, in `lane` of `conn`'s worker, lies.
 fn answer_to<'a>(shared: &'a Shared, conn: &'a Conn, lane: usize, seq: u64) -> Answer<'a> {
@@ -363,70 +365,121 @@ async fn dispatch<S: Stage>(
         }
         return Dispatched::Unrun(batch);
     };
-    let failure = match ticket {
-        Ok(ticket) => match answer(&shared, &ticket, wait).await {
-            Ok(()) => {
-                let taken = match read_answer::<S>(&shared, &conn, &ticket, batch).await {
-                    Some((taken, back)) => {
-                        batch = back;
-                        taken
-                    }
-                    None => return Dispatched::Failed(Error::Stopped),
-                };
-                match taken {
-                    Ok(results) => {
-                        conn.served.store(true, Ordering::Relaxed);
-                        let report = read_report(&conn.ctl, &shared.geometry, ticket.lane);
-                        conn.spans.answered(ticket.seq, report.log_lines);
-                        // The worker is done with the inputs: `batch` drops them.
-                        return Dispatched::Answered {
-                            results,
-                            compute: Duration::from_nanos(report.compute_ns),
-                        };
-                    }
-                    Err(reason) => Failure::Violation(reason),
+    let ticket = match ticket {
+        Ok(ticket) => ticket,
+        Err(failure) => return lost::<S>(&shared, &conn, None, batch, failure).await,
+    };
+    let failure = match answer(&shared, &ticket, wait).await {
+        Ok(()) => {
+            let Some((taken, back)) =
+                read_answer::<S, _>(&shared, &conn, &ticket, batch, take_results::<S>).await
+            else {
+                return Dispatched::Failed(Error::Stopped);
+            };
+            batch = back;
+            match taken {
+                Ok(results) => {
+                    conn.served.store(true, Ordering::Relaxed);
+                    let report = read_report(&conn.ctl, &shared.geometry, ticket.lane);
+                    conn.spans.answered(ticket.seq, report.log_lines);
+                    // The worker is done with the inputs: `batch` drops them.
+                    return Dispatched::Answered {
+                        results,
+                        compute: Duration::from_nanos(report.compute_ns),
+                    };
                 }
+                Err(reason) => Failure::Violation(reason),
             }
-            Err(failure) => failure,
-        },
+        }
         Err(failure) => failure,
     };
+    lost::<S>(&shared, &conn, Some(&ticket), batch, failure).await
+}
+
+/// What became of `batch`, which did not come back from the worker for `failure`: its
+/// worker is ended (if it is not gone already), and the batch is unrun, failed (the
+/// stage halted) or lost, with what the worker got done of it before (see
+/// [`take_progress`]) where it died or ran past its timeout. `ticket` is the batch's
+/// request, if it was published.
+async fn lost<S: Stage>(
+    shared: &Arc<Shared>,
+    conn: &Arc<Conn>,
+    ticket: Option<&Ticket>,
+    batch: Vec<Owned<S::Input>>,
+    failure: Failure,
+) -> Dispatched<S::Input, S::Output> {
     // Halted meanwhile (see `Executor::halt`): the worker was ended on purpose and the
     // batch's callers were answered; not a crash to report, nor tasks to send again.
     // (The worker is gone, so nothing reads the batch's blocks any more.)
     if shared.is_closed() && matches!(failure, Failure::Died(_) | Failure::NotTaken) {
         return Dispatched::Failed(Error::Stopped);
     }
-    let error = match failure {
+    let (error, progressed) = match failure {
         Failure::NotTaken => return Dispatched::Unrun(batch),
-        Failure::Died(exit) => Error::WorkerCrashed {
-            stage: shared.stage,
-            pid: conn.pid,
-            signal: exit.signal,
-        },
+        Failure::Died(exit) => {
+            let error = Error::WorkerCrashed {
+                stage: shared.stage,
+                pid: conn.pid,
+                signal: exit.signal,
+            };
+            (error, true)
+        }
         Failure::TimedOut => {
             // Boxed, as below: rare, and large for every dispatch's future to carry.
-            Box::pin(kill_and_wait(&conn, RestartCause::Timeout)).await;
-            Error::WorkerCrashed {
+            Box::pin(kill_and_wait(conn, RestartCause::Timeout)).await;
+            let error = Error::WorkerCrashed {
                 stage: shared.stage,
                 pid: conn.pid,
                 signal: Some(crate::platform::process::SIGKILL),
-            }
+            };
+            (error, true)
         }
         Failure::Violation(reason) => {
-            Box::pin(kill_and_wait(&conn, RestartCause::Protocol)).await;
-            Error::WorkerProtocol {
+            Box::pin(kill_and_wait(conn, RestartCause::Protocol)).await;
+            let error = Error::WorkerProtocol {
                 stage: shared.stage,
                 pid: conn.pid,
                 reason,
-            }
+            };
+            // A worker that broke the protocol is not taken at its word on anything.
+            (error, false)
         }
     };
-    // The worker is gone, so nothing reads the batch's blocks any more; they stay the
-    // tasks' own, for a retry.
+    // The worker is gone, so its words are final and nothing reads the batch's blocks
+    // any more; the tasks that did not finish stay the tasks' own, for a retry.
+    let mut running = batch;
+    let mut finished = Vec::new();
+    if let (true, Some(ticket)) = (progressed, ticket) {
+        let read = Box::pin(read_answer::<S, _>(
+            shared,
+            conn,
+            ticket,
+            running,
+            take_progress::<S>,
+        ))
+        .await;
+        let Some((progress, back)) = read else {
+            return Dispatched::Failed(Error::Stopped);
+        };
+        running = back;
+        if let Some((results, begun)) = progress {
+            // The finished tasks' inputs are done with: dropped here.
+            let unrun = running.split_off(begun);
+            drop(running.drain(..results.len()));
+            finished = results;
+            return Dispatched::Lost {
+                error,
+                finished,
+                running,
+                unrun,
+            };
+        }
+    }
     Dispatched::Lost {
         error,
-        tasks: batch,
+        finished,
+        running,
+        unrun: Vec::new(),
     }
 }
 

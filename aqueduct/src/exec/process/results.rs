@@ -79,6 +79,61 @@ pub(super) fn take_results<S: Stage>(
     outcome.map(|()| results)
 }
 
+/// What a worker lost while it ran `batch` (it died, or was killed past its timeout) left
+/// of its answer: the results of the first tasks, those it wrote before it was lost
+/// (validated and adopted as [`take_results`] does), and how many tasks it had begun:
+/// the tasks between the two may have run, and the later ones never began. `None`
+/// when its words do not agree with each other (see [`wire::begun`]): then every task
+/// may have run and none has a result.
+pub(super) fn take_progress<S: Stage>(
+    answer: &Answer<'_>,
+    batch: &[S::Input],
+) -> Option<(BatchResults<Owned<S::Output>>, usize)> {
+    let Answer {
+        ctl,
+        geometry,
+        lane,
+        seq,
+        output_handles,
+        scratch,
+        ..
+    } = *answer;
+    let begun = wire::begun(ctl, &geometry, lane, seq, batch.len())?;
+    let made = Made {
+        scratch,
+        window: geometry.scratch_window(scratch.capacity(), lane),
+    };
+    let lent: Vec<ShmHandle> = batch.iter().flat_map(handles_of).collect();
+    let mut results: BatchResults<Owned<S::Output>> = Vec::new();
+    for index in 0..begun {
+        let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
+        let read = wire::read_result(
+            ctl,
+            &geometry,
+            lane,
+            seq,
+            index,
+            bytemuck::bytes_of_mut(&mut output),
+        );
+        match read {
+            Ok(Read::Output) => match adopt_handles(&mut output, output_handles, &lent, &made) {
+                Ok(()) => results.push(Ok(Owned::new(output))),
+                Err(Rejected::Resources(error)) => results.push(Err(error.to_string())),
+                // Dropping `results` releases what was adopted.
+                Err(Rejected::Invalid(_)) => return None,
+            },
+            Ok(Read::Error(message)) => results.push(Err(message)),
+            // The first result not (wholly) written: the task it belongs to may have run.
+            Err(_) => break,
+        }
+    }
+    // Results are written in order: one stamped for the request after the first missing
+    // one is a stray write's, and then nothing the worker wrote is taken at its word.
+    let stray = (results.len() + 1..batch.len())
+        .any(|index| wire::stamped(ctl, &geometry, lane, seq, index));
+    (!stray).then_some((results, begun))
+}
+
 /// How many bytes of blocks the worker made the first `count` results claim, read
 /// before any validation: only to choose where [`take_results`] copies them (a false
 /// claim then fails validation there, as any other).

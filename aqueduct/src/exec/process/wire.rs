@@ -7,7 +7,7 @@
 //!             message, declining (worker), closing, parent_waiting, expected (parent);
 //!             one cache line per word
 //! lane 0      LaneHeader: tag, check, count, published_ns (parent); taken_tag, answer_tag,
-//!             resp_count, compute_ns, log_lines (worker)
+//!             resp_count, compute_ns, log_lines, begun, begun_check (worker)
 //!             request slots:  batch_cap × input size        (the tasks' `#[task]` bytes)
 //!             response slots: batch_cap × (SlotHeader + slot_data)
 //! lane 1      laid out the same way: a second request, waiting behind the first
@@ -32,7 +32,11 @@
 //!   *both* `taken_seq` and the lane's `taken_tag` say so ([`taken`]); one stray write
 //!   can therefore neither fake an answer nor make a batch run twice;
 //! - the worker likewise refuses a request whose checksum does not match, before taking
-//!   it, so a stray write into a queued request never runs as a task.
+//!   it, so a stray write into a queued request never runs as a task;
+//! - of a request whose worker was lost, the tasks past the lane's `begun` count never
+//!   ran, and may go again, only if that count matches its checksum ([`begun`]); and
+//!   the results the worker wrote before it was lost count only as a run of valid slots
+//!   from the first, with no slot stamped for the request after it.
 //!
 //! Slot contents are written before the sequence number that publishes them (Release)
 //! and read after it was observed (Acquire). Wake-ups use eventfds under an event-count
@@ -127,6 +131,10 @@ pub(crate) struct LaneHeader {
     pub compute_ns: AtomicU64,
     /// Worker: log lines it wrote while it ran the request.
     pub log_lines: AtomicU32,
+    /// Worker: how many of the request's tasks have begun (the rest have not).
+    pub begun: AtomicU64,
+    /// Worker: the checksum tying `begun` to the request's number (see [`begun`]).
+    pub begun_check: AtomicU64,
 }
 
 /// The head of one response slot.
@@ -363,8 +371,9 @@ pub(crate) fn read_request(
 }
 
 /// Worker: records that it took request `seq` from `lane` (in both places the parent
-/// checks, see [`taken`]).
+/// checks, see [`taken`]), none of its tasks begun yet.
 pub(crate) fn take(ctl: &Region, geometry: &Geometry, lane: usize, seq: u64) {
+    set_begun(ctl, geometry, lane, seq, 0);
     ctl.lane(geometry, lane)
         .taken_tag
         .store(seq, Ordering::Release);
@@ -392,6 +401,56 @@ pub(crate) fn taken(ctl: &Region, geometry: &Geometry, lane: usize, seq: u64) ->
         (false, false) => Taken::No,
         _ => Taken::Unsure,
     }
+}
+
+/// The checksum of a lane's `begun` word for request `seq`.
+fn begun_check(seq: u64, begun: u64) -> u64 {
+    /// Sets these checksums apart from the slots' (which key on three words).
+    const BEGUN: u64 = 0x6265_6775_6e00_0000; // "begun"
+    checksum(&[seq, begun, BEGUN], &[])
+}
+
+/// Worker: records that the first `begun` tasks of request `seq` in `lane` have begun,
+/// and no later one, before the next task begins. (A handler call of several tasks is
+/// recorded as begun whole before it starts, unless its per-task loop tells task by
+/// task: see [`crate::progress`].)
+pub(crate) fn set_begun(ctl: &Region, geometry: &Geometry, lane: usize, seq: u64, begun: usize) {
+    let head = ctl.lane(geometry, lane);
+    head.begun.store(begun as u64, Ordering::Relaxed);
+    head.begun_check
+        .store(begun_check(seq, begun as u64), Ordering::Release);
+}
+
+/// Parent, once the worker that took request `seq` (of `count` tasks) in `lane` is
+/// gone: how many of its tasks had begun; every later one never ran. `None` unless the
+/// count and its checksum agree with each other and the request (one stray write, or a
+/// death between the two words, makes every task count as begun: none then goes again).
+pub(crate) fn begun(
+    ctl: &Region,
+    geometry: &Geometry,
+    lane: usize,
+    seq: u64,
+    count: usize,
+) -> Option<usize> {
+    let head = ctl.lane(geometry, lane);
+    let check = head.begun_check.load(Ordering::Acquire);
+    let begun = head.begun.load(Ordering::Relaxed);
+    (check == begun_check(seq, begun) && begun <= count as u64).then_some(begun as usize)
+}
+
+/// Parent: whether result slot `index` of `lane` says it answers request `seq` (its stamp
+/// alone: a hint that the slot was written, never a result, see [`read_result`]).
+pub(crate) fn stamped(
+    ctl: &Region,
+    geometry: &Geometry,
+    lane: usize,
+    seq: u64,
+    index: usize,
+) -> bool {
+    ctl.slot(geometry, lane, index)
+        .stamp
+        .load(Ordering::Acquire)
+        == seq
 }
 
 /// One result as the worker writes it.

@@ -1,16 +1,19 @@
 //! The worker process's side: run `init`, report readiness, then serve batches from the
 //! control region until the parent asks it to close or disappears.
 
+use std::rc::Rc;
 use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 
 use super::channel::Region;
 use super::exit;
 use super::logs;
+use super::request_progress::RequestProgress;
 use super::spawn::Boot;
 use super::stage_hash;
 use super::wire::{self, BadRequest, Outcome, Report, WorkerState};
 use crate::platform::{clock, process};
+use crate::progress::Observer;
 use crate::shapes::catch;
 use crate::shm::arena;
 use crate::spin::{NextWork, SpinWait, EXPECTED_POLL};
@@ -36,6 +39,9 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     {
         return boot.refuse("worker refused: slot geometry does not match the stage");
     }
+    // The worker's for its life: what the handler calls are told through (see
+    // `RequestProgress`) must outlive any one of them.
+    let boot: &'static Boot = Box::leak(Box::new(boot));
     let ctl = &boot.ctl;
     let mut state = match catch(S::init).and_then(|r| r) {
         Ok(state) => state,
@@ -57,7 +63,9 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
     let mut answered_ns: Option<u64> = None;
     let mut seen = 0u64;
     let mut bytes = Vec::new();
-    while let Some(newest) = next_request(&boot, seen, &mut next_work) {
+    let progress = Rc::new(RequestProgress::<S>::new(ctl, geometry));
+    let observer: Rc<dyn Observer> = progress.clone();
+    while let Some(newest) = next_request(boot, seen, &mut next_work) {
         if newest - seen > geometry.lanes as u64 {
             eprintln!("aqueduct worker: request {newest} published while {seen} was the last taken and only {} may be outstanding; exiting", geometry.lanes);
             return exit::PROTOCOL;
@@ -91,9 +99,8 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
         // Two clock readings a request: its handler's time, and (the second) when it
         // was answered, near enough, for the idle poll.
         let started_ns = clock::monotonic_ns();
-        let count = run_request::<S>(&mut state, &bytes, |index, outcome| {
-            wire::write_result(ctl, &geometry, lane, seq, index, outcome);
-        });
+        progress.start(lane, seq);
+        let count = run_request::<S>(&mut state, &bytes, &progress, &observer);
         let finished_ns = clock::monotonic_ns();
         let report = Report {
             compute_ns: finished_ns.saturating_sub(started_ns),
@@ -110,14 +117,16 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
 }
 
 /// Runs the handler on a request's tasks (`bytes`, as read from the request), one call
-/// per `batch_size` of them, and hands each result to `answer` with its index as it
-/// comes; the number of results. No vector of the whole request's tasks or results is
-/// built: for large tasks those were the worker's largest allocations, fresh pages at
-/// every request (W10, 8 KiB tasks in runs of 64: two 512 KiB vectors a request).
+/// per `batch_size` of them, each call's tasks recorded as begun before it starts and
+/// each result written as it comes (see [`RequestProgress`]); the number of results. No vector
+/// of the whole request's tasks or results is built: for large tasks those were the
+/// worker's largest allocations, fresh pages at every request (W10, 8 KiB tasks in runs
+/// of 64: two 512 KiB vectors a request).
 fn run_request<S: Stage>(
     state: &mut S::State,
     bytes: &[u8],
-    mut answer: impl FnMut(usize, Outcome<'_>),
+    progress: &RequestProgress<S>,
+    observer: &Rc<dyn Observer>,
 ) -> usize {
     let inputs = bytes
         .chunks_exact(size_of::<S::Input>())
@@ -126,13 +135,16 @@ fn run_request<S: Stage>(
     crate::exec::for_each_call::<S, _, _>(
         state,
         inputs,
-        crate::exec::call_handler::<S>,
+        |state, inputs| {
+            progress.call_begins(inputs.len());
+            crate::progress::observed(observer, || crate::exec::call_handler::<S>(state, inputs))
+        },
         |result| {
             let outcome = match &result {
                 Ok(output) => Outcome::Output(bytemuck::bytes_of(output)),
                 Err(message) => Outcome::Error(message),
             };
-            answer(index, outcome);
+            progress.result(index, outcome);
             index += 1;
         },
     );
