@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::results::{handle_offsets, take_results, Answer};
+use super::results::{handle_offsets, take_progress, take_results, Answer};
 use super::wire::{Outcome, Taken};
 use super::*;
 use crate::exec::BatchResults;
@@ -243,6 +243,48 @@ fn a_request_is_taken_only_if_both_words_say_so() {
         .taken_tag
         .store(0, Ordering::Relaxed);
     assert_eq!(wire::taken(ctl, geometry, LANE, seq), Taken::Unsure);
+}
+
+#[test]
+fn a_lost_workers_count_of_begun_tasks_counts_only_with_its_checksum() {
+    let fixture = Fixture::new();
+    let (ctl, geometry) = (&fixture.ctl, &fixture.geometry);
+    let head = ctl.lane(geometry, LANE);
+    wire::set_begun(ctl, geometry, LANE, SEQ, 1);
+    assert_eq!(wire::begun(ctl, geometry, LANE, SEQ, 2), Some(1));
+    // Another request's count, or one past the request's tasks, says nothing.
+    assert_eq!(wire::begun(ctl, geometry, LANE, SEQ + 1, 2), None);
+    wire::set_begun(ctl, geometry, LANE, SEQ, 3);
+    assert_eq!(wire::begun(ctl, geometry, LANE, SEQ, 2), None);
+    // One stray write into either word: every task counts as begun, none goes again.
+    wire::set_begun(ctl, geometry, LANE, SEQ, 2);
+    head.begun.store(0, Ordering::Relaxed);
+    assert_eq!(wire::begun(ctl, geometry, LANE, SEQ, 2), None);
+    wire::set_begun(ctl, geometry, LANE, SEQ, 2);
+    head.begun_check.fetch_xor(1, Ordering::Relaxed);
+    assert_eq!(wire::begun(ctl, geometry, LANE, SEQ, 2), None);
+}
+
+#[test]
+fn a_lost_workers_results_count_only_in_order_from_the_first() {
+    let fixture = Fixture::new();
+    let (ctl, geometry) = (&fixture.ctl, &fixture.geometry);
+    let batch = [fixture.batch[0], fixture.batch[0]];
+    // The first task answered (the fixture wrote its slot), the second begun.
+    wire::set_begun(ctl, geometry, LANE, SEQ, 2);
+    let (results, begun) = take_progress::<Echo>(&fixture.answer_to_take(), &batch).unwrap();
+    assert_eq!((results.len(), begun), (1, 2));
+    assert_eq!(results[0].as_ref().unwrap().id, 1);
+    // Begun, but none counted as finished: nothing is taken from its slot.
+    wire::set_begun(ctl, geometry, LANE, SEQ, 0);
+    let (results, begun) = take_progress::<Echo>(&fixture.answer_to_take(), &batch).unwrap();
+    assert_eq!((results.len(), begun), (0, 0));
+    // A slot stamped for the request after one that is not valid: a stray write.
+    wire::set_begun(ctl, geometry, LANE, SEQ, 2);
+    fixture.slot().check.fetch_xor(1, Ordering::Relaxed);
+    let second = ctl.slot(geometry, LANE, 1);
+    second.stamp.store(SEQ, Ordering::Relaxed);
+    assert!(take_progress::<Echo>(&fixture.answer_to_take(), &batch).is_none());
 }
 
 #[test]

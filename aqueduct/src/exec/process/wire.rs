@@ -51,7 +51,7 @@ use std::ops::{Deref, Range};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::channel::Region;
-use crate::hash::checksum;
+use crate::hash::{checksum, Digest};
 use crate::platform::PAGE;
 
 pub(crate) const MAGIC: u64 = 0x6171_7565_6475_6374; // "aqueduct"
@@ -371,9 +371,8 @@ pub(crate) fn read_request(
 }
 
 /// Worker: records that it took request `seq` from `lane` (in both places the parent
-/// checks, see [`taken`]), none of its tasks begun yet.
+/// checks, see [`taken`]).
 pub(crate) fn take(ctl: &Region, geometry: &Geometry, lane: usize, seq: u64) {
-    set_begun(ctl, geometry, lane, seq, 0);
     ctl.lane(geometry, lane)
         .taken_tag
         .store(seq, Ordering::Release);
@@ -403,11 +402,12 @@ pub(crate) fn taken(ctl: &Region, geometry: &Geometry, lane: usize, seq: u64) ->
     }
 }
 
-/// The checksum of a lane's `begun` word for request `seq`.
+/// The checksum of a lane's `begun` word for request `seq`: three word mixes, as it is
+/// written before every task of a run.
 fn begun_check(seq: u64, begun: u64) -> u64 {
-    /// Sets these checksums apart from the slots' (which key on three words).
+    /// Sets these checksums apart from any other word's.
     const BEGUN: u64 = 0x6265_6775_6e00_0000; // "begun"
-    checksum(&[seq, begun, BEGUN], &[])
+    Digest::new().word(BEGUN).word(seq).word(begun).finish()
 }
 
 /// Worker: records that the first `begun` tasks of request `seq` in `lane` have begun,
@@ -423,8 +423,9 @@ pub(crate) fn set_begun(ctl: &Region, geometry: &Geometry, lane: usize, seq: u64
 
 /// Parent, once the worker that took request `seq` (of `count` tasks) in `lane` is
 /// gone: how many of its tasks had begun; every later one never ran. `None` unless the
-/// count and its checksum agree with each other and the request (one stray write, or a
-/// death between the two words, makes every task count as begun: none then goes again).
+/// count and its checksum agree with each other and the request (one stray write, a
+/// death between the two words, or one before the first handler call, makes every
+/// task count as begun: none then goes again).
 pub(crate) fn begun(
     ctl: &Region,
     geometry: &Geometry,
