@@ -448,7 +448,6 @@ async fn lost<S: Stage>(
     // The worker is gone, so its words are final and nothing reads the batch's blocks
     // any more; the tasks that did not finish stay the tasks' own, for a retry.
     let mut running = batch;
-    let mut finished = Vec::new();
     if let (true, Some(ticket)) = (progressed, ticket) {
         let read = Box::pin(read_answer::<S, _>(
             shared,
@@ -462,11 +461,10 @@ async fn lost<S: Stage>(
             return Dispatched::Failed(Error::Stopped);
         };
         running = back;
-        if let Some((results, begun)) = progress {
+        if let Some((finished, begun)) = progress {
             // The finished tasks' inputs are done with: dropped here.
             let unrun = running.split_off(begun);
-            drop(running.drain(..results.len()));
-            finished = results;
+            running.drain(..finished.len());
             return Dispatched::Lost {
                 error,
                 finished,
@@ -477,7 +475,7 @@ async fn lost<S: Stage>(
     }
     Dispatched::Lost {
         error,
-        finished,
+        finished: Vec::new(),
         running,
         unrun: Vec::new(),
     }

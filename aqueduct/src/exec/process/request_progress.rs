@@ -54,7 +54,7 @@ impl<S: Stage> RequestProgress<S> {
         }
     }
 
-    /// Request `seq`, in `lane`, starts (taken: none of its tasks begun).
+    /// Request `seq`, in `lane`, starts.
     pub(super) fn start(&self, lane: usize, seq: u64) {
         self.lane.set(lane);
         self.seq.set(seq);
