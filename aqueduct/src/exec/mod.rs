@@ -106,19 +106,26 @@ pub(crate) enum Dispatched<I: TaskField, O: TaskField> {
     /// tasks come back unrun, to be sent elsewhere.
     Unrun(Vec<Owned<I>>),
     /// The worker was lost while it held the batch (it died, ran past a timeout or broke
-    /// the protocol). The batch's tasks, in order, are in three parts: the first
-    /// `finished.len()` have their results (written before the worker was lost), the
-    /// `running` ones may have partly run, and come back with the error that fails them
-    /// unless the stage retries them, and the `unrun` ones never began and go again.
-    /// (Where the worker's words do not say how far it got, every task is `running`.)
+    /// the protocol): what became of each task, in order (see [`LostTask`]), and the
+    /// error that fails those that may have run, unless the stage retries them.
     Lost {
         error: Error,
-        finished: BatchResults<Owned<O>>,
-        running: Vec<Owned<I>>,
-        unrun: Vec<Owned<I>>,
+        tasks: Vec<LostTask<I, O>>,
     },
     /// The batch cannot run (the stage is closing); its tasks were dropped.
     Failed(Error),
+}
+
+/// One task of a batch whose worker was lost, by what the parent can tell of it.
+#[derive(Debug)]
+pub(crate) enum LostTask<I: TaskField, O: TaskField> {
+    /// It ran to the end: its result was written, and validated, before the worker was
+    /// lost.
+    Finished(Result<Owned<O>, String>),
+    /// It may have run, in part or whole: its input comes back, to be failed or retried.
+    Running(Owned<I>),
+    /// It never began: its input comes back, to go again.
+    Unrun(Owned<I>),
 }
 
 impl<I: TaskField, O: TaskField> From<Result<Timed<O>, Error>> for Dispatched<I, O> {

@@ -13,7 +13,7 @@ use super::direct::Running;
 use super::downstream::{Downstream, Pushed, Waiting};
 use super::envelope::{Envelope, Route};
 use super::pace::Pace;
-use crate::exec::{BatchResults, Dispatched};
+use crate::exec::{BatchResults, Dispatched, LostTask};
 use crate::shm::Owned;
 use crate::stats::StageCounters;
 use crate::{Error, Stage, Task};
@@ -155,38 +155,36 @@ where
                 .map(|(route, task)| route.carry(task));
             let _ = delivery.retries.try_send(batch.collect());
         }
-        Dispatched::Lost {
-            error,
-            finished,
-            running,
-            unrun,
-        } => {
+        Dispatched::Lost { error, tasks } => {
             report_lost(S::NAME, &error);
-            let mut routes = routes.into_iter();
-            let finished_routes: Vec<Route<R>> = routes.by_ref().take(finished.len()).collect();
-            // Each task that may have run goes again on its own, so that a poison task
-            // can take down no other task twice; one lost twice is failed (and dropped).
-            for (task, mut route) in running.into_iter().zip(routes.by_ref()) {
-                if delivery.crash_retry && route.lost() < MAX_LOSSES {
-                    delivery.counters.retried();
-                    let _ = delivery.retries.try_send(vec![route.carry(task)]);
-                } else {
-                    delivery.counters.failed();
-                    route.fail(error.clone());
+            let (mut results, mut finished, mut unrun) = (Vec::new(), Vec::new(), Vec::new());
+            for (mut route, task) in routes.into_iter().zip(tasks) {
+                match task {
+                    // What the worker finished before it was lost is delivered as answered.
+                    LostTask::Finished(result) => {
+                        results.push(result);
+                        finished.push(route);
+                    }
+                    // A task that may have run goes again on its own, so that a poison
+                    // task can take down no other task twice; one lost twice is failed.
+                    LostTask::Running(task) => {
+                        if delivery.crash_retry && route.lost() < MAX_LOSSES {
+                            delivery.counters.retried();
+                            let _ = delivery.retries.try_send(vec![route.carry(task)]);
+                        } else {
+                            delivery.counters.failed();
+                            route.fail(error.clone());
+                        }
+                    }
+                    // The tasks it never began go again together, as an unrun batch.
+                    LostTask::Unrun(task) => unrun.push(route.carry(task)),
                 }
             }
-            // The tasks the worker never began go again together, as an unrun batch.
-            let unrun: Vec<_> = unrun
-                .into_iter()
-                .zip(routes)
-                .map(|(task, route)| route.carry(task))
-                .collect();
             if !unrun.is_empty() {
                 let _ = delivery.retries.try_send(unrun);
             }
-            // What the worker finished before it was lost is delivered as answered.
-            if !finished.is_empty() {
-                return deliver(finished, finished_routes, delivery, worker, Instant::now());
+            if !results.is_empty() {
+                return deliver(results, finished, delivery, worker, Instant::now());
             }
         }
         Dispatched::Failed(error) => routes

@@ -38,6 +38,8 @@ pub(super) enum Failure {
     TimedOut,
     /// The worker broke the protocol.
     Violation(String),
+    /// The worker's answer broke the protocol: some of its results may still be valid.
+    Answer(String),
 }
 
 /// The parent's record of one worker's lanes.

@@ -47,16 +47,19 @@ use tokio::task::JoinHandle;
 
 use self::channel::{EventFd, Region};
 use self::exchange::{answer, publish, Failure, Lanes, Ticket};
-use self::results::{claimed_copy_bytes, handle_offsets, take_progress, take_results, Answer};
+use self::results::{
+    claimed_copy_bytes, handle_offsets, take_lost, take_results, Answer, Salvaged,
+};
 use self::supervisor::{closed, kill_and_wait, live, supervise};
 use self::wire::{read_report, Geometry, MAX_LANES};
-use super::{Dispatched, Executor, Wait};
+use super::{Dispatched, Executor, LostTask, Wait};
 use crate::metrics::RestartCause;
 use crate::shm::arena::Arena;
 use crate::shm::scratch::Scratch;
 use crate::shm::Owned;
 use crate::stats::StageCounters;
 use crate::sync::lock;
+use crate::task::TaskField;
 use crate::{Error, Stage, StageConfig};
 
 /// The least scratch space a request gets (the size is `AQUEDUCT_SCRATCH_BYTES`, see
@@ -299,7 +302,7 @@ type Published = (Arc<Conn>, Result<Ticket, Failure>);
 const COPY_INLINE_MAX: u64 = 1 << 20;
 
 /// Reads the worker's answer to `ticket`'s request, for `batch`, with `take` (which
-/// validates it: [`take_results`], or [`take_progress`] for a lost worker's). If its
+/// validates it: [`take_results`], or [`take_lost`] for a lost worker's). If its
 /// results claim more than [`COPY_INLINE_MAX`] bytes of blocks the worker made, the
 /// answer is read on tokio's blocking pool, so that copying them never holds up the
 /// runtime's other tasks. Measured with 10 MiB blocks, 16 calls in flight (W3
@@ -315,7 +318,7 @@ async fn read_answer<S: Stage, T: Send + 'static>(
     conn: &Arc<Conn>,
     ticket: &Ticket,
     batch: Vec<Owned<S::Input>>,
-    take: fn(&Answer<'_>, &[S::Input]) -> T,
+    take: impl FnOnce(&Answer<'_>, &[S::Input]) -> T + Send + 'static,
 ) -> Option<(T, Vec<Owned<S::Input>>)> {
     let answer = answer_to(shared, conn, ticket.lane, ticket.seq);
     let heavy = !shared.output_handles.is_empty()
@@ -388,7 +391,7 @@ async fn dispatch<S: Stage>(
                         compute: Duration::from_nanos(report.compute_ns),
                     };
                 }
-                Err(reason) => Failure::Violation(reason),
+                Err(reason) => Failure::Answer(reason),
             }
         }
         Err(failure) => failure,
@@ -398,9 +401,9 @@ async fn dispatch<S: Stage>(
 
 /// What became of `batch`, which did not come back from the worker for `failure`: its
 /// worker is ended (if it is not gone already), and the batch is unrun, failed (the
-/// stage halted) or lost, with what the worker got done of it before (see
-/// [`take_progress`]) where it died or ran past its timeout. `ticket` is the batch's
-/// request, if it was published.
+/// stage halted) or lost, task by task as far as the worker's words tell (see
+/// [`take_lost`]) where it died, ran past its timeout or answered wrongly. `ticket` is
+/// the batch's request, if it was published.
 async fn lost<S: Stage>(
     shared: &Arc<Shared>,
     conn: &Arc<Conn>,
@@ -414,71 +417,74 @@ async fn lost<S: Stage>(
     if shared.is_closed() && matches!(failure, Failure::Died(_) | Failure::NotTaken) {
         return Dispatched::Failed(Error::Stopped);
     }
-    let (error, progressed) = match failure {
+    let crashed = |signal| Error::WorkerCrashed {
+        stage: shared.stage,
+        pid: conn.pid,
+        signal,
+    };
+    let broke = |reason| Error::WorkerProtocol {
+        stage: shared.stage,
+        pid: conn.pid,
+        reason,
+    };
+    // The error, and what the worker's words can tell of the batch: nothing, or its
+    // results (`Some(false)`), or also which tasks it began (`Some(true)`).
+    let (error, died) = match failure {
         Failure::NotTaken => return Dispatched::Unrun(batch),
-        Failure::Died(exit) => {
-            let error = Error::WorkerCrashed {
-                stage: shared.stage,
-                pid: conn.pid,
-                signal: exit.signal,
-            };
-            (error, true)
-        }
+        Failure::Died(exit) => (crashed(exit.signal), Some(true)),
         Failure::TimedOut => {
             // Boxed, as below: rare, and large for every dispatch's future to carry.
             Box::pin(kill_and_wait(conn, RestartCause::Timeout)).await;
-            let error = Error::WorkerCrashed {
-                stage: shared.stage,
-                pid: conn.pid,
-                signal: Some(crate::platform::process::SIGKILL),
-            };
-            (error, true)
+            (crashed(Some(crate::platform::process::SIGKILL)), Some(true))
+        }
+        Failure::Answer(reason) => {
+            Box::pin(kill_and_wait(conn, RestartCause::Protocol)).await;
+            (broke(reason), Some(false))
         }
         Failure::Violation(reason) => {
             Box::pin(kill_and_wait(conn, RestartCause::Protocol)).await;
-            let error = Error::WorkerProtocol {
-                stage: shared.stage,
-                pid: conn.pid,
-                reason,
-            };
-            // A worker that broke the protocol is not taken at its word on anything.
-            (error, false)
+            (broke(reason), None)
         }
     };
     // The worker is gone, so its words are final and nothing reads the batch's blocks
     // any more; the tasks that did not finish stay the tasks' own, for a retry.
-    let mut running = batch;
-    if let (true, Some(ticket)) = (progressed, ticket) {
-        let read = Box::pin(read_answer::<S, _>(
-            shared,
-            conn,
-            ticket,
-            running,
-            take_progress::<S>,
-        ))
-        .await;
-        let Some((progress, back)) = read else {
+    if let (Some(died), Some(ticket)) = (died, ticket) {
+        let take =
+            move |answer: &Answer<'_>, batch: &[S::Input]| take_lost::<S>(answer, batch, died);
+        let read = Box::pin(read_answer::<S, _>(shared, conn, ticket, batch, take)).await;
+        let Some(((results, begun), batch)) = read else {
             return Dispatched::Failed(Error::Stopped);
         };
-        running = back;
-        if let Some((finished, begun)) = progress {
-            // The finished tasks' inputs are done with: dropped here.
-            let unrun = running.split_off(begun);
-            running.drain(..finished.len());
-            return Dispatched::Lost {
-                error,
-                finished,
-                running,
-                unrun,
-            };
-        }
+        return Dispatched::Lost {
+            error,
+            tasks: lost_tasks(batch, results, begun),
+        };
     }
+    let begun = batch.len();
     Dispatched::Lost {
         error,
-        finished: Vec::new(),
-        running,
-        unrun: Vec::new(),
+        tasks: lost_tasks(batch, Vec::new(), begun),
     }
+}
+
+/// A lost batch task by task: finished where `results` has a result, running where it
+/// has none (or past its end, up to `begun`), unrun from `begun` on. The inputs of
+/// finished tasks are dropped: the worker is done with them.
+fn lost_tasks<I: TaskField, O: TaskField>(
+    batch: Vec<Owned<I>>,
+    results: Salvaged<O>,
+    begun: usize,
+) -> Vec<LostTask<I, O>> {
+    let mut results = results.into_iter();
+    batch
+        .into_iter()
+        .enumerate()
+        .map(|(index, task)| match results.next().flatten() {
+            Some(result) => LostTask::Finished(result),
+            None if index < begun => LostTask::Running(task),
+            None => LostTask::Unrun(task),
+        })
+        .collect()
 }
 
 #[cfg(test)]

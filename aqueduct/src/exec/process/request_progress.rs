@@ -1,6 +1,6 @@
 //! What a worker process records of the request it runs, as it goes: which of its
 //! tasks have begun, and each result as soon as it is known, for the parent to read if
-//! the worker is lost mid-request (see [`super::results::take_progress`]).
+//! the worker is lost mid-request (see [`super::results::take_lost`]).
 
 use std::any::Any;
 use std::cell::Cell;

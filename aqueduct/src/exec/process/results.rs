@@ -37,101 +37,106 @@ pub(super) fn take_results<S: Stage>(
     answer: &Answer<'_>,
     batch: &[S::Input],
 ) -> Result<BatchResults<Owned<S::Output>>, String> {
-    let Answer {
-        ctl,
-        geometry,
-        lane,
-        seq,
-        published,
-        output_handles,
-        scratch,
-    } = *answer;
-    let made = Made {
-        scratch,
-        window: geometry.scratch_window(scratch.capacity(), lane),
-    };
     let count = batch.len();
-    wire::check_answer(ctl, &geometry, lane, seq, count, published)?;
-    let lent: Vec<ShmHandle> = batch.iter().flat_map(handles_of).collect();
-    let mut results: BatchResults<Owned<S::Output>> = Vec::with_capacity(count);
-    let outcome = (0..count).try_for_each(|i| {
-        let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
-        match wire::read_result(
-            ctl,
-            &geometry,
-            lane,
-            seq,
-            i,
-            bytemuck::bytes_of_mut(&mut output),
-        )? {
-            Read::Output => match adopt_handles(&mut output, output_handles, &lent, &made) {
-                Ok(()) => results.push(Ok(Owned::new(output))),
-                // No room in the arena for what the handler made: that task fails,
-                // as it would have in a worker thread; the worker did nothing wrong.
-                Err(Rejected::Resources(error)) => results.push(Err(error.to_string())),
-                Err(Rejected::Invalid(reason)) => return Err(format!("result {i}: {reason}")),
-            },
-            Read::Error(message) => results.push(Err(message)),
-        }
-        Ok(())
-    });
-    // On a violation, the outputs adopted so far are dropped with `results`.
-    outcome.map(|()| results)
+    wire::check_answer(
+        answer.ctl,
+        &answer.geometry,
+        answer.lane,
+        answer.seq,
+        count,
+        answer.published,
+    )?;
+    let (lent, made) = (lent_with(batch), made_for(answer));
+    // On a violation, the outputs adopted so far are dropped (released) with the rest.
+    (0..count)
+        .map(|index| take_one::<S>(answer, index, &lent, &made))
+        .collect()
 }
 
-/// What a worker lost while it ran `batch` (it died, or was killed past its timeout) left
-/// of its answer: the results of the first tasks, those it wrote before it was lost
-/// (validated and adopted as [`take_results`] does), and how many tasks it had begun:
-/// the tasks between the two may have run, and the later ones never began. `None`
-/// when its words do not agree with each other (see [`wire::begun`]): then every task
-/// may have run and none has a result.
-pub(super) fn take_progress<S: Stage>(
+/// Of a lost worker's batch, each task's result (its output or its handler's error), if
+/// the worker left a valid one.
+pub(super) type Salvaged<O> = Vec<Option<Result<Owned<O>, String>>>;
+
+/// What a lost worker left of its answer to `batch`: for each task up to the returned
+/// count, its result if the worker wrote a valid one (validated and adopted as
+/// [`take_results`] does), `None` if it may have run without one; the tasks past the
+/// count never began.
+///
+/// A worker that `died` (or was killed past its timeout) says how many tasks it had
+/// begun ([`wire::begun`]); any other (one whose answer broke the protocol) and one
+/// whose words do not agree count every task as begun. Results count one by one: a
+/// valid slot is the worker's own answer for that task, whatever is wrong elsewhere.
+pub(super) fn take_lost<S: Stage>(
     answer: &Answer<'_>,
     batch: &[S::Input],
-) -> Option<(BatchResults<Owned<S::Output>>, usize)> {
+    died: bool,
+) -> (Salvaged<S::Output>, usize) {
     let Answer {
         ctl,
         geometry,
         lane,
         seq,
-        output_handles,
-        scratch,
         ..
     } = *answer;
-    let begun = wire::begun(ctl, &geometry, lane, seq, batch.len())?;
-    let made = Made {
-        scratch,
-        window: geometry.scratch_window(scratch.capacity(), lane),
-    };
-    let lent: Vec<ShmHandle> = batch.iter().flat_map(handles_of).collect();
-    let mut results: BatchResults<Owned<S::Output>> = Vec::new();
-    for index in 0..begun {
-        let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
-        let read = wire::read_result(
-            ctl,
-            &geometry,
-            lane,
-            seq,
-            index,
-            bytemuck::bytes_of_mut(&mut output),
-        );
-        match read {
-            Ok(Read::Output) => match adopt_handles(&mut output, output_handles, &lent, &made) {
-                Ok(()) => results.push(Ok(Owned::new(output))),
-                Err(Rejected::Resources(error)) => results.push(Err(error.to_string())),
-                // Dropping `results` releases what was adopted.
-                Err(Rejected::Invalid(_)) => return None,
-            },
-            Ok(Read::Error(message)) => results.push(Err(message)),
-            // The first result not (wholly) written: the task it belongs to may have run.
-            Err(_) => break,
-        }
+    let count = batch.len();
+    let mut begun = died
+        .then(|| wire::begun(ctl, &geometry, lane, seq, count))
+        .flatten()
+        .unwrap_or(count);
+    // Results are written only for tasks that began: one stamped for the request past
+    // the count is a stray write's, and then the count is not taken at its word.
+    if (begun..count).any(|index| wire::stamped(ctl, &geometry, lane, seq, index)) {
+        begun = count;
     }
-    // Results are written in order: one stamped for the request after the first missing
-    // one is a stray write's, and then nothing the worker wrote is taken at its word.
-    let stray = (results.len() + 1..batch.len())
-        .any(|index| wire::stamped(ctl, &geometry, lane, seq, index));
-    (!stray).then_some((results, begun))
+    // An answer that was published but is not this request's, or not whole, says
+    // nothing about any one task.
+    let answered_whole = wire::check_answer(ctl, &geometry, lane, seq, count, answer.published);
+    if !died && answered_whole.is_err() {
+        return ((0..count).map(|_| None).collect(), count);
+    }
+    let (lent, made) = (lent_with(batch), made_for(answer));
+    let results = (0..begun)
+        .map(|index| take_one::<S>(answer, index, &lent, &made).ok())
+        .collect();
+    (results, begun)
+}
+
+/// Reads and adopts result `index` of the answer: the output or the handler's error;
+/// `Err` for a slot that is not the worker's valid answer for that task.
+fn take_one<S: Stage>(
+    answer: &Answer<'_>,
+    index: usize,
+    lent: &[ShmHandle],
+    made: &Made<'_>,
+) -> Result<Result<Owned<S::Output>, String>, String> {
+    let mut output = <S::Output as bytemuck::Zeroable>::zeroed();
+    let bytes = bytemuck::bytes_of_mut(&mut output);
+    let (ctl, geometry) = (answer.ctl, &answer.geometry);
+    match wire::read_result(ctl, geometry, answer.lane, answer.seq, index, bytes)? {
+        Read::Output => match adopt_handles(&mut output, answer.output_handles, lent, made) {
+            Ok(()) => Ok(Ok(Owned::new(output))),
+            // No room in the arena for what the handler made: that task fails, as it
+            // would have in a worker thread; the worker did nothing wrong.
+            Err(Rejected::Resources(error)) => Ok(Err(error.to_string())),
+            Err(Rejected::Invalid(reason)) => Err(format!("result {index}: {reason}")),
+        },
+        Read::Error(message) => Ok(Err(message)),
+    }
+}
+
+/// The handles lent to the worker with `batch`: an output may name any of them.
+fn lent_with<T: TaskField>(batch: &[T]) -> Vec<ShmHandle> {
+    batch.iter().flat_map(handles_of).collect()
+}
+
+/// The blocks the worker may have made for the answer: its lane's window of its scratch.
+fn made_for<'a>(answer: &Answer<'a>) -> Made<'a> {
+    Made {
+        scratch: answer.scratch,
+        window: answer
+            .geometry
+            .scratch_window(answer.scratch.capacity(), answer.lane),
+    }
 }
 
 /// How many bytes of blocks the worker made the first `count` results claim, read

@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::results::{handle_offsets, take_progress, take_results, Answer};
+use super::results::{handle_offsets, take_lost, take_results, Answer};
 use super::wire::{Outcome, Taken};
 use super::*;
 use crate::exec::BatchResults;
@@ -266,25 +266,49 @@ fn a_lost_workers_count_of_begun_tasks_counts_only_with_its_checksum() {
 }
 
 #[test]
-fn a_lost_workers_results_count_only_in_order_from_the_first() {
+fn a_lost_workers_results_count_slot_by_slot_and_its_begun_count_only_if_no_later_slot_is_stamped()
+{
     let fixture = Fixture::new();
     let (ctl, geometry) = (&fixture.ctl, &fixture.geometry);
     let batch = [fixture.batch[0], fixture.batch[0]];
+    let take = |died| take_lost::<Echo>(&fixture.answer_to_take(), &batch, died);
+    let ids = |results: &[Option<Result<Owned<WithHandles>, String>>]| {
+        results
+            .iter()
+            .map(|result| result.as_ref().map(|output| output.as_ref().unwrap().id))
+            .collect::<Vec<_>>()
+    };
     // The first task answered (the fixture wrote its slot), the second begun.
     wire::set_begun(ctl, geometry, LANE, SEQ, 2);
-    let (results, begun) = take_progress::<Echo>(&fixture.answer_to_take(), &batch).unwrap();
-    assert_eq!((results.len(), begun), (1, 2));
-    assert_eq!(results[0].as_ref().unwrap().id, 1);
-    // Begun, but none counted as finished: nothing is taken from its slot.
-    wire::set_begun(ctl, geometry, LANE, SEQ, 0);
-    let (results, begun) = take_progress::<Echo>(&fixture.answer_to_take(), &batch).unwrap();
-    assert_eq!((results.len(), begun), (0, 0));
-    // A slot stamped for the request after one that is not valid: a stray write.
-    wire::set_begun(ctl, geometry, LANE, SEQ, 2);
-    fixture.slot().check.fetch_xor(1, Ordering::Relaxed);
+    let (results, begun) = take(true);
+    assert_eq!((ids(&results), begun), (vec![Some(1), None], 2));
+    // The first begun only, and answered: the second never began.
+    wire::set_begun(ctl, geometry, LANE, SEQ, 1);
+    let (results, begun) = take(true);
+    assert_eq!((ids(&results), begun), (vec![Some(1)], 1));
+    // A slot stamped for the request past the begun count: a stray write, so every
+    // task counts as begun; the valid slot still counts as that task's result.
     let second = ctl.slot(geometry, LANE, 1);
     second.stamp.store(SEQ, Ordering::Relaxed);
-    assert!(take_progress::<Echo>(&fixture.answer_to_take(), &batch).is_none());
+    let (results, begun) = take(true);
+    assert_eq!((ids(&results), begun), (vec![Some(1), None], 2));
+    // An invalid slot is no result, whatever comes after it.
+    fixture.slot().check.fetch_xor(1, Ordering::Relaxed);
+    let (results, begun) = take(true);
+    assert_eq!((ids(&results), begun), (vec![None, None], 2));
+    // An answer that broke the protocol: its slots count one by one only if it is
+    // this request's, whole.
+    fixture.slot().check.fetch_xor(1, Ordering::Relaxed);
+    ctl.lane(geometry, LANE)
+        .resp_count
+        .store(2, Ordering::Relaxed);
+    let (results, begun) = take(false);
+    assert_eq!((ids(&results), begun), (vec![Some(1), None], 2));
+    ctl.lane(geometry, LANE)
+        .answer_tag
+        .store(SEQ - 1, Ordering::Relaxed);
+    let (results, begun) = take(false);
+    assert_eq!((ids(&results), begun), (vec![None, None], 2));
 }
 
 #[test]
