@@ -211,11 +211,8 @@ pub(crate) fn forward(
     let gone = match eventfd::create(true) {
         Ok(fd) => Some(Arc::new(fd)),
         Err(e) => {
-            tracing::warn!(
-                stage,
-                pid,
-                "worker logs will be read until their pipe closes: {e}"
-            );
+            let message = format!("worker logs will be read until their pipe closes: {e}");
+            warn(stage, pid, &message);
             None
         }
     };
@@ -233,18 +230,15 @@ pub(crate) fn forward(
                 emit(stage, pid, line, &book)
             });
             if let Err(e) = read {
-                tracing::warn!(stage, pid, "stopped forwarding worker logs: {e}");
+                warn(stage, pid, &format!("stopped forwarding worker logs: {e}"));
             } else if reader.cut {
-                tracing::warn!(
-                    stage,
-                    pid,
-                    "stopped forwarding worker logs {GRACE:?} after the worker exited: a process it started still holds its stderr, and what it writes there is dropped"
-                );
+                let why = "a process it started still holds its stderr, and what it writes there is dropped";
+                warn(stage, pid, &format!("stopped forwarding worker logs {GRACE:?} after the worker exited: {why}"));
             }
             drop(done);
         });
     if let Err(e) = spawned {
-        tracing::warn!(stage, pid, "cannot forward worker logs: {e}");
+        warn(stage, pid, &format!("cannot forward worker logs: {e}"));
     }
     Forwarded {
         done: forwarded,
@@ -374,6 +368,16 @@ fn for_each_line(
         finish(&mut line, &mut dropped);
     }
     Ok(())
+}
+
+/// A WARN event of the parent's about worker `pid`'s logs, where its lines go: to the
+/// parent's subscriber, or without one to its stderr (see [`emit`]).
+fn warn(stage: &'static str, pid: u32, message: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!(stage, pid, "{message}");
+    } else {
+        crate::console::line(&format!("[{stage} worker {pid}] WARN aqueduct: {message}"));
+    }
 }
 
 /// One line as the worker wrote it.
