@@ -71,6 +71,17 @@ fn batch_of_one(jobs: &mut [Job]) {
 
 const POISON: u64 = 300;
 
+/// A started flow of `stage` alone, whose calls may wait behind a whole burst.
+macro_rules! started {
+    ($stage:ident) => {
+        aqueduct::flow!($stage)
+            .timeout(Duration::from_secs(60))
+            .start()
+            .await
+            .unwrap()
+    };
+}
+
 fn job(id: u64, poison: u64) -> Job {
     Job {
         id,
@@ -177,11 +188,7 @@ fn check_failing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_retries_a_lost_run_fails_only_the_task_that_killed_its_worker() {
-    let flow = aqueduct::flow!(each_once)
-        .timeout(Duration::from_secs(60))
-        .start()
-        .await
-        .unwrap();
+    let flow = started!(each_once);
     let (outcomes, runs) = run_with_a_poison(&flow, "each_once", 600, 1).await;
     check(&outcomes, &runs, 1);
     assert_eq!(flow.stats()[0].restarts, 1);
@@ -190,11 +197,7 @@ async fn without_retries_a_lost_run_fails_only_the_task_that_killed_its_worker()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_retries_only_the_task_that_killed_its_worker_runs_again() {
-    let flow = aqueduct::flow!(each_retried)
-        .timeout(Duration::from_secs(60))
-        .start()
-        .await
-        .unwrap();
+    let flow = started!(each_retried);
     let (outcomes, runs) = run_with_a_poison(&flow, "each_retried", 600, 1).await;
     // Retried on its own, it kills its worker again, and fails.
     check(&outcomes, &runs, 2);
@@ -204,11 +207,7 @@ async fn with_retries_only_the_task_that_killed_its_worker_runs_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_handler_in_batches_of_one_loses_only_the_running_call() {
-    let flow = aqueduct::flow!(batch_of_one)
-        .timeout(Duration::from_secs(60))
-        .start()
-        .await
-        .unwrap();
+    let flow = started!(batch_of_one);
     let (outcomes, runs) = run_with_a_poison(&flow, "batch_of_one", 600, 1).await;
     check(&outcomes, &runs, 1);
     flow.stop(true).await;
@@ -216,11 +215,7 @@ async fn a_batch_handler_in_batches_of_one_loses_only_the_running_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_result_in_a_run_fails_only_its_task() {
-    let flow = aqueduct::flow!(each_forged)
-        .timeout(Duration::from_secs(60))
-        .start()
-        .await
-        .unwrap();
+    let flow = started!(each_forged);
     let (outcomes, runs) = run_with_a_poison(&flow, "each_forged", 600, 2).await;
     let forged = |error: &Error| matches!(error, Error::WorkerProtocol { reason, .. } if reason.contains("names no block"));
     check_failing(&outcomes, &runs, 1, forged, 1);
