@@ -47,10 +47,12 @@ pub(super) fn take_results<S: Stage>(
         answer.published,
     )?;
     let (lent, made) = (lent_with(batch), made_for(answer));
-    // On a violation, the outputs adopted so far are dropped (released) with the rest.
-    (0..count)
-        .map(|index| take_one::<S>(answer, index, &lent, &made))
-        .collect()
+    let mut results = Vec::with_capacity(count);
+    for index in 0..count {
+        // On a violation, the outputs adopted so far are dropped (released) with `results`.
+        results.push(take_one::<S>(answer, index, &lent, &made)?);
+    }
+    Ok(results)
 }
 
 /// Of a lost worker's batch, each task's result (its output or its handler's error), if
@@ -90,8 +92,7 @@ pub(super) fn take_lost<S: Stage>(
     }
     // An answer that was published but is not this request's, or not whole, says
     // nothing about any one task.
-    let answered_whole = wire::check_answer(ctl, &geometry, lane, seq, count, answer.published);
-    if !died && answered_whole.is_err() {
+    if !died && wire::check_answer(ctl, &geometry, lane, seq, count, answer.published).is_err() {
         return ((0..count).map(|_| None).collect(), count);
     }
     let (lent, made) = (lent_with(batch), made_for(answer));
