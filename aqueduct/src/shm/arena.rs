@@ -118,7 +118,7 @@ enum Role {
 struct WorkerScratch {
     map: MmapRaw,
     capacity: usize,
-    /// Bump pointer, the end of the current window, and the last generation handed out.
+    /// Bump pointer, the end of the current window, and the request blocks are made for.
     next: Mutex<ScratchCursor>,
 }
 
@@ -127,7 +127,11 @@ struct ScratchCursor {
     start: usize,
     next: usize,
     end: usize,
-    generation: u64,
+    /// The number of the request the worker runs (0 before the first): every block made
+    /// for it carries it as its generation, for the parent to tell a block of this
+    /// answer from one left over from an earlier request, whose bytes may be another's
+    /// by now (see `Scratch::import`).
+    request: u64,
 }
 
 /// Maps the parent's arena inside a worker process, plus the worker's scratch area.
@@ -157,7 +161,7 @@ pub(crate) fn attach_worker(
                 start: 0,
                 next: 0,
                 end: scratch_capacity,
-                generation: 0,
+                request: 0,
             }),
         }),
     };
@@ -166,11 +170,12 @@ pub(crate) fn attach_worker(
         .map_err(|_| Error::Config("the arena was used before the worker attached it".into()))
 }
 
-/// In a worker: new blocks go to `window` of the scratch area from now on, which starts
-/// empty. The blocks made there for an earlier request have been copied out by the
-/// parent; those of the request answered just before may still be being copied, which
-/// is why consecutive requests get different windows (see the control region's lanes).
-pub(crate) fn reset_worker_scratch(window: std::ops::Range<usize>) {
+/// In a worker: new blocks, made for request `request`, go to `window` of the scratch
+/// area from now on, which starts empty. The blocks made there for an earlier request
+/// have been copied out by the parent; those of the request answered just before may
+/// still be being copied, which is why consecutive requests get different windows (see
+/// the control region's lanes).
+pub(crate) fn reset_worker_scratch(window: std::ops::Range<usize>, request: u64) {
     if let Some(Arena {
         role: Role::Worker(scratch),
         ..
@@ -180,6 +185,7 @@ pub(crate) fn reset_worker_scratch(window: std::ops::Range<usize>) {
         cursor.end = window.end.min(scratch.capacity);
         cursor.start = window.start.min(cursor.end);
         cursor.next = cursor.start;
+        cursor.request = request;
     }
 }
 
@@ -446,7 +452,7 @@ impl Arena {
 
 impl WorkerScratch {
     fn alloc_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<ShmHandle, Error> {
-        let (offset, generation) = {
+        let (offset, request) = {
             let mut cursor = lock(&self.next);
             let offset = cursor.next;
             let end = offset
@@ -458,8 +464,7 @@ impl WorkerScratch {
                     capacity: cursor.end - cursor.start,
                 })?;
             cursor.next = end.next_multiple_of(MIN_BLOCK).min(cursor.end);
-            cursor.generation += 1;
-            (offset, cursor.generation)
+            (offset, cursor.request)
         };
         // SAFETY: `[offset, offset + len)` is inside the scratch mapping (checked above)
         // and was just reserved by the bump pointer, so nothing else refers to it until
@@ -470,7 +475,7 @@ impl WorkerScratch {
         Ok(ShmHandle {
             offset: offset as u64 | SCRATCH_TAG,
             len: len as u64,
-            generation,
+            generation: request,
         })
     }
 }

@@ -53,11 +53,14 @@ impl Scratch {
 
     /// Copies the scratch block a worker's `handle` names into a new arena block (holding
     /// one reference). The handle comes from another process: it must lie inside
-    /// `window`, the part of the area the worker allocated in for this answer.
+    /// `window`, the part of the area the worker allocated in for this answer, and be
+    /// made for `request`, the answer's (a block of an earlier request may hold another
+    /// block's bytes by now).
     pub(crate) fn import(
         &self,
         handle: &ShmHandle,
         window: Range<usize>,
+        request: u64,
     ) -> Result<ShmHandle, ImportError> {
         let offset = handle.offset & !SCRATCH_TAG;
         let len = handle.len;
@@ -70,6 +73,12 @@ impl Scratch {
                     window.start, self.capacity
                 )))
             }
+        }
+        if handle.generation != request {
+            return Err(ImportError::Invalid(format!(
+                "scratch block [{offset}, +{len}) was made for request {}, not for this answer's request {request}",
+                handle.generation
+            )));
         }
         let arena = Arena::global().map_err(ImportError::Arena)?;
         arena

@@ -130,13 +130,15 @@ fn lent_with<T: TaskField>(batch: &[T]) -> Vec<ShmHandle> {
     batch.iter().flat_map(handles_of).collect()
 }
 
-/// The blocks the worker may have made for the answer: its lane's window of its scratch.
+/// The blocks the worker may have made for the answer: in its lane's window of its
+/// scratch, for its request.
 fn made_for<'a>(answer: &Answer<'a>) -> Made<'a> {
     Made {
         scratch: answer.scratch,
         window: answer
             .geometry
             .scratch_window(answer.scratch.capacity(), answer.lane),
+        request: answer.seq,
     }
 }
 
@@ -171,6 +173,8 @@ enum Rejected {
 struct Made<'a> {
     scratch: &'a Scratch,
     window: Range<usize>,
+    /// The request they were made for.
+    request: u64,
 }
 
 /// Makes `output`'s handles the parent's own: each must be empty, a block the worker
@@ -190,7 +194,7 @@ fn adopt_handles<T: TaskField>(
         let owned = if handle.is_empty() {
             ShmHandle::EMPTY
         } else if Scratch::is_scratch(&handle) {
-            made.scratch.import(&handle, made.window.clone()).map_err(|e| match e {
+            made.scratch.import(&handle, made.window.clone(), made.request).map_err(|e| match e {
                 ImportError::Invalid(reason) => Rejected::Invalid(reason),
                 ImportError::Arena(error) => Rejected::Resources(error),
             })?

@@ -365,7 +365,14 @@ fn a_scratch_block_is_copied_into_the_arena() {
     // reads as zeros).
     let mut output = fixture.batch[0];
     let offset = (SCRATCH / 2 + 128) as u64;
-    output.image = bytemuck::cast([crate::shm::arena::SCRATCH_TAG | offset, 5u64, 1u64]);
+    let tag = crate::shm::arena::SCRATCH_TAG;
+    // Made for an earlier request: its bytes may be another block's by now.
+    output.image = bytemuck::cast([tag | offset, 5u64, SEQ - 2]);
+    fixture.answer(SEQ, bytemuck::bytes_of(&output));
+    let stale = fixture.take().unwrap_err();
+    assert!(stale.contains("was made for request 5"), "{stale}");
+    // Made for this answer's request.
+    output.image = bytemuck::cast([tag | offset, 5u64, SEQ]);
     fixture.answer(SEQ, bytemuck::bytes_of(&output));
     let results = fixture.take().unwrap();
     let image = results[0].as_ref().unwrap().image;

@@ -94,7 +94,7 @@ pub(crate) fn worker_entry<S: Stage>(boot: Boot) -> i32 {
         wire::decline_expected(ctl, next_work.declines_expected());
         wire::take(ctl, &geometry, lane, seq);
         super::fault::running(lane, seq);
-        arena::reset_worker_scratch(geometry.scratch_window(boot.spec.scratch_len, lane));
+        arena::reset_worker_scratch(geometry.scratch_window(boot.spec.scratch_len, lane), seq);
         logs::running(seq);
         // Two clock readings a request: its handler's time, and (the second) when it
         // was answered, near enough, for the idle poll.
