@@ -260,7 +260,7 @@ struct UntilGone {
 
 impl Read for UntilGone {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let Some(gone) = self.gone.clone() else {
+        let Some(gone) = &self.gone else {
             return self.stderr.read(out);
         };
         loop {

@@ -30,11 +30,10 @@ pub(super) struct RequestProgress<S> {
     call_end: Cell<usize>,
     /// The running call's next task to begin, while a per-task loop tells of them.
     next: Cell<usize>,
-    /// The request's first `written` results are written.
+    /// The request's first `written` results are written. A per-task loop writes each
+    /// result as its task ends while they follow on from these (until one cannot be: an
+    /// output of another type than the stage's, from a hand-written handler).
     written: Cell<usize>,
-    /// Whether the per-task loop's results are written as they end (until one cannot be:
-    /// an output of another type than the stage's, from a hand-written handler).
-    streaming: Cell<bool>,
     _stage: PhantomData<fn() -> S>,
 }
 
@@ -49,7 +48,6 @@ impl<S: Stage> RequestProgress<S> {
             call_end: Cell::new(0),
             next: Cell::new(0),
             written: Cell::new(0),
-            streaming: Cell::new(false),
             _stage: PhantomData,
         }
     }
@@ -96,7 +94,6 @@ impl<S: Stage> Observer for RequestProgress<S> {
     fn loop_starts(&self) {
         let start = self.call_start.get();
         self.next.set(start);
-        self.streaming.set(self.written.get() == start);
         self.set_begun(start);
     }
 
@@ -107,13 +104,14 @@ impl<S: Stage> Observer for RequestProgress<S> {
     fn task_ended(&self, outcome: Result<&dyn Any, &str>) {
         let index = self.next.get();
         self.next.set(index + 1);
-        if !self.streaming.get() || index >= self.call_end.get() {
+        if index != self.written.get() || index >= self.call_end.get() {
             return;
         }
         let outcome = match outcome {
             Ok(output) => match output.downcast_ref::<S::Output>() {
                 Some(output) => Outcome::Output(bytemuck::bytes_of(output)),
-                None => return self.streaming.set(false),
+                // Not written, so no later task's result is written as it ends either.
+                None => return,
             },
             Err(message) => Outcome::Error(message),
         };

@@ -34,9 +34,9 @@
 //! - the worker likewise refuses a request whose checksum does not match, before taking
 //!   it, so a stray write into a queued request never runs as a task;
 //! - of a request whose worker was lost, the tasks past the lane's `begun` count never
-//!   ran, and may go again, only if that count matches its checksum ([`begun`]); and
-//!   the results the worker wrote before it was lost count only as a run of valid slots
-//!   from the first, with no slot stamped for the request after it.
+//!   ran, and may go again, only if that count matches its checksum ([`begun`]) and no
+//!   slot past it is stamped for the request; a result the worker wrote before it was
+//!   lost counts only as any answer's does, slot by slot ([`read_result`]).
 //!
 //! Slot contents are written before the sequence number that publishes them (Release)
 //! and read after it was observed (Acquire). Wake-ups use eventfds under an event-count
